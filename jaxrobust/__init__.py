@@ -1,0 +1,3 @@
+"""jaxrobust: adversarial robustness research in JAX/Flax."""
+
+__version__ = "0.1.0"

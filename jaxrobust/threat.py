@@ -1,0 +1,186 @@
+"""Threat models: projections onto eps-balls and the [0, 1] box, random starts, input checks.
+
+All functions take images ``x`` of shape ``(B, ...)`` and ``eps`` either a scalar or a
+per-example array of shape ``(B,)``. Norms are per example over all non-batch axes.
+Every attack applies the ball projection first and the box clip second (box clipping only
+shrinks ``|delta_i|``, so the result stays in the ball).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust.types import Array
+
+Norm = Union[str, float, int]
+_NORMS = {"inf": "linf", "linf": "linf", "l_inf": "linf", "2": "l2", "l2": "l2", "1": "l1", "l1": "l1"}
+
+
+def canonical_norm(norm: Norm) -> str:
+  """Maps 'inf'/np.inf/'Linf'/2/'L2'/1 to 'linf', 'l2' or 'l1'; raises on anything else."""
+  if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+    key = "inf" if math.isinf(norm) else str(int(norm))
+  else:
+    key = str(norm).lower()
+  if key not in _NORMS:
+    raise ValueError(f"unknown norm {norm!r}; expected one of 'linf' (np.inf), 'l2' (2) or 'l1' (1)")
+  return _NORMS[key]
+
+
+def _bcast(eps, x: Array) -> Array:
+  """Broadcasts a scalar or (B,) eps against x of shape (B, ...)."""
+  eps = jnp.asarray(eps, dtype=x.dtype)
+  if eps.ndim == 0:
+    return eps
+  return eps.reshape(eps.shape + (1,) * (x.ndim - eps.ndim))
+
+
+def per_example_norm(v: Array, norm: Norm) -> Array:
+  """(B, ...) -> (B,) Lp norm over all non-batch axes."""
+  norm = canonical_norm(norm)
+  flat = v.reshape(v.shape[0], -1)
+  if norm == "linf":
+    return jnp.max(jnp.abs(flat), axis=1)
+  if norm == "l2":
+    return jnp.sqrt(jnp.sum(flat * flat, axis=1))
+  return jnp.sum(jnp.abs(flat), axis=1)
+
+
+def clip_box(x: Array, low: float = 0.0, high: float = 1.0) -> Array:
+  return jnp.clip(x, low, high)
+
+
+def project_linf(x_adv: Array, x: Array, eps) -> Array:
+  """Pi_inf(x'; x, eps) = clip(x', x - eps, x + eps) elementwise."""
+  e = _bcast(eps, x)
+  return jnp.clip(x_adv, x - e, x + e)
+
+
+def project_l2(x_adv: Array, x: Array, eps) -> Array:
+  """Pi_2(x'; x, eps) = x + delta * min(1, eps / ||delta||_2) (torch ``renorm`` semantics)."""
+  delta = x_adv - x
+  n = per_example_norm(delta, "l2")
+  eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), n.shape)
+  # Dividing by a safe norm keeps the gradient of this projection finite at delta = 0.
+  factor = jnp.minimum(1.0, eps / jnp.where(n > 0, n, 1.0))
+  return x + delta * factor.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+def project_l1(x_adv: Array, x: Array, eps) -> Array:
+  """Euclidean projection of delta onto the L1 ball (Duchi et al. 2008), per example."""
+  delta = x_adv - x
+  b = delta.shape[0]
+  flat = delta.reshape(b, -1)
+  eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (b,))
+  abs_d = jnp.abs(flat)
+  mu = -jnp.sort(-abs_d, axis=1)
+  cumsum = jnp.cumsum(mu, axis=1)
+  ar = jnp.arange(1, flat.shape[1] + 1, dtype=x.dtype)
+  cond = mu - (cumsum - eps[:, None]) / ar > 0
+  rho = jnp.max(jnp.where(cond, ar, 0), axis=1)
+  theta = (jnp.take_along_axis(cumsum, (rho.astype(jnp.int32) - 1)[:, None], axis=1)[:, 0] - eps) / rho
+  inside = jnp.sum(abs_d, axis=1) <= eps
+  theta = jnp.where(inside, 0.0, jnp.maximum(theta, 0.0))
+  proj = jnp.sign(flat) * jnp.maximum(abs_d - theta[:, None], 0.0)
+  return x + proj.reshape(delta.shape)
+
+
+def project(x_adv: Array, x: Array, eps, norm: Norm) -> Array:
+  """Ball projection for the given norm (no box clip)."""
+  norm = canonical_norm(norm)
+  if norm == "linf":
+    return project_linf(x_adv, x, eps)
+  if norm == "l2":
+    return project_l2(x_adv, x, eps)
+  return project_l1(x_adv, x, eps)
+
+
+def project_ball_and_box(x_adv: Array, x: Array, eps, norm: Norm) -> Array:
+  """Ball projection, then the [0, 1] box."""
+  return clip_box(project(x_adv, x, eps, norm))
+
+
+def random_start(key, x: Array, eps, norm: Norm) -> Array:
+  """PGD random start (Madry / Rice ``attack_pgd``), box-clipped.
+
+  Linf: x + U(-eps, eps)^d. L2: x + r * eps * n / ||n||_2 with n ~ N(0, I), r ~ U(0, 1)
+  per example (uniform radius, as the reference code does; not uniform in the ball).
+  """
+  norm = canonical_norm(norm)
+  if norm == "linf":
+    delta = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * _bcast(eps, x)
+  elif norm == "l2":
+    kn, kr = jax.random.split(key)
+    n = jax.random.normal(kn, x.shape, x.dtype)
+    nn = per_example_norm(n, "l2")
+    r = jax.random.uniform(kr, (x.shape[0],), x.dtype)
+    scale = r * jnp.broadcast_to(jnp.asarray(eps, x.dtype), r.shape) / jnp.maximum(nn, 1e-12)
+    delta = n * scale.reshape((-1,) + (1,) * (x.ndim - 1))
+  else:
+    kn, kr = jax.random.split(key)
+    n = jax.random.laplace(kn, x.shape, x.dtype)
+    r = jax.random.uniform(kr, (x.shape[0],), x.dtype)
+    scale = r * jnp.broadcast_to(jnp.asarray(eps, x.dtype), r.shape) / jnp.maximum(per_example_norm(n, "l1"), 1e-12)
+    delta = n * scale.reshape((-1,) + (1,) * (x.ndim - 1))
+  return clip_box(x + delta)
+
+
+def normalize_gradient(g: Array, norm: Norm) -> Array:
+  """Steepest-ascent direction for a unit step: sign(g) for Linf, g / ||g||_2 for L2."""
+  norm = canonical_norm(norm)
+  if norm == "linf":
+    return jnp.sign(g)
+  n = per_example_norm(g, "l2" if norm == "l2" else "l1")
+  return g / (n.reshape((-1,) + (1,) * (g.ndim - 1)) + 1e-10)
+
+
+# ----------------------------------------------------------------------------------------
+# Input validation: these run on concrete (host) values only, never inside jit.
+# ----------------------------------------------------------------------------------------
+
+def _is_concrete(a) -> bool:
+  return not isinstance(a, jax.core.Tracer)
+
+
+def check_eps(eps, batch_size: int | None = None, name: str = "eps") -> None:
+  """Raises ValueError for eps < 0, NaN, or a per-example eps of the wrong shape."""
+  if not _is_concrete(eps):
+    return
+  arr = np.asarray(eps)
+  if arr.ndim > 1 or (arr.ndim == 1 and batch_size is not None and arr.shape[0] != batch_size):
+    raise ValueError(f"{name} must be a scalar or an array of shape (batch,)=({batch_size},); got shape {arr.shape}")
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f"{name} must be finite; got {eps!r}")
+  if np.any(arr < 0):
+    raise ValueError(f"{name} must be >= 0; got {eps!r}")
+
+
+def check_images(x, name: str = "x", min_rank: int = 2) -> None:
+  """Raises for non-float dtypes, wrong rank, or pixels outside [0, 1] (checked when concrete)."""
+  if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f"{name} must be a floating-point array of pixels in [0, 1]; got dtype "
+                    f"{getattr(x, 'dtype', type(x))}. Convert uint8 images with x.astype(np.float32) / 255.")
+  if x.ndim < min_rank:
+    raise ValueError(f"{name} must have a leading batch axis (rank >= {min_rank}); got shape {x.shape}")
+  if _is_concrete(x):
+    lo, hi = float(jnp.min(x)), float(jnp.max(x))
+    if lo < 0.0 or hi > 1.0:
+      raise ValueError(f"{name} must hold pixels in [0, 1] (attacks work in pixel space; the model normalises "
+                       f"internally); got values in [{lo:.4g}, {hi:.4g}]")
+
+
+def check_labels(y, batch_size: int, num_classes: int | None = None, name: str = "y") -> None:
+  """Raises for non-integer labels, a wrong batch size, or labels outside [0, num_classes)."""
+  if not hasattr(y, "dtype") or not jnp.issubdtype(y.dtype, jnp.integer):
+    raise TypeError(f"{name} must be integer class labels; got dtype {getattr(y, 'dtype', type(y))}")
+  if y.shape != (batch_size,):
+    raise ValueError(f"{name} must have shape (batch,)=({batch_size},); got {y.shape}")
+  if num_classes is not None and _is_concrete(y) and y.size:
+    lo, hi = int(jnp.min(y)), int(jnp.max(y))
+    if lo < 0 or hi >= num_classes:
+      raise ValueError(f"{name} must lie in [0, {num_classes}); got labels in [{lo}, {hi}]")
