@@ -104,3 +104,24 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
   carry = (init_x, final_loss(init_x))
   best_x, _ = jax.lax.fori_loop(1, restarts, restart_body, carry)
   return best_x
+
+
+def _pgd_factory(*, eps, step_size=None, steps=10, norm="linf", **kw):
+  if step_size is None:  # Madry's alpha = 2.5 eps / T, a common default when none is given
+    step_size = 2.5 * eps / max(steps, 1)
+
+  def attack(logits_fn, x, y, key):
+    return pgd(logits_fn, x, y, key, eps=eps, step_size=step_size, steps=steps, norm=norm, **kw)
+  return attack
+
+
+def _bim_factory(*, eps, step_size=None, steps=10, **kw):
+  return _pgd_factory(eps=eps, step_size=step_size, steps=steps, init="none", **kw)
+
+
+REGISTRY = {
+    "pgd": _pgd_factory,
+    "pgd_linf": lambda **kw: _pgd_factory(norm="linf", **kw),
+    "pgd_l2": lambda **kw: _pgd_factory(norm="l2", **kw),
+    "bim": _bim_factory,
+}
