@@ -1,0 +1,106 @@
+"""How training methods plug into the engine.
+
+A method is three pure pieces, all traced inside the one jitted train step:
+
+* ``attack(params, batch_stats, batch, key, method_state, ctx) -> (x_adv, attack_aux)``:
+  the attack used in training (``None`` for standard training). It sees the model only
+  through ``ctx.eval_forward`` (inference mode: running BN statistics, as the reference code
+  runs attacks with ``model.eval()``); ``x_adv`` is treated as a constant by the loss.
+* ``loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx)
+  -> (loss, LossAux)``: differentiated with respect to ``params``. Forward passes that should
+  update BN statistics go through ``ctx.forward`` (train mode), which threads the statistics
+  functionally: ``out, batch_stats = ctx.forward(params, batch_stats, x)``.
+* ``init_state(info: DatasetInfo) -> pytree``: method state (moving averages, counters).
+  It lives in the train state, is updated only through ``LossAux.method_state``, and is
+  checkpointed with everything else.
+
+``post_update(params) -> params`` runs after each optimiser step (e.g. SPAT's renormalised
+cosine head). Hyper-parameters are static: a factory closes over them, so changing data
+never recompiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust.types import Array, ModelOutput, PyTree
+
+
+class StepContext(NamedTuple):
+  """What the engine hands to a method inside the train step.
+
+  forward: (params, batch_stats, x) -> (ModelOutput, batch_stats), train mode.
+  eval_forward: (params, batch_stats, x) -> ModelOutput, inference mode.
+  step: scalar int32, optimiser steps taken so far.
+  epoch: scalar float32, step / steps_per_epoch (fractional), for burn-in schedules.
+  num_classes: static int.
+  """
+  forward: Callable[[PyTree, PyTree, Array], tuple[ModelOutput, PyTree]]
+  eval_forward: Callable[[PyTree, PyTree, Array], ModelOutput]
+  step: Array
+  epoch: Array
+  num_classes: int
+
+
+class LossAux(NamedTuple):
+  """Returned next to the loss: updated BN statistics and method state, and metrics.
+
+  metrics: dict of scalars (mean over the batch); the engine reports them. By convention
+  'acc' is clean accuracy and 'adv_acc' accuracy on x_adv when the method computed them.
+  """
+  batch_stats: PyTree
+  method_state: PyTree
+  metrics: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What ``init_state`` may depend on: sizes and labels of the training set."""
+  num_examples: int
+  num_classes: int
+  labels: np.ndarray | None = None
+
+
+def _no_state(info: DatasetInfo) -> PyTree:
+  return ()
+
+
+def _identity(params: PyTree) -> PyTree:
+  return params
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  loss: Callable[..., tuple[Array, LossAux]]
+  attack: Callable[..., tuple[Array, Any]] | None = None
+  init_state: Callable[[DatasetInfo], PyTree] = _no_state
+  post_update: Callable[[PyTree], PyTree] = _identity
+  hparams: dict = dataclasses.field(default_factory=dict)
+
+
+def logits_fn_for(ctx: StepContext, params, batch_stats):
+  """Inference-mode ``x -> logits`` closure for attacks."""
+  return lambda x: ctx.eval_forward(params, batch_stats, x).logits
+
+
+def masked_mean(values: Array, mask: Array | None) -> Array:
+  """Mean over examples with mask 1 (all when mask is None)."""
+  if mask is None:
+    return jnp.mean(values)
+  mask = mask.astype(values.dtype)
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def accuracy(logits: Array, y: Array) -> Array:
+  from jaxrobust.losses import is_correct
+  return jnp.mean(is_correct(logits, y).astype(jnp.float32))
+
+
+def stop(x):
+  return jax.lax.stop_gradient(x)

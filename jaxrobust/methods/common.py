@@ -1,0 +1,48 @@
+"""Pieces shared by training methods: the training PGD, loss selection by head type."""
+
+from __future__ import annotations
+
+import jax
+
+from jaxrobust import losses as losses_lib
+from jaxrobust.attacks.pgd import pgd
+from jaxrobust.methods.base import logits_fn_for, stop
+
+
+def is_single_logit(logits) -> bool:
+  return logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1)
+
+
+def classification_loss(logits, y):
+  """Per-example CE for (B, K) logits, BCE(sigmoid z, y) for single-logit (B, 1) outputs."""
+  if is_single_logit(logits):
+    return losses_lib.binary_cross_entropy(logits, y)
+  return losses_lib.cross_entropy(logits, y)
+
+
+def kl_to_clean(adv_logits, clean_logits):
+  """Per-example KL(p_clean || p_adv): softmax for (B, K), Bernoulli for single-logit."""
+  if is_single_logit(adv_logits):
+    return losses_lib.bernoulli_kl(adv_logits, None, clean_logits)
+  return losses_lib.kl_divergence(adv_logits, None, clean_logits)
+
+
+def auto_attack_loss(name: str):
+  """'ce' / 'kl' resolved to the single-logit variants when the head has one logit."""
+  def loss(logits, y, ref_logits):
+    if name == "ce":
+      return classification_loss(logits, y)
+    if name == "kl":
+      return kl_to_clean(logits, ref_logits)
+    return losses_lib.get_attack_loss(name)[0](logits, y, ref_logits)
+  loss.needs_reference = name == "kl"
+  return loss
+
+
+def training_pgd(params, batch_stats, batch, key, ctx, *, eps, step_size, steps, loss="ce",
+                 init="uniform", norm="linf"):
+  """The inner maximisation every adversarial-training method uses, in inference mode."""
+  logits_fn = logits_fn_for(ctx, params, batch_stats)
+  x_adv = pgd(logits_fn, batch["image"], batch["label"], key, eps=eps, step_size=step_size,
+              steps=steps, norm=norm, loss=auto_attack_loss(loss), init=init)
+  return stop(x_adv)

@@ -1,0 +1,122 @@
+"""orbax checkpoints of the whole train state, with clear errors for corrupt or mismatched ones.
+
+Layout: ``<dir>/<step>/{state, meta}``; ``meta`` is JSON (config, epoch, data position).
+orbax writes each step to a temporary directory and renames it when complete, so a run killed
+mid-save leaves the previous checkpoint as the latest valid one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be used: unreadable, corrupt, or for a different model/config."""
+
+
+class Checkpointer:
+  """Saves every ``every_steps`` steps (and on demand); keeps the newest ``max_to_keep``."""
+
+  def __init__(self, directory: str, *, every_steps: int = 100, max_to_keep: int = 2):
+    directory = os.path.abspath(directory)
+    try:
+      os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+      raise CheckpointError(f"cannot create checkpoint directory {directory!r}: {e}") from e
+    if not os.access(directory, os.W_OK):
+      raise CheckpointError(f"checkpoint directory {directory!r} is not writable")
+    self.directory = directory
+    self.every_steps = max(int(every_steps), 1)
+    self._manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             enable_async_checkpointing=False),
+        item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def should_save(self, step: int) -> bool:
+    return step % self.every_steps == 0
+
+  def save(self, step: int, state, meta: dict[str, Any], *, force: bool = False) -> bool:
+    if not force and not self.should_save(step):
+      return False
+    if step in self._manager.all_steps():
+      return False
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     meta=ocp.args.JsonSave(meta)), force=True)
+    self._manager.wait_until_finished()
+    return True
+
+  def restore(self, target_state, step: int | None = None):
+    """Restores ``(state, meta)`` into the structure of ``target_state`` (shapes checked)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint found in {self.directory!r}")
+    path = os.path.join(self.directory, str(step))
+    try:
+      meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      tree_meta = self._manager.item_metadata(step)["state"]
+    except Exception as e:  # orbax raises many types for unreadable files
+      raise CheckpointError(f"checkpoint {path!r} is unreadable or corrupt ({type(e).__name__}: {e}). "
+                            "Delete it to resume from an earlier one, or start a fresh run.") from e
+    _check_compatible(tree_meta, target_state, path)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
+    try:
+      state = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))["state"]
+    except Exception as e:
+      raise CheckpointError(f"checkpoint {path!r} could not be restored ({type(e).__name__}: {e}); "
+                            "it is corrupt or was written for a different model/config") from e
+    return state, meta
+
+  def close(self):
+    self._manager.close()
+
+
+def _check_compatible(saved_meta, target, path: str) -> None:
+  """Raises CheckpointError naming the first leaf whose path/shape differs."""
+  saved = _leaf_shapes(saved_meta)
+  want = _leaf_shapes(target)
+  missing = sorted(set(want) - set(saved))
+  extra = sorted(set(saved) - set(want))
+  if missing or extra:
+    raise CheckpointError(
+        f"checkpoint {path!r} does not match this model/config: "
+        f"{len(missing)} entries missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})")
+  for k, shape in want.items():
+    if tuple(saved[k]) != tuple(shape):
+      raise CheckpointError(f"checkpoint {path!r} does not match this model/config: {k} has shape "
+                            f"{tuple(saved[k])} in the checkpoint but {tuple(shape)} in the model")
+
+
+def _leaf_shapes(tree) -> dict[str, tuple]:
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  out = {}
+  for path, leaf in flat:
+    shape = getattr(leaf, "shape", None)
+    if shape is None:
+      shape = np.shape(leaf)
+    out[jax.tree_util.keystr(path)] = tuple(shape)
+  return out
+
+
+def write_json(path: str, obj) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2, default=_json_default)
+
+
+def _json_default(o):
+  if isinstance(o, (np.floating, np.integer)):
+    return o.item()
+  if isinstance(o, np.ndarray) or hasattr(o, "__array__"):
+    return np.asarray(o).tolist()
+  return str(o)

@@ -1,0 +1,234 @@
+"""The training loop: data -> sharded jitted steps -> checkpoints, JSON-lines metrics, report.
+
+``Trainer(config).run()`` trains (resuming from the newest checkpoint in
+``<output_dir>/checkpoints`` when there is one), evaluates and writes ``report.json``.
+Resuming is exact: the data order is a function of (seed, epoch), the PRNG key lives in the
+state, and the loop skips the batches of the current epoch already consumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust import parallel
+from jaxrobust.configs.base import validate_config
+from jaxrobust.methods.base import DatasetInfo
+from jaxrobust.methods.registry import get_method
+from jaxrobust.train.checkpoint import Checkpointer, write_json
+from jaxrobust.train.optim import make_optimizer, make_schedule
+from jaxrobust.train.state import TrainState, create_train_state, variables_of
+from jaxrobust.train.step import make_train_step
+
+
+def _method_kwargs(cfg):
+  return {k: v for k, v in cfg["method"].items() if k != "name"}
+
+
+def _model_kwargs(cfg):
+  return {k: v for k, v in cfg["model"].items() if k != "name"}
+
+
+def build_model(cfg, num_classes: int):
+  from jaxrobust.models import get_model
+  return get_model(cfg["model"]["name"], num_classes, **_model_kwargs(cfg))
+
+
+def load_splits(cfg):
+  """(train, test) ArrayDatasets, with optional subsets for reduced-scale runs."""
+  from jaxrobust.data import load_dataset
+  d = cfg["data"]
+  kw = dict(source=d.get("source", "auto"), data_dir=d.get("data_dir"))
+  if d.get("label_mode"):
+    kw["label_mode"] = d["label_mode"]
+  train = load_dataset(d["name"], "train", **kw)
+  test = load_dataset(d["name"], "test", **kw)
+  if d.get("train_subset"):
+    train = train.take(int(d["train_subset"]))
+  if d.get("test_subset"):
+    test = test.take(int(d["test_subset"]))
+  return train, test
+
+
+class Trainer:
+  """Owns one run: model, method, optimiser, mesh, jitted step and checkpointer."""
+
+  def __init__(self, cfg: dict, *, train_ds=None, test_ds=None, progress: bool = True):
+    validate_config(cfg)
+    self.cfg = cfg
+    self.progress = progress
+    self.output_dir = os.path.abspath(cfg["output_dir"])
+    _ensure_writable(self.output_dir)
+    write_json(os.path.join(self.output_dir, "config.json"), cfg)
+    if train_ds is None:
+      train_ds, test_ds = load_splits(cfg)
+    self.train_ds, self.test_ds = train_ds, test_ds
+    t = cfg["train"]
+    self.batch_size = int(t["batch_size"])
+    self.mesh = parallel.make_mesh(t.get("num_devices"))
+    parallel.check_batch_divisible(self.batch_size, self.mesh)
+    self.steps_per_epoch = len(train_ds) // self.batch_size
+    if self.steps_per_epoch < 1:
+      raise ValueError(f"train.batch_size {self.batch_size} is larger than the training set "
+                       f"({len(train_ds)} examples)")
+    self.epochs = int(t["epochs"])
+    self.total_steps = self.steps_per_epoch * self.epochs
+    self.num_classes = train_ds.num_classes
+    self.module = build_model(cfg, self.num_classes)
+    self.method = get_method(cfg["method"]["name"], **_method_kwargs(cfg))
+    o = cfg["optim"]
+    self.schedule = make_schedule(lr=float(o["lr"]), schedule=o.get("schedule", "constant"),
+                                  steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
+                                  boundaries=tuple(o.get("boundaries", ())), decay=float(o.get("decay", 0.1)),
+                                  warmup_epochs=float(o.get("warmup_epochs", 0.0)))
+    self.tx = make_optimizer(name=o.get("name", "sgd"), lr_schedule=self.schedule,
+                             momentum=float(o.get("momentum", 0.9)), nesterov=bool(o.get("nesterov", False)),
+                             weight_decay=float(o.get("weight_decay", 0.0)))
+    augment = None
+    if cfg["data"].get("augment"):
+      from jaxrobust.data import random_crop_flip
+      augment = random_crop_flip
+    step = make_train_step(self.module, self.method, self.tx, steps_per_epoch=self.steps_per_epoch,
+                           num_classes=self.num_classes, augment=augment)
+    repl, data = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
+    self.step_fn = jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=(0,))
+    self.checkpointer = Checkpointer(os.path.join(self.output_dir, "checkpoints"),
+                                     every_steps=int(t.get("checkpoint_every_steps", 200)))
+
+  # -------------------------------------------------------------------------------------
+  def init_state(self) -> TrainState:
+    from jaxrobust.models import init_model
+    seed = int(self.cfg["seed"])
+    init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
+    variables = init_model(self.module, init_key, (1,) + tuple(self.train_ds.image_shape))
+    info = DatasetInfo(num_examples=len(self.train_ds), num_classes=self.num_classes,
+                       labels=np.asarray(self.train_ds.labels))
+    state = create_train_state(variables, self.tx, state_key, self.method.init_state(info))
+    return parallel.replicate(state, self.mesh)
+
+  def restore_or_init(self, resume: bool = True) -> TrainState:
+    state = self.init_state()
+    if resume and self.checkpointer.latest_step() is not None:
+      state, meta = self.checkpointer.restore(state)
+      if meta.get("config_fingerprint") != _fingerprint(self.cfg):
+        from jaxrobust.train.checkpoint import CheckpointError
+        raise CheckpointError(
+            f"the checkpoint in {self.checkpointer.directory!r} was written by a different config "
+            f"(method/model/data/optim/train differ); use a new output_dir or delete it")
+      state = parallel.replicate(state, self.mesh)
+    return state
+
+  def _meta(self, state) -> dict:
+    return {"step": int(state.step), "config_fingerprint": _fingerprint(self.cfg),
+            "steps_per_epoch": self.steps_per_epoch}
+
+  def batches(self, epoch: int, skip: int = 0):
+    from jaxrobust.data import batch_iterator
+    it = batch_iterator(self.train_ds, self.batch_size, seed=int(self.cfg["seed"]), epoch=epoch,
+                        shuffle=True, drop_remainder=True)
+    for i, batch in enumerate(it):
+      if i < skip:
+        continue
+      yield batch
+
+  # -------------------------------------------------------------------------------------
+  def fit(self, state: TrainState | None = None, *, resume: bool = True,
+          max_steps: int | None = None, on_step=None) -> TrainState:
+    """Trains until ``epochs`` (or ``max_steps`` total steps) and checkpoints at the end.
+
+    on_step(step, state): called after every step (after its checkpoint, if one was due).
+    """
+    if state is None:
+      state = self.restore_or_init(resume)
+    start = int(state.step)
+    end = self.total_steps if max_steps is None else min(self.total_steps, int(max_steps))
+    log_every = max(int(self.cfg["train"].get("log_every_steps", 20)), 1)
+    metrics_path = os.path.join(self.output_dir, "metrics.jsonl")
+    bar = _progress(total=end, initial=start, enabled=self.progress, desc=f"train {self.method.name}")
+    pending: list = []  # device-side metrics, fetched only when logging (no per-step host sync)
+    t_last = time.perf_counter()
+    step = start
+    with open(metrics_path, "a") as mfile:
+      while step < end:
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        for batch in self.batches(epoch, skip=offset):
+          batch = parallel.shard_batch({k: batch[k] for k in ("image", "label", "index")}, self.mesh)
+          state, metrics = self.step_fn(state, batch)
+          step += 1
+          pending.append(metrics)
+          if bar is not None:
+            bar.update(1)
+          if step % log_every == 0 or step == end:
+            host = jax.device_get(pending)
+            now = time.perf_counter()
+            record = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+            record.update(step=step, epoch=step / self.steps_per_epoch, lr=float(self.schedule(step - 1)),
+                          examples_per_s=len(host) * self.batch_size / max(now - t_last, 1e-9))
+            mfile.write(json.dumps(record) + "\n")
+            mfile.flush()
+            if bar is not None:
+              bar.set_postfix(loss=f"{record['loss']:.3f}",
+                              acc=f"{record.get('adv_acc', record.get('acc', float('nan'))):.3f}")
+            pending, t_last = [], now
+          self.checkpointer.save(step, state, self._meta(state))
+          if on_step is not None:
+            on_step(step, state)
+          if step >= end:
+            break
+    if bar is not None:
+      bar.close()
+    self.checkpointer.save(int(state.step), state, self._meta(state), force=True)
+    return state
+
+  def variables(self, state: TrainState) -> dict:
+    return jax.device_get(variables_of(state))
+
+
+def _progress(*, total, initial, enabled, desc):
+  if not enabled:
+    return None
+  from tqdm.auto import tqdm
+  return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def _fingerprint(cfg) -> str:
+  """Hash of everything that changes the training trajectory (not output_dir / eval)."""
+  import hashlib
+  keep = {k: cfg[k] for k in ("seed", "data", "model", "method", "optim") if k in cfg}
+  keep["train"] = {k: v for k, v in cfg["train"].items()
+                   if k in ("epochs", "batch_size")}
+  return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _ensure_writable(path: str) -> None:
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise PermissionError(f"output directory {path!r} cannot be created: {e}") from e
+  if not os.access(path, os.W_OK):
+    raise PermissionError(f"output directory {path!r} is not writable")
+
+
+def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True) -> dict[str, Any]:
+  """Trains per config, evaluates the final model with ``cfg['eval']`` and writes report.json."""
+  from jaxrobust.evaluate.robust import evaluate_from_config
+  t0 = time.perf_counter()
+  trainer = Trainer(cfg, progress=progress)
+  state = trainer.fit(resume=resume)
+  train_s = time.perf_counter() - t0
+  variables = trainer.variables(state)
+  from jaxrobust.models import make_apply
+  eval_report = evaluate_from_config(make_apply(trainer.module), variables, trainer.test_ds, cfg,
+                                     progress=progress, mesh=trainer.mesh)
+  report = {"config": cfg, "steps": int(state.step), "train_seconds": train_s,
+            "devices": int(trainer.mesh.devices.size), "backend": jax.default_backend(),
+            "evaluation": eval_report}
+  write_json(os.path.join(trainer.output_dir, "report.json"), report)
+  trainer.checkpointer.close()
+  return report

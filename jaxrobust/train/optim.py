@@ -1,0 +1,56 @@
+"""Optimisers and learning-rate schedules as the papers apply them.
+
+Weight decay is PyTorch's coupled L2 (``torch.optim.SGD/Adam(weight_decay=wd)``): wd * w is
+added to the gradient *before* momentum / Adam moments, on every parameter (BN and biases
+included), which is what every reference script in ``../shared/spec`` uses. ``adamw`` gives
+decoupled decay for users who want it.
+"""
+
+from __future__ import annotations
+
+import optax
+
+SCHEDULES = ("constant", "piecewise", "cosine")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def make_schedule(*, lr: float, schedule: str = "constant", steps_per_epoch: int, epochs: int,
+                  boundaries=(), decay: float = 0.1, warmup_epochs: float = 0.0) -> optax.Schedule:
+  """Per-step learning rate.
+
+  piecewise: lr * decay^k after the k-th epoch boundary (``boundaries`` in epochs, e.g. (75, 90)).
+  cosine: cosine decay from lr to 0 over all epochs. warmup_epochs: linear warm-up first.
+  """
+  if lr <= 0:
+    raise ValueError(f"learning rate must be > 0; got {lr}")
+  if schedule not in SCHEDULES:
+    raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {SCHEDULES}")
+  total = max(1, int(steps_per_epoch * epochs))
+  if schedule == "constant":
+    base = optax.constant_schedule(lr)
+  elif schedule == "piecewise":
+    bounds = {int(round(b * steps_per_epoch)): decay for b in sorted(boundaries)}
+    base = optax.piecewise_constant_schedule(lr, bounds)
+  else:
+    base = optax.cosine_decay_schedule(lr, total)
+  warm = int(round(warmup_epochs * steps_per_epoch))
+  if warm > 0:
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), base], [warm])
+  return base
+
+
+def make_optimizer(*, name: str = "sgd", lr_schedule: optax.Schedule, momentum: float = 0.9,
+                   nesterov: bool = False, weight_decay: float = 0.0, b1: float = 0.9,
+                   b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+  if name not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+  if weight_decay < 0:
+    raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
+  if name == "adamw":
+    return optax.adamw(lr_schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  decay = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+  if name == "sgd":
+    core = optax.sgd(lr_schedule, momentum=momentum or None, nesterov=nesterov)
+  else:
+    core = optax.adam(lr_schedule, b1=b1, b2=b2, eps=eps)
+  return optax.chain(*decay, core)

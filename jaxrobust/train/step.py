@@ -1,0 +1,86 @@
+"""The pure train step ``(state, batch) -> (state, metrics)`` built from a model, method and optimiser."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrobust.methods.base import Method, StepContext
+from jaxrobust.train.state import TrainState
+from jaxrobust.types import ModelOutput
+
+
+def _variables(params, batch_stats):
+  v = {"params": params}
+  if jax.tree.leaves(batch_stats):
+    v["batch_stats"] = batch_stats
+  return v
+
+
+def make_forwards(module):
+  """(train_forward, eval_forward) threading BN statistics functionally."""
+
+  def eval_forward(params, batch_stats, x) -> ModelOutput:
+    return module.apply(_variables(params, batch_stats), x, train=False, return_features=True)
+
+  def train_forward(params, batch_stats, x):
+    if not jax.tree.leaves(batch_stats):
+      out = module.apply({"params": params}, x, train=True, return_features=True)
+      return out, batch_stats
+    out, updates = module.apply(_variables(params, batch_stats), x, train=True,
+                                return_features=True, mutable=["batch_stats"])
+    return out, updates["batch_stats"]
+
+  return train_forward, eval_forward
+
+
+def make_context(module, step, steps_per_epoch: int, num_classes: int) -> StepContext:
+  train_forward, eval_forward = make_forwards(module)
+  epoch = step.astype(jnp.float32) / float(max(steps_per_epoch, 1))
+  return StepContext(forward=train_forward, eval_forward=eval_forward, step=step, epoch=epoch,
+                     num_classes=num_classes)
+
+
+def make_train_step(module, method: Method, tx: optax.GradientTransformation, *,
+                    steps_per_epoch: int, num_classes: int,
+                    augment: Callable | None = None) -> Callable:
+  """Returns ``train_step(state, batch) -> (state, metrics)``; jit it (with shardings) once.
+
+  batch: {'image': (B,H,W,C) float32 in [0,1], 'label': (B,) int32, 'index': (B,) int32,
+  optionally 'mask': (B,) float32}. ``augment(key, images) -> images`` runs first if given.
+  """
+
+  def train_step(state: TrainState, batch):
+    key = jax.random.wrap_key_data(state.key) if state.key.dtype == jnp.uint32 else state.key
+    key, aug_key, attack_key, loss_key = jax.random.split(key, 4)
+    if augment is not None:
+      batch = dict(batch, image=augment(aug_key, batch["image"]))
+    ctx = make_context(module, state.step, steps_per_epoch, num_classes)
+
+    if method.attack is not None:
+      x_adv, attack_aux = method.attack(state.params, state.batch_stats, batch, attack_key,
+                                        state.method_state, ctx)
+      x_adv = jax.lax.stop_gradient(x_adv)
+      attack_aux = jax.lax.stop_gradient(attack_aux)
+    else:
+      x_adv, attack_aux = None, None
+
+    def loss_fn(params):
+      return method.loss(params, state.batch_stats, batch, x_adv, attack_aux, state.method_state,
+                         loss_key, ctx)
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = method.post_update(optax.apply_updates(state.params, updates))
+    metrics = dict(aux.metrics)
+    metrics.setdefault("loss", loss)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=aux.batch_stats,
+                              opt_state=opt_state, key=jax.random.key_data(key),
+                              method_state=aux.method_state)
+    return new_state, metrics
+
+  return train_step

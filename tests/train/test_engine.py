@@ -1,0 +1,116 @@
+"""Engine properties: one compilation, 1-vs-8 devices, SIGKILL + resume, checkpoint errors."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxrobust.configs import load_config
+from jaxrobust.train.checkpoint import CheckpointError
+from jaxrobust.train.loop import Trainer
+
+DRIVER = pathlib.Path(__file__).with_name("_driver.py")
+
+
+def _run_driver(out_dir, num_devices=1, kill_at=-1, method="pgd_at", model="small_cnn"):
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  env.pop("XLA_FLAGS", None)
+  return subprocess.run([sys.executable, str(DRIVER), str(out_dir), str(num_devices), str(kill_at), method, model],
+                        capture_output=True, text=True, env=env, timeout=600)
+
+
+def _params(out_dir):
+  with np.load(os.path.join(out_dir, "final_params.npz")) as f:
+    return {k: f[k] for k in f.files}
+
+
+def _tiny_cfg(tmp_path, **extra):
+  over = ["train.epochs=3", "train.batch_size=64", "data.train_subset=320", "train.checkpoint_every_steps=1000"]
+  over += [f"{k}={v}" for k, v in extra.items()]
+  cfg = load_config("quickstart_digits", over)
+  cfg["output_dir"] = str(tmp_path / "run")
+  return cfg
+
+
+def test_train_step_compiles_once_across_steps_and_epochs(tmp_path):
+  cfg = _tiny_cfg(tmp_path, **{"method.name": "pgd_at", "method.eps": 0.1, "method.step_size": 0.05,
+                               "method.steps": 2})
+  trainer = Trainer(cfg, progress=False)
+  state = trainer.fit()
+  assert int(state.step) == 3 * (320 // 64)  # three epochs ran
+  assert trainer.step_fn._cache_size() == 1
+  # A second fit call with a fresh state (new buffers, same shapes) must not recompile either.
+  trainer.fit(state=trainer.init_state(), max_steps=2)
+  assert trainer.step_fn._cache_size() == 1
+
+
+def test_training_reduces_loss_and_writes_metrics(tmp_path):
+  cfg = _tiny_cfg(tmp_path, **{"train.log_every_steps": 5})
+  trainer = Trainer(cfg, progress=False)
+  trainer.fit()
+  lines = (tmp_path / "run" / "metrics.jsonl").read_text().strip().splitlines()
+  import json
+  recs = [json.loads(l) for l in lines]
+  assert recs[-1]["step"] == 15 and recs[0]["loss"] > recs[-1]["loss"]
+  assert {"loss", "acc", "lr", "examples_per_s", "grad_norm"} <= set(recs[-1])
+
+
+def test_one_vs_eight_devices_same_parameters(tmp_path):
+  # resnet20 has batch norm: GSPMD must compute global-batch statistics to agree.
+  r1 = _run_driver(tmp_path / "d1", num_devices=1, model="resnet20")
+  assert r1.returncode == 0, r1.stderr[-3000:]
+  r8 = _run_driver(tmp_path / "d8", num_devices=8, model="resnet20")
+  assert r8.returncode == 0, r8.stderr[-3000:]
+  p1, p8 = _params(tmp_path / "d1"), _params(tmp_path / "d8")
+  assert p1.keys() == p8.keys()
+  for k in p1:
+    np.testing.assert_allclose(p1[k], p8[k], rtol=2e-4, atol=2e-5, err_msg=k)
+  assert "cache_size 1" in r8.stdout
+
+
+def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
+  ref = _run_driver(tmp_path / "ref")
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  killed = _run_driver(tmp_path / "crash", kill_at=23)  # checkpoints at 10 and 20; killed at 23
+  assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
+  assert not (tmp_path / "crash" / "final_params.npz").exists()
+  resumed = _run_driver(tmp_path / "crash")
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  a, b = _params(tmp_path / "ref"), _params(tmp_path / "crash")
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path):
+  cfg = _tiny_cfg(tmp_path)
+  trainer = Trainer(cfg, progress=False)
+  trainer.fit(max_steps=2)
+  ckpt = pathlib.Path(trainer.checkpointer.directory) / "2"
+  assert ckpt.exists()
+  for f in ckpt.rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and "state" in str(f):
+      f.write_bytes(b"garbage")
+  with pytest.raises(CheckpointError, match="corrupt|unreadable|could not be restored"):
+    Trainer(cfg, progress=False).restore_or_init()
+
+
+def test_mismatched_checkpoint_gives_clear_error(tmp_path):
+  cfg = _tiny_cfg(tmp_path)
+  Trainer(cfg, progress=False).fit(max_steps=2)
+  other = _tiny_cfg(tmp_path, **{"model.name": "lenet5"})
+  other["model"].pop("conv_padding")
+  with pytest.raises(CheckpointError, match="does not match|different config"):
+    Trainer(other, progress=False).restore_or_init()
+
+
+def test_unwritable_output_dir(tmp_path):
+  cfg = _tiny_cfg(tmp_path)
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  cfg["output_dir"] = str(blocker / "run")  # works as root too, unlike chmod
+  with pytest.raises(PermissionError, match="output directory"):
+    Trainer(cfg, progress=False)
