@@ -50,6 +50,8 @@ class Checkpointer:
       return False
     if step in self._manager.all_steps():
       return False
+    # The shape manifest lets restore name exactly what differs before touching the arrays.
+    meta = dict(meta, tree_shapes={k: list(v) for k, v in _leaf_shapes(state).items()})
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)), force=True)
     self._manager.wait_until_finished()
@@ -63,11 +65,11 @@ class Checkpointer:
     path = os.path.join(self.directory, str(step))
     try:
       meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-      tree_meta = self._manager.item_metadata(step)["state"]
+      saved_shapes = meta.pop("tree_shapes")
     except Exception as e:  # orbax raises many types for unreadable files
       raise CheckpointError(f"checkpoint {path!r} is unreadable or corrupt ({type(e).__name__}: {e}). "
                             "Delete it to resume from an earlier one, or start a fresh run.") from e
-    _check_compatible(tree_meta, target_state, path)
+    _check_compatible(saved_shapes, target_state, path)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
     try:
       state = self._manager.restore(step, args=ocp.args.Composite(
@@ -81,9 +83,8 @@ class Checkpointer:
     self._manager.close()
 
 
-def _check_compatible(saved_meta, target, path: str) -> None:
+def _check_compatible(saved: dict, target, path: str) -> None:
   """Raises CheckpointError naming the first leaf whose path/shape differs."""
-  saved = _leaf_shapes(saved_meta)
   want = _leaf_shapes(target)
   missing = sorted(set(want) - set(saved))
   extra = sorted(set(saved) - set(want))

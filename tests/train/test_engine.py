@@ -59,17 +59,24 @@ def test_training_reduces_loss_and_writes_metrics(tmp_path):
   assert {"loss", "acc", "lr", "examples_per_s", "grad_norm"} <= set(recs[-1])
 
 
-def test_one_vs_eight_devices_same_parameters(tmp_path):
-  # resnet20 has batch norm: GSPMD must compute global-batch statistics to agree.
-  r1 = _run_driver(tmp_path / "d1", num_devices=1, model="resnet20")
-  assert r1.returncode == 0, r1.stderr[-3000:]
-  r8 = _run_driver(tmp_path / "d8", num_devices=8, model="resnet20")
-  assert r8.returncode == 0, r8.stderr[-3000:]
-  p1, p8 = _params(tmp_path / "d1"), _params(tmp_path / "d8")
-  assert p1.keys() == p8.keys()
-  for k in p1:
-    np.testing.assert_allclose(p1[k], p8[k], rtol=2e-4, atol=2e-5, err_msg=k)
-  assert "cache_size 1" in r8.stdout
+@pytest.mark.parametrize("method,model,steps", [("standard", "resnet20", 3), ("pgd_at", "small_cnn", 2),
+                                                ("trades", "resnet20", 1)])
+def test_one_vs_eight_devices_same_parameters(method, model, steps):
+  """Same steps on a 1-device and an 8-device mesh: same params, BN statistics, opt state, keys.
+
+  resnet20 has batch norm, so GSPMD must compute global-batch statistics to agree. Only a few
+  steps: float reduction order differs across meshes (~1e-7 relative) and the attacks' sign()
+  flips near-zero gradient components, which amplifies the difference over later steps.
+  """
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)
+  r = subprocess.run([sys.executable, str(DRIVER.with_name("_compare_devices.py")), method, model, str(steps)],
+                     capture_output=True, text=True, env=env, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
+  assert out["steps"] == f"{steps} {steps}"
+  assert out["cache_size_1"] == "1" and out["cache_size_8"] == "1"
+  assert float(out["maxdiff"]) < 1e-4, r.stdout
 
 
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
@@ -101,7 +108,7 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
 def test_mismatched_checkpoint_gives_clear_error(tmp_path):
   cfg = _tiny_cfg(tmp_path)
   Trainer(cfg, progress=False).fit(max_steps=2)
-  other = _tiny_cfg(tmp_path, **{"model.name": "lenet5"})
+  other = _tiny_cfg(tmp_path, **{"model.name": "mlp"})
   other["model"].pop("conv_padding")
   with pytest.raises(CheckpointError, match="does not match|different config"):
     Trainer(other, progress=False).restore_or_init()
