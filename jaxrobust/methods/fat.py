@@ -76,6 +76,8 @@ def make_fat(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, t
     raise ValueError(f"fat tau (extra steps after misclassification) must be >= 0; got {tau}")
   if omega < 0:
     raise ValueError(f"fat omega (noise scale) must be >= 0; got {omega}")
+  if init not in ("uniform", "normal", "none"):
+    raise ValueError(f"fat init must be 'uniform' (code), 'normal' or 'none'; got {init!r}")
   if eps < 0 or step_size < 0 or steps < 0:
     raise ValueError(f"fat needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
 

@@ -145,7 +145,8 @@ def make_gairat(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10
   if eps < 0 or step_size < 0:
     raise ValueError(f"gairat needs eps, step_size >= 0; got {eps}, {step_size}")
   if steps < 1 or (weight_fn != "discrete" and steps < 2):
-    raise ValueError(f"gairat needs steps >= 2 for the {weight_fn} weights (h = floor(K/2) divides); got {steps}")
+    raise ValueError(f"gairat needs steps >= 2 for the {weight_fn} weights (they divide by "
+                     f"h = floor(K/2)); got {steps}")
   if lambda_schedule == "linear" and not math.isfinite(lam_max):
     raise ValueError("gairat lambda_schedule='linear' needs a finite lam_max (inf - inf is NaN)")
   if begin_epoch < 0 or lambda_begin_epoch < 0 or epochs < 1:

@@ -18,12 +18,14 @@ Objectives (``mail_loss.py``), x' from ``x + 0.001 N`` and 10 sign steps in infe
 
     mail_at     : L = (1/B) sum_i omega_i CE(f(x'_i), y_i)
     mail_trades : L = CE_mean(f(x), y) + beta (1/B) sum_i omega_i KL(p(x_i) || p(x'_i))
-    mail_mart   : L = (1/B) sum_i omega_i BCE_i + beta (1/B) sum_i KL_i (1.0000001 - p_{i,y_i})   (MART terms, mart.py)
+    mail_mart   : L = (1/B) sum_i omega_i BCE_i + beta (1/B) sum_i KL_i (1.0000001 - p_{i,y_i})
+                  (the MART terms of mart.py; only BCE is reweighted)
 
-Burn-in: while floor(ctx.epoch) < ``burn_in_epochs`` omega = 1, which is the unweighted base loss
-(AT / TRADES / MART, the code's ``at_loss``) bit for bit; the test reads the traced ``ctx.epoch``
-through ``jnp.where``, so crossing the boundary never recompiles. Code: 76 epochs (``epoch <= 75``
-0-indexed); paper: 74.
+Burn-in: while floor(ctx.epoch) < ``burn_in_epochs`` omega = 1 exactly, so the loss is the
+unweighted base loss (AT / TRADES / MART, the code's ``at_loss``; equal to the pgd_at / trades /
+mart methods' values up to float rounding, as they are separate XLA programs). The test reads the
+traced ``ctx.epoch`` through ``jnp.where``, so crossing the boundary never recompiles.
+Code: 76 epochs (``epoch <= 75`` 0-indexed); paper: 74.
 
 Defaults: slope/bias from the authors' README for mail_at (10, -0.5) and mail_trades (2, 0); the
 README gives none for mail_mart, which uses the paper's (5, 0.05). beta = 5 (code ``--beta``; the
@@ -146,7 +148,7 @@ def make_mail(base: str = "at", *, eps: float = 0.031, step_size: float = 0.007,
       margin = attack_aux
     omega = mail_weights(margin, slope, bias, norm, mask)
     active = jnp.floor(ctx.epoch) >= burn_in_epochs
-    # Burn-in: omega == 1 exactly, so the loss is the unweighted base loss bit for bit.
+    # Burn-in: omega == 1 exactly (x * 1.0 == x), so the loss is the unweighted base formula.
     omega = jnp.where(active, omega, jnp.ones_like(omega))
 
     if base == "at":

@@ -102,7 +102,8 @@ def make_spat(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, 
   if s <= 0:
     raise ValueError(f"spat scale s must be > 0; got {s}")
   if m < 0 or n < 0 or beta < 0:
-    raise ValueError(f"spat needs m (paper beta), n (paper alpha), beta (paper lambda) >= 0; got {m}, {n}, {beta}")
+    raise ValueError("spat needs m (paper beta), n (paper alpha), beta (paper lambda) >= 0; "
+                     f"got {m}, {n}, {beta}")
   if eps < 0 or step_size < 0 or steps < 0:
     raise ValueError(f"spat needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
 

@@ -1,0 +1,29 @@
+"""Flax models for jaxrobust. Every model is built by ``get_model`` and follows one contract.
+
+* ``module.apply(variables, x, train=False, return_features=False)``: x is (B, H, W, C) float
+  in [0, 1]; returns logits (B, K) ((B, 1) for the 'single_logit' head), or
+  ``ModelOutput(logits, features)`` with the penultimate features (B, D) before the head.
+* Input normalisation (mean/std) happens inside the model, so attacks work in [0, 1] space.
+* BatchNorm statistics live in the 'batch_stats' collection: train mode needs
+  ``mutable=['batch_stats']``; mlp, small_cnn and lenet5 have none.
+* Attacks and losses see only the pure functions from ``make_apply`` / ``make_features_apply``.
+* Cosine-head models need ``project_cosine_head(params)`` after each optimiser update.
+"""
+
+from jaxrobust.models.classifier import ImageClassifier
+from jaxrobust.models.cnn import MLP, LeNet5, SmallCNN
+from jaxrobust.models.common import (CIFAR10_MEAN, CIFAR10_STD, DEFAULT_INPUT_SHAPES, IMAGENET_MEAN,
+                                     IMAGENET_STD, MNIST_MEAN, MNIST_STD)
+from jaxrobust.models.heads import HEADS, CosineHead, project_cosine_head
+from jaxrobust.models.registry import (BN_FREE_MODELS, MODEL_NAMES, count_params, get_model,
+                                       init_model, make_apply, make_features_apply)
+from jaxrobust.models.resnet import PreActResNet, ResNet
+from jaxrobust.models.wide_resnet import WideResNet
+
+__all__ = [
+  "BN_FREE_MODELS", "CIFAR10_MEAN", "CIFAR10_STD", "DEFAULT_INPUT_SHAPES", "HEADS",
+  "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "MODEL_NAMES", "CosineHead",
+  "ImageClassifier", "LeNet5", "MLP", "PreActResNet", "ResNet", "SmallCNN", "WideResNet",
+  "count_params", "get_model", "init_model", "make_apply", "make_features_apply",
+  "project_cosine_head",
+]

@@ -1,0 +1,52 @@
+"""ImageClassifier: input checks + in-model normalisation + backbone + head.
+
+Every model ``get_model`` builds is one of these, so they share one calling convention::
+
+  logits = module.apply(variables, x, train=False)                        # (B, K) or (B, 1)
+  out = module.apply(variables, x, return_features=True)                  # ModelOutput
+  logits, updates = module.apply(variables, x, train=True, mutable=['batch_stats'])
+
+Parameters live at ``params['backbone']`` and ``params['head']``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from jaxrobust.models.common import Dtype, check_image_batch, normalise
+from jaxrobust.models.heads import make_head
+from jaxrobust.types import Array, ModelOutput
+
+
+class ImageClassifier(nn.Module):
+  """x (B, H, W, C) float in [0, 1] -> logits (B, K), or ModelOutput(logits, features (B, D)).
+
+  backbone: a module mapping normalised images (B, H, W, C) to penultimate features (B, D),
+    called as ``backbone(x, train=train)``.
+  mean/std: per-channel tuples (or None for identity), applied first: (x - mean) / std.
+  cosine_normalize_features: cosine head only; False gives SPAT's ``normalize=False`` logits
+    (use ``module.clone(cosine_normalize_features=False)`` with the same variables).
+  """
+  backbone: nn.Module
+  num_classes: int = 10
+  head: str = "linear"
+  mean: Optional[Tuple[float, ...]] = None
+  std: Optional[Tuple[float, ...]] = None
+  dtype: Dtype = jnp.float32
+  cosine_normalize_features: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False,
+               return_features: bool = False) -> Union[Array, ModelOutput]:
+    check_image_batch(x)
+    x = normalise(x.astype(jnp.float32), self.mean, self.std).astype(self.dtype)
+    # Heads run in float32 whatever the backbone dtype: losses are sensitive to logit precision.
+    features = self.backbone(x, train=train).astype(jnp.float32)
+    logits = make_head(self.head, self.num_classes,
+                       cosine_normalize_features=self.cosine_normalize_features)(features)
+    if return_features:
+      return ModelOutput(logits, features)
+    return logits

@@ -1,0 +1,93 @@
+"""Small backbones without batch norm: MLP, SmallCNN (TRADES/SPAT MNIST net) and LeNet-5.
+
+Each maps (B, H, W, C) -> penultimate features (B, D); the head lives in ImageClassifier.
+Conv feature maps are flattened in PyTorch's (C, H, W) order so that weights port one-to-one
+from the reference checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from jaxrobust.models.common import (Dtype, conv, kaiming_normal_fan_in, max_pool, relu,
+                                     torch_default_kernel)
+from jaxrobust.types import Array
+
+
+def flatten_chw(x: Array) -> Array:
+  """(B, H, W, C) -> (B, C*H*W) in torch's NCHW flatten order."""
+  return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+class MLP(nn.Module):
+  """Tiny MLP for tests: flatten -> [Dense(h) -> ReLU]*; features (B, hidden_sizes[-1])."""
+  hidden_sizes: Sequence[int] = (64,)
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    x = x.reshape(x.shape[0], -1)
+    for i, width in enumerate(self.hidden_sizes):
+      x = relu(nn.Dense(width, dtype=self.dtype, kernel_init=torch_default_kernel, name=f"fc{i + 1}")(x))
+    return x
+
+
+class SmallCNN(nn.Module):
+  """TRADES/SPAT/ADR MNIST net (C&W 4C3F): conv32-conv32-pool-conv64-conv64-pool, fc200-fc200.
+
+  Convs are 3x3 'valid' (no padding) with bias; on 28x28 inputs the flattened map is
+  64*4*4 = 1024. Features are the fc2 output (B, 200), the input to the last FC.
+  channels/hidden/conv_padding give the C&W CIFAR variant (channels=(64, 128), hidden=256).
+  dropout_rate: the reference puts Dropout(0.5) after fc1; it defaults to 0 here because a
+    non-zero rate needs ``rngs={'dropout': key}`` in train mode, which generic train steps do
+    not pass.
+  TRADES also zero-inits fc3 (the head); we keep the head's default init, since all-zero logits
+  give attacks a zero input gradient at initialisation.
+  """
+  channels: Sequence[int] = (32, 64)
+  hidden: int = 200
+  conv_padding: int = 0
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    index = 0
+    for width in self.channels:
+      for _ in range(2):
+        index += 1
+        x = relu(conv(width, 3, padding=self.conv_padding, use_bias=True, dtype=self.dtype,
+                      kernel_init=kaiming_normal_fan_in, name=f"conv{index}")(x))
+      x = max_pool(x, 2, 2)
+    x = flatten_chw(x)
+    x = relu(nn.Dense(self.hidden, dtype=self.dtype, kernel_init=torch_default_kernel, name="fc1")(x))
+    if self.dropout_rate > 0:
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = relu(nn.Dense(self.hidden, dtype=self.dtype, kernel_init=torch_default_kernel, name="fc2")(x))
+    return x
+
+
+class LeNet5(nn.Module):
+  """LeNet-5 (ReLU + max-pool): conv6(5x5)-pool-conv16(5x5)-pool, fc120-fc84; features (B, 84).
+
+  conv1_padding=2 is the usual PyTorch MNIST form (28x28 -> 16*5*5 = 400 after the second pool);
+  use conv1_padding=0 for the classic 32x32 input.
+  """
+  conv1_padding: int = 2
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    x = relu(conv(6, 5, padding=self.conv1_padding, use_bias=True, dtype=self.dtype,
+                  kernel_init=torch_default_kernel, name="conv1")(x))
+    x = max_pool(x, 2, 2)
+    x = relu(conv(16, 5, padding=0, use_bias=True, dtype=self.dtype,
+                  kernel_init=torch_default_kernel, name="conv2")(x))
+    x = max_pool(x, 2, 2)
+    x = flatten_chw(x)
+    x = relu(nn.Dense(120, dtype=self.dtype, kernel_init=torch_default_kernel, name="fc1")(x))
+    x = relu(nn.Dense(84, dtype=self.dtype, kernel_init=torch_default_kernel, name="fc2")(x))
+    return x

@@ -1,0 +1,96 @@
+"""get_model and the pure boundary (init_model, make_apply, make_features_apply) around it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import flax.linen as nn
+
+from jaxrobust.models import cnn, resnet, wide_resnet
+from jaxrobust.models.classifier import ImageClassifier
+from jaxrobust.models.common import Dtype
+from jaxrobust.models.heads import check_head
+from jaxrobust.types import ApplyFn, Array, ModelOutput, PRNGKey, PyTree
+
+# name -> backbone builder(dtype=..., **kwargs). Backbones without BN: mlp, small_cnn, lenet5.
+_BACKBONES: Dict[str, Callable[..., nn.Module]] = {
+  "mlp": cnn.MLP,
+  "small_cnn": cnn.SmallCNN,
+  "lenet5": cnn.LeNet5,
+  "preact_resnet18": resnet.preact_resnet18,
+  "resnet18": resnet.resnet18,
+  "resnet18_imagenet": resnet.resnet18_imagenet,
+  "resnet20": resnet.resnet20,
+  "wrn34_10": lambda **kw: wide_resnet.WideResNet(depth=34, widen=10, **kw),
+  "wrn28_10": lambda **kw: wide_resnet.WideResNet(depth=28, widen=10, **kw),
+  # GAIRAT/MAIL "WRN-32-10" (Wide_ResNet_Madry, depth = 6n + 2) is WRN-34-10 in our convention.
+  "wrn32_10": lambda **kw: wide_resnet.WideResNet(depth=34, widen=10, **kw),
+  "wide_resnet": wide_resnet.WideResNet,  # depth=..., widen=... (defaults 34, 10)
+}
+MODEL_NAMES: Tuple[str, ...] = tuple(_BACKBONES)
+BN_FREE_MODELS: Tuple[str, ...] = ("mlp", "small_cnn", "lenet5")
+
+
+def _channel_tuple(value: Optional[Sequence[float]]) -> Optional[Tuple[float, ...]]:
+  # Module fields must be hashable; accept lists and arrays.
+  return None if value is None else tuple(float(v) for v in np.ravel(np.asarray(value)))
+
+
+def get_model(name: str, num_classes: int = 10, *, head: str = "linear", mean=None, std=None,
+              dtype: Dtype = jnp.float32, cosine_normalize_features: bool = True,
+              **kwargs) -> ImageClassifier:
+  """Builds model `name` (see MODEL_NAMES) with the given head and in-model normalisation.
+
+  head: 'linear' (Dense K), 'single_logit' (Dense 1, logits (B, 1); num_classes ignored) or
+    'cosine' (SPAT; see heads.py and project_cosine_head).
+  mean/std: per-channel tuples or None (identity), applied to x in [0, 1] inside the model.
+  kwargs go to the backbone, e.g. depth/widen for 'wide_resnet', width for the ResNets,
+    shortcut='A' for 'resnet20', final_bn for 'preact_resnet18', hidden_sizes for 'mlp'.
+  """
+  if name not in _BACKBONES:
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+  check_head(head)
+  backbone = _BACKBONES[name](dtype=dtype, **kwargs)
+  return ImageClassifier(backbone=backbone, num_classes=1 if head == "single_logit" else num_classes,
+                         head=head, mean=_channel_tuple(mean), std=_channel_tuple(std), dtype=dtype,
+                         cosine_normalize_features=cosine_normalize_features)
+
+
+def init_model(module: nn.Module, key: PRNGKey, input_shape: Sequence[int]) -> Dict[str, PyTree]:
+  """Initialises variables: {'params': ...} plus 'batch_stats' for models with BN.
+
+  input_shape: (H, W, C) or (B, H, W, C).
+  """
+  shape = tuple(input_shape)
+  if len(shape) == 3:
+    shape = (1,) + shape
+  variables = module.init(key, jnp.zeros(shape, jnp.float32), train=False)
+  return dict(variables)
+
+
+def make_apply(module: nn.Module) -> ApplyFn:
+  """apply(variables, x) -> logits, inference mode (BN running stats, no dropout)."""
+  def apply(variables: PyTree, x: Array) -> Array:
+    return module.apply(variables, x, train=False)
+  return apply
+
+
+def make_features_apply(module: nn.Module) -> Callable[[PyTree, Array], ModelOutput]:
+  """apply(variables, x) -> ModelOutput(logits, features), inference mode."""
+  def apply(variables: PyTree, x: Array) -> ModelOutput:
+    return module.apply(variables, x, train=False, return_features=True)
+  return apply
+
+
+def count_params(params: PyTree) -> int:
+  """Number of scalars in a params tree (arrays or ShapeDtypeStructs).
+
+  Given a whole variables dict, counts only its 'params' collection (not batch_stats).
+  """
+  if isinstance(params, Mapping) and "params" in params:
+    params = params["params"]
+  return int(sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,157 @@
+"""ResNets: ResNet-18 (CIFAR and ImageNet stems), PreAct ResNet-18, ResNet-20.
+
+Each maps (B, H, W, C) -> globally average-pooled features (B, D); the head lives in
+ImageClassifier. Convs use torchvision's kaiming-normal fan_out init and have no bias.
+
+* CIFAR stem (MAIL/SPAT/TRADES ``resnet.py``): conv3x3/1, BN, ReLU, no max-pool.
+* ImageNet stem (torchvision ``resnet18``, used unchanged on 32x32 by AdAP): conv7x7/2, BN, ReLU,
+  max-pool 3x3/2; on 32x32 the last map is 1x1.
+* PreAct ResNet-18 (kuangliu ``preact_resnet.py``): no BN after the stem and, by default, no final
+  BN-ReLU before pooling (final_bn=True adds it, as in Rice et al.'s PreActResNet18).
+* ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 basic blocks, 16/32/64 channels. shortcut='B'
+  (default) projects with 1x1 conv + BN where the shape changes (272,474 params with 10 classes,
+  the same projection family as the Keras resnet_v1 the CCE code uses); shortcut='A' is the
+  parameter-free subsample + zero-pad shortcut of the paper (269,722 params).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from jaxrobust.models.common import Dtype, batch_norm, conv, global_avg_pool, max_pool, relu
+from jaxrobust.types import Array
+
+RESNET18_STAGES = (2, 2, 2, 2)
+RESNET20_STAGES = (3, 3, 3)
+_SHORTCUTS = ("A", "B")
+
+
+class BasicBlock(nn.Module):
+  """Post-activation basic block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))."""
+  features: int
+  stride: int = 1
+  shortcut: str = "B"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    out = conv(self.features, 3, self.stride, dtype=self.dtype, name="conv1")(x)
+    out = relu(batch_norm(train, self.dtype, "bn1")(out))
+    out = conv(self.features, 3, 1, dtype=self.dtype, name="conv2")(out)
+    out = batch_norm(train, self.dtype, "bn2")(out)
+    in_features = x.shape[-1]
+    if self.stride == 1 and in_features == self.features:
+      shortcut = x
+    elif self.shortcut == "A":
+      # Option A: subsample spatially and zero-pad the new channels evenly on both sides.
+      shortcut = x[:, ::self.stride, ::self.stride, :]
+      extra = self.features - in_features
+      shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+    else:
+      shortcut = conv(self.features, 1, self.stride, padding=0, dtype=self.dtype,
+                      name="shortcut_conv")(x)
+      shortcut = batch_norm(train, self.dtype, "shortcut_bn")(shortcut)
+    return relu(out + shortcut)
+
+
+class PreActBlock(nn.Module):
+  """Pre-activation block: conv(relu(bn(conv(relu(bn(x)))))) + shortcut, shortcut on relu(bn(x))."""
+  features: int
+  stride: int = 1
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    pre = relu(batch_norm(train, self.dtype, "bn1")(x))
+    if self.stride == 1 and x.shape[-1] == self.features:
+      shortcut = x
+    else:
+      shortcut = conv(self.features, 1, self.stride, padding=0, dtype=self.dtype,
+                      name="shortcut_conv")(pre)
+    out = conv(self.features, 3, self.stride, dtype=self.dtype, name="conv1")(pre)
+    out = relu(batch_norm(train, self.dtype, "bn2")(out))
+    out = conv(self.features, 3, 1, dtype=self.dtype, name="conv2")(out)
+    return out + shortcut
+
+
+class ResNet(nn.Module):
+  """Post-activation ResNet of basic blocks; features (B, widths[-1]).
+
+  stage_sizes: blocks per stage; widths: channels per stage (the stem has widths[0]).
+  stem: 'cifar' (3x3/1, no pool) or 'imagenet' (7x7/2 + max-pool 3x3/2).
+  Blocks are named layer{stage}_{block}, as torch's layer{stage}.{block}.
+  """
+  stage_sizes: Sequence[int] = RESNET18_STAGES
+  widths: Sequence[int] = (64, 128, 256, 512)
+  stem: str = "cifar"
+  shortcut: str = "B"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    if self.stem not in ("cifar", "imagenet"):
+      raise ValueError(f"unknown stem {self.stem!r}; expected 'cifar' or 'imagenet'")
+    if self.shortcut not in _SHORTCUTS:
+      raise ValueError(f"unknown shortcut {self.shortcut!r}; expected one of {_SHORTCUTS}")
+    if self.stem == "cifar":
+      x = conv(self.widths[0], 3, 1, dtype=self.dtype, name="conv1")(x)
+      x = relu(batch_norm(train, self.dtype, "bn1")(x))
+    else:
+      x = conv(self.widths[0], 7, 2, dtype=self.dtype, name="conv1")(x)
+      x = relu(batch_norm(train, self.dtype, "bn1")(x))
+      x = max_pool(x, 3, 2, padding=1)
+    for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
+      for block in range(blocks):
+        stride = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(width, stride, self.shortcut, dtype=self.dtype,
+                       name=f"layer{stage + 1}_{block}")(x, train)
+    return global_avg_pool(x)
+
+
+class PreActResNet(nn.Module):
+  """Pre-activation ResNet (kuangliu); features (B, widths[-1])."""
+  stage_sizes: Sequence[int] = RESNET18_STAGES
+  widths: Sequence[int] = (64, 128, 256, 512)
+  final_bn: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    x = conv(self.widths[0], 3, 1, dtype=self.dtype, name="conv1")(x)
+    for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
+      for block in range(blocks):
+        stride = 2 if stage > 0 and block == 0 else 1
+        x = PreActBlock(width, stride, dtype=self.dtype, name=f"layer{stage + 1}_{block}")(x, train)
+    if self.final_bn:
+      x = relu(batch_norm(train, self.dtype, "bn_final")(x))
+    return global_avg_pool(x)
+
+
+def _scaled(base: Sequence[int], width: int, reference: int) -> tuple:
+  return tuple(w * width // reference for w in base)
+
+
+def resnet18(*, width: int = 64, dtype: Dtype = jnp.float32) -> ResNet:
+  """CIFAR ResNet-18 backbone (512-d features at width 64)."""
+  return ResNet(RESNET18_STAGES, _scaled((64, 128, 256, 512), width, 64), stem="cifar", dtype=dtype)
+
+
+def resnet18_imagenet(*, width: int = 64, dtype: Dtype = jnp.float32) -> ResNet:
+  """torchvision resnet18 backbone (ImageNet stem), 512-d features at width 64."""
+  return ResNet(RESNET18_STAGES, _scaled((64, 128, 256, 512), width, 64), stem="imagenet", dtype=dtype)
+
+
+def preact_resnet18(*, width: int = 64, final_bn: bool = False,
+                    dtype: Dtype = jnp.float32) -> PreActResNet:
+  """PreAct ResNet-18 backbone, 512-d features at width 64."""
+  return PreActResNet(RESNET18_STAGES, _scaled((64, 128, 256, 512), width, 64), final_bn=final_bn,
+                      dtype=dtype)
+
+
+def resnet20(*, width: int = 16, shortcut: str = "B", dtype: Dtype = jnp.float32) -> ResNet:
+  """CIFAR ResNet-20 backbone, 64-d features at width 16."""
+  return ResNet(RESNET20_STAGES, _scaled((16, 32, 64), width, 16), stem="cifar", shortcut=shortcut,
+                dtype=dtype)
