@@ -110,6 +110,27 @@ def bernoulli_kl(logits: Array, y: Array | None, ref_logits: Array) -> Array:
   return jnp.exp(logr1) * (logr1 - logp1) + jnp.exp(logr0) * (logr0 - logp0)
 
 
+def cw_f(logits: Array, y: Array, kappa: float = 0.0, targeted: bool = False) -> Array:
+  """CW-L2 objective term f (Carlini & Wagner 2017, torchattacks ``CW.f``), per example.
+
+  Untargeted: f(z) = max(z_y - max_{j != y} z_j, -kappa); targeted (y = target t):
+  f(z) = max(max_{j != t} z_j - z_t, -kappa). The other-class max masks y with -inf; torchattacks
+  takes max(onehot * z) - max((1 - onehot) * z), which reads the masked entries as 0 and is wrong
+  when logits are negative (all negative: it gives 0 instead of z_y - max_{j != y} z_j).
+  """
+  _check_multiclass(logits, 2, "cw_f")
+  m = margin(logits, y)
+  return jnp.maximum(-m if targeted else m, -kappa)
+
+
+def make_cw_margin(kappa: float = 50.0) -> AttackLoss:
+  """``cw_margin`` with another confidence kappa, as a plug-in attack loss."""
+  def loss(logits, y, ref_logits=None):
+    return cw_margin(logits, y, ref_logits, kappa=kappa)
+  loss.needs_reference = False
+  return loss
+
+
 ATTACK_LOSSES: dict[str, AttackLoss] = {
     "ce": cross_entropy,
     "cw": cw_margin,
@@ -121,6 +142,11 @@ ATTACK_LOSSES: dict[str, AttackLoss] = {
 
 # Losses whose value depends on the clean logits; attacks compute them once at the start.
 REFERENCE_LOSSES = frozenset({"kl", "bernoulli_kl"})
+
+# Passing the function object instead of its name must not trigger an extra clean forward pass.
+for _name, _fn in ATTACK_LOSSES.items():
+  _fn.needs_reference = _name in REFERENCE_LOSSES
+del _name, _fn
 
 
 def get_attack_loss(loss: str | AttackLoss) -> tuple[AttackLoss, bool]:

@@ -8,6 +8,14 @@ Restarts keep, per example, the restart with the largest final loss (smallest wh
 With ``early_stop`` only examples that are still correctly classified are updated, so an
 example once fooled stays fooled. The whole loop is one XLA program; ``eps`` and
 ``step_size`` may be scalars or per-example ``(B,)`` arrays.
+
+Randomness is per example: example ``i`` draws its start from ``k_i = fold_in(key, i)``
+(restart ``r > 0`` from ``fold_in(k_i, r)``). Passing a ``(B,)`` batch of keys instead of one
+key uses ``k_i = key[i]`` directly, so an example gets the same start whichever batch it is
+in (``example_keys(key, B)[i:i+1]`` reproduces row ``i`` of a batch attack).
+
+This module also holds the small helpers the other gradient attacks share (key handling,
+input validation, the per-example broadcast and the loss/gradient closure).
 """
 
 from __future__ import annotations
@@ -19,28 +27,143 @@ from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.types import Array, LogitsFn
 
+INITS = ("uniform", "normal", "none")
+RESTART_SELECT = ("loss", "fooled")
 
-def _init(key, x, eps, norm, init: str, init_scale: float):
-  if init == "uniform":
-    return threat.random_start(key, x, eps, norm)
-  if init == "normal":  # TRADES/MART/AdAP style: x + 0.001 N(0, I), no clip before the first step.
-    return x + init_scale * jax.random.normal(key, x.shape, x.dtype)
+
+# ----------------------------------------------------------------------------------------
+# Helpers shared by the gradient attacks (fgsm, mim, cw, lm_pgd import these).
+# ----------------------------------------------------------------------------------------
+
+def bshape(x: Array) -> tuple:
+  """(-1, 1, ..., 1): reshapes a (B,) vector to broadcast against x of shape (B, ...)."""
+  return (-1,) + (1,) * (x.ndim - 1)
+
+
+def per_example(v, x: Array) -> Array:
+  """Scalar or (B,) -> (B,) in x's dtype."""
+  return jnp.broadcast_to(jnp.asarray(v, x.dtype), (x.shape[0],))
+
+
+def as_bcast(v, x: Array) -> Array:
+  """Scalar stays scalar, (B,) becomes (B, 1, ..., 1): ready to multiply x-shaped arrays."""
+  v = jnp.asarray(v, x.dtype)
+  return v.reshape(bshape(x)) if v.ndim else v
+
+
+def _is_key_batch(key) -> bool:
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key.ndim == 1
+  return key.ndim == 2  # raw uint32 keys: (2,) is one key, (B, 2) a batch
+
+
+def example_keys(key, batch_size: int):
+  """One key per example: ``fold_in(key, i)`` for a single key; a (B,) key batch is returned as is."""
+  if key is None:
+    raise ValueError("this attack is randomised and needs a PRNG key (jax.random.key(seed))")
+  key = jnp.asarray(key) if not hasattr(key, "dtype") else key
+  if _is_key_batch(key):
+    if key.shape[0] != batch_size:
+      raise ValueError(f"got {key.shape[0]} per-example keys for a batch of {batch_size}")
+    return key
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch_size, dtype=jnp.uint32))
+
+
+def fold_keys(keys, data: int):
+  """Per-example ``fold_in(k_i, data)`` (e.g. a restart index)."""
+  return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
+
+
+def check_logits(logits: Array, y: Array) -> None:
+  """Trace-time check of the logits' shape and (when y is concrete) of the label range.
+
+  (B, K) logits give K classes, single-logit (B,) / (B, 1) heads give 2.
+  """
+  if logits.ndim not in (1, 2) or logits.shape[0] != y.shape[0]:
+    raise ValueError(f"logits_fn must return logits of shape (batch, classes) or (batch,) for batch {y.shape[0]}; "
+                     f"got shape {logits.shape}")
+  k = 2 if logits.ndim == 1 or logits.shape[1] == 1 else logits.shape[1]
+  with jax.ensure_compile_time_eval():  # a concrete y is checked even while the loop is being traced
+    threat.check_labels(y, y.shape[0], k)
+
+
+def validate(x: Array, y: Array, **nonneg) -> None:
+  """Entry checks: float images in [0, 1] with a batch axis, integer (B,) labels, every
+  ``nonneg`` value (eps, step sizes, ...) >= 0 and scalar or (B,). Tracers skip the value checks."""
+  with jax.ensure_compile_time_eval():
+    threat.check_images(x)
+    threat.check_labels(y, x.shape[0])
+    for name, v in nonneg.items():
+      if v is not None:
+        threat.check_eps(v, x.shape[0], name=name)
+
+
+def loss_and_grad(logits_fn: LogitsFn, loss, x: Array, y: Array, sign: float = 1.0):
+  """Returns ``grad_fn(xa) -> (g, (per_example_loss, logits))`` for ``sign * sum_i L_i``.
+
+  ``loss`` is a name or ``loss(logits, y, ref_logits) -> (B,)``; reference (clean) logits are
+  computed once from ``x`` when the loss needs them. The reported per-example loss is unsigned.
+  """
+  loss_fn, needs_ref = losses_lib.get_attack_loss(loss)
+  ref_logits = jax.lax.stop_gradient(logits_fn(x)) if needs_ref else None
+
+  def objective(xa):
+    logits = logits_fn(xa)
+    check_logits(logits, y)
+    per_ex = loss_fn(logits, y, ref_logits)
+    return sign * jnp.sum(per_ex), (per_ex, logits)
+
+  return jax.grad(objective, has_aux=True), objective
+
+
+def fooled(logits: Array, y: Array, targeted: bool) -> Array:
+  """(B,) bool: misclassified (untargeted) or predicted as the target y (targeted)."""
+  hit = losses_lib.is_correct(logits, y)
+  return hit if targeted else ~hit
+
+
+def resolve_unroll(unroll, steps: int) -> int:
+  """None -> full unroll up to 10 steps (fast on CPU), else 1 (keeps compile time flat)."""
+  if unroll is None:
+    unroll = True if steps <= 10 else 1
+  n = steps if unroll is True else int(unroll)
+  return max(1, min(n, max(steps, 1)))
+
+
+def random_init(keys, x: Array, eps, norm, init: str, init_scale: float = 0.001) -> Array:
+  """Per-example start: 'uniform' (Madry; threat.random_start per example), 'normal'
+  (x + init_scale N(0, I), unclipped, TRADES style) or 'none' (x). keys: (B,) keys."""
+  if init not in INITS:
+    raise ValueError(f"unknown PGD init {init!r}; expected one of {INITS}")
   if init == "none":
     return x
-  raise ValueError(f"unknown PGD init {init!r}; expected 'uniform', 'normal' or 'none'")
+  if init == "normal":
+    return jax.vmap(lambda k, xi: xi + init_scale * jax.random.normal(k, xi.shape, xi.dtype))(keys, x)
+  eps_b = per_example(eps, x)
+  return jax.vmap(lambda k, xi, ei: threat.random_start(k, xi[None], ei, norm)[0])(keys, x, eps_b)
 
+
+def kurakin_steps(eps) -> int:
+  """BIM's default T = floor(min(255 eps + 4, 1.25 * 255 eps)) (eps in [0, 1] pixel scale)."""
+  return int(min(255 * float(eps) + 4, 1.25 * 255 * float(eps)))
+
+
+# ----------------------------------------------------------------------------------------
+# PGD
+# ----------------------------------------------------------------------------------------
 
 def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: int,
         norm="linf", loss="ce", init: str = "uniform", init_scale: float = 0.001,
         restarts: int = 1, targeted: bool = False, early_stop: bool = False,
-        unroll: int | bool = True) -> Array:
+        unroll: int | bool | None = None, restart_select: str = "loss") -> Array:
   """Projected gradient descent. Returns x_adv with the shape and dtype of x.
 
   Args:
     logits_fn: pure ``x -> logits``.
     x: (B, ...) float images in [0, 1].
     y: (B,) int labels (targets when ``targeted``).
-    key: PRNG key for the random start(s).
+    key: one PRNG key (example i uses fold_in(key, i)) or a (B,) batch of per-example keys;
+      may be None when init='none' and restarts=1.
     eps, step_size: scalar or (B,) per-example.
     steps: number of iterations T (static).
     norm: 'linf', 'l2' or 'l1'.
@@ -49,60 +172,58 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
     restarts: number of random restarts (static); per example the max-loss restart is kept.
     targeted: minimise the loss towards y instead of maximising it.
     early_stop: freeze examples as soon as they are misclassified (reach the target).
-    unroll: ``lax.fori_loop`` unroll factor (True = fully unrolled; faster on CPU).
+    unroll: ``lax.fori_loop`` unroll factor; True = full, None = full up to 10 steps, else 1.
+    restart_select: 'loss' keeps the restart with the largest final loss (Rice et al.); 'fooled'
+      prefers a restart that fools the model and breaks ties by loss.
   """
-  threat.check_eps(eps, x.shape[0])
-  threat.check_eps(step_size, x.shape[0], name="step_size")
+  validate(x, y, eps=eps, step_size=step_size)
+  if int(steps) != steps or steps < 0 or restarts < 1:
+    raise ValueError(f"need steps >= 0 and restarts >= 1; got steps={steps}, restarts={restarts}")
+  if init not in INITS:
+    raise ValueError(f"unknown PGD init {init!r}; expected one of {INITS}")
+  if restart_select not in RESTART_SELECT:
+    raise ValueError(f"unknown restart_select {restart_select!r}; expected one of {RESTART_SELECT}")
   norm = threat.canonical_norm(norm)
-  loss_fn, needs_ref = losses_lib.get_attack_loss(loss)
-  ref_logits = jax.lax.stop_gradient(logits_fn(x)) if needs_ref else None
   sign = -1.0 if targeted else 1.0
-  bshape = (-1,) + (1,) * (x.ndim - 1)
-  alpha = jnp.asarray(step_size, x.dtype)
-  alpha = alpha.reshape(bshape) if alpha.ndim else alpha
-
-  def objective(xa):
-    logits = logits_fn(xa)
-    per_ex = loss_fn(logits, y, ref_logits)
-    return jnp.sum(per_ex), (per_ex, logits)
-
-  grad_fn = jax.grad(objective, has_aux=True)
+  grad_fn, objective = loss_and_grad(logits_fn, loss, x, y, sign)
+  alpha = as_bcast(step_size, x)
+  random = init != "none"
+  keys = example_keys(key, x.shape[0]) if (random or restarts > 1 or key is not None) else None
 
   def step(_, xa):
     g, (_, logits) = grad_fn(xa)
-    direction = threat.normalize_gradient(g, norm)
-    x_new = threat.project_ball_and_box(xa + sign * alpha * direction, x, eps, norm)
-    if early_stop:
-      still = losses_lib.is_correct(logits, y)
-      if targeted:
-        still = ~still
-      x_new = jnp.where(still.reshape(bshape), x_new, xa)
+    x_new = threat.project_ball_and_box(xa + alpha * threat.normalize_gradient(g, norm), x, eps, norm)
+    if early_stop:  # freeze examples that are already fooled, so they stay fooled
+      x_new = jnp.where(fooled(logits, y, targeted).reshape(bshape(x)), xa, x_new)
     return x_new
 
-  def one_run(k):
-    x0 = _init(k, x, eps, norm, init, init_scale)
-    n_unroll = steps if unroll is True else max(int(unroll), 1)
-    xa = jax.lax.fori_loop(0, steps, step, x0, unroll=max(min(n_unroll, max(steps, 1)), 1))
-    if init == "normal" and steps == 0:
+  def one_run(ks):
+    x0 = random_init(ks, x, eps, norm, init, init_scale)
+    xa = jax.lax.fori_loop(0, steps, step, x0, unroll=resolve_unroll(unroll, steps))
+    if init == "normal" and steps == 0:  # the unclipped normal start must still be a valid point
       xa = threat.project_ball_and_box(xa, x, eps, norm)
     return xa
 
   if restarts == 1:
-    return one_run(key)
+    return one_run(keys)
 
-  def final_loss(xa):
-    return objective(xa)[1][0] * sign
+  def score(xa):
+    _, (per_ex, logits) = objective(xa)
+    return sign * per_ex, fooled(logits, y, targeted)
 
   def restart_body(r, carry):
-    best_x, best_loss = carry
-    xa = one_run(jax.random.fold_in(key, r))
-    l = final_loss(xa)
+    best_x, best_loss, best_fooled = carry
+    xa = one_run(fold_keys(keys, r))
+    l, f = score(xa)
     better = l >= best_loss
-    return jnp.where(better.reshape(bshape), xa, best_x), jnp.where(better, l, best_loss)
+    if restart_select == "fooled":
+      better = (f & ~best_fooled) | ((f == best_fooled) & better)
+    return (jnp.where(better.reshape(bshape(x)), xa, best_x), jnp.where(better, l, best_loss),
+            jnp.where(better, f, best_fooled))
 
-  init_x = one_run(jax.random.fold_in(key, 0))
-  carry = (init_x, final_loss(init_x))
-  best_x, _ = jax.lax.fori_loop(1, restarts, restart_body, carry)
+  # Start from "nothing found" (-inf loss) so that the run is traced once, inside the loop.
+  nothing = (x, jnp.full((x.shape[0],), -jnp.inf, x.dtype), jnp.zeros((x.shape[0],), bool))
+  best_x, _, _ = jax.lax.fori_loop(0, restarts, restart_body, nothing)
   return best_x
 
 
@@ -116,6 +237,9 @@ def _pgd_factory(*, eps, step_size=None, steps=10, norm="linf", **kw):
 
 
 def _bim_factory(*, eps, step_size=None, steps=10, **kw):
+  """BIM: PGD without a random start. steps=0 uses Kurakin's rule (needs a concrete eps)."""
+  if steps == 0:
+    steps = kurakin_steps(eps)
   return _pgd_factory(eps=eps, step_size=step_size, steps=steps, init="none", **kw)
 
 

@@ -20,7 +20,8 @@ def get_config() -> dict:
   cfg["optim"].update(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
   cfg["train"].update(epochs=30, batch_size=64, checkpoint_every_steps=200, log_every_steps=20)
   cfg["eval"].update(batch_size=360, attacks=[
-      {"name": "pgd", "label": f"PGD-20 eps={EPS}", "eps": EPS, "steps": 20, "step_size": EPS / 8},
+      # step_size_ratio: step = eps / 8 at any eps, so the eps sweep reuses one compiled program
+      {"name": "pgd", "label": f"PGD-20 eps={EPS}", "eps": EPS, "steps": 20, "step_size_ratio": 1 / 8},
   ], eps_grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4))
   return cfg
 

@@ -27,8 +27,13 @@ def kl_to_clean(adv_logits, clean_logits):
   return losses_lib.kl_divergence(adv_logits, None, clean_logits)
 
 
-def auto_attack_loss(name: str):
-  """'ce' / 'kl' resolved to the single-logit variants when the head has one logit."""
+def auto_attack_loss(name):
+  """'ce' / 'kl' resolved to the single-logit variants when the head has one logit.
+
+  A callable passes through unchanged (with its own ``needs_reference``)."""
+  if callable(name):
+    return name
+
   def loss(logits, y, ref_logits):
     if name == "ce":
       return classification_loss(logits, y)

@@ -77,7 +77,7 @@ def make_train_step(module, method: Method, tx: optax.GradientTransformation, *,
     params = method.post_update(optax.apply_updates(state.params, updates))
     metrics = dict(aux.metrics)
     metrics.setdefault("loss", loss)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=aux.batch_stats,
                               opt_state=opt_state, key=jax.random.key_data(key),
                               method_state=aux.method_state)

@@ -1,0 +1,531 @@
+"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness ..."), L-inf and L2.
+
+A faithful port of ``autoattack/autopgd_base.py`` (``APGDAttack``, ``APGDAttack_targeted``).
+One run of N iterations on a batch, with P = box o Pi_eps (ball projection, then [0, 1]):
+
+    x_0   = clip_[0,1](x + eps * t / ||t||_p)     t ~ U(-1, 1)^d (Linf) or N(0, I) (L2); ||x_0 - x|| = eps pre-clip
+    eta   = 2 eps                                  per example
+    z     = P(x_i + eta * s(g_i))                  s = sign (Linf) or g / ||g||_2 (L2); g_i = grad_x L(x_i) (EoT mean)
+    x_i+1 = P(x_i + a (z - x_i) + (1 - a)(x_i - x_i-1)),   a = 1 at i = 0, else 0.75
+    L(x_i+1) > loss_best (strict)   ->  x_best, grad_best, loss_best <- x_i+1, g_i+1, L(x_i+1)
+    argmax f(x_i+1) != y            ->  x_best_adv <- x_i+1;  acc <- acc & [argmax f(x_i+1) = y]
+
+Checkpoints (``checkpoint_schedule``): k_0 = max(floor(0.22 N), 1), then k <- max(k - max(floor(0.03 N), 1),
+max(floor(0.06 N), 1)); a check falls k iterations after the previous one. At a check the step of example s halves iff
+
+    (1) #{j in the last k iterations: L_j > L_j-1} <= rho k        (L_-1 reads as 0, a quirk of the reference), or
+    (2) eta was not halved at the previous check and loss_best did not increase since it,
+
+and examples whose step halves restart from x_best with grad_best. N = 100 gives checks at 0-based
+i in {21, 40, 56, 69, 79, 86, 92, 98}; N = 10 at {1, ..., 9}.
+
+Losses: 'ce', 'dlr' (untargeted, K >= 3) and, for APGD-T, 'dlr-targeted' (K >= 4) with targets the 2nd .. (n+1)-th
+largest clean logits, one full run per target on the points still robust. ``apgd`` returns what AutoAttack uses
+(``perturb(best_loss=False)``): x_best_adv for fooled points and the clean x for every other point; restarts and
+targets only update points that are still robust. ``best_loss=True`` returns the highest-loss point over restarts.
+``apgd_run`` returns one run with its traces (loss_best per iteration, step sizes, iterates) for diagnostics.
+
+JAX design: a run is one ``lax.scan`` over the static checkpoint schedule (per-example step sizes, counters and
+best-so-far tensors in the carry; masks instead of data-dependent branches). Restarts/targets are one
+``lax.while_loop`` that stops as soon as no point is left to attack, inside the same compiled program. Instead of
+gathering the still-robust points (dynamic shapes), every run covers the whole batch and a mask decides which
+results are kept; with an eval-mode model every example is independent, so this equals the reference's subsetting.
+Randomness is per example: example ``i`` draws from ``fold_in(key, index[i])``, so a point gets the same start
+whatever batch it sits in (this is what makes AutoAttack's bucketed stages reproduce a standalone run exactly).
+
+Randomised models (EoT): with ``randomized=True`` the model is called as ``logits_fn(x, key)`` and the gradient is
+the mean over ``eot_iter`` draws with fresh keys (the loss and prediction come from the last draw, as in the
+reference).
+
+Compiled programs are cached on ``logits_fn``: pass the same function object (ideally a
+``jax.tree_util.Partial(apply_fn, params)``, whose params are then traced arguments rather than constants) to
+reuse them.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust import losses as losses_lib
+from jaxrobust import threat
+from jaxrobust.types import Array
+
+# Trace-time counters (name -> number of traces) so tests can check that a config compiles once.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+_LOSSES = ("ce", "dlr", "dlr-targeted", "ce-targeted")
+_TARGETED_LOSSES = ("dlr-targeted", "ce-targeted")
+
+
+# ----------------------------------------------------------------------------------------
+# Helpers shared with fab.py / square.py / autoattack.py
+# ----------------------------------------------------------------------------------------
+
+def as_partial(logits_fn) -> jax.tree_util.Partial:
+  """Wraps a callable so it can be passed *into* ``jax.jit`` as a pytree argument.
+
+  A ``Partial(apply_fn, params)`` carries params as traced leaves; a bare function becomes a leaf-free pytree
+  whose identity keys the compilation cache.
+  """
+  if isinstance(logits_fn, jax.tree_util.Partial):
+    return logits_fn
+  return jax.tree_util.Partial(logits_fn)
+
+
+def model_with_key(logits_fn, randomized: bool):
+  """(x, key) -> logits; the key is ignored for deterministic models."""
+  if randomized:
+    return lambda xa, k: logits_fn(xa, k)
+  return lambda xa, k: logits_fn(xa)
+
+
+def example_keys(key, index: Array) -> Array:
+  """Per-example keys fold_in(key, index_i): (B,) indices -> (B,) keys (B x 2 raw)."""
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index.astype(jnp.uint32))
+
+
+def fold_each(keys: Array, data) -> Array:
+  """fold_in every per-example key with the same integer."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+
+def bcast_b(v: Array, x: Array) -> Array:
+  """(B,) -> (B, 1, ..., 1) matching x."""
+  return v.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+def eps_vector(eps, batch: int, dtype) -> Array:
+  """Scalar or (B,) eps -> (B,) array, so scalar and per-example eps run the same compiled program."""
+  return jnp.broadcast_to(jnp.asarray(eps, dtype), (batch,))
+
+
+def num_classes(logits_fn, x, randomized: bool = False) -> int:
+  """K from the output shape, without running the model (``jax.eval_shape``)."""
+  if randomized:
+    out = jax.eval_shape(logits_fn, x, jax.random.PRNGKey(0))
+  else:
+    out = jax.eval_shape(logits_fn, x)
+  if len(out.shape) != 2:
+    raise ValueError(f"attacks expect logits of shape (batch, classes); got {out.shape}")
+  return int(out.shape[1])
+
+
+def validate_inputs(x, y, eps, k: int, min_classes: int, what: str) -> None:
+  """Concrete-value checks shared by the AutoAttack components."""
+  threat.check_images(x)
+  threat.check_labels(y, x.shape[0], k)
+  threat.check_eps(eps, x.shape[0])
+  if k < min_classes:
+    raise ValueError(f"{what} needs at least {min_classes} classes; the model outputs {k} logits")
+
+
+def check_n_target_classes(n_target_classes: int, k: int, what: str) -> None:
+  if not 1 <= n_target_classes <= k - 1:
+    raise ValueError(f"{what}: n_target_classes must lie in [1, K-1] = [1, {k - 1}]; got {n_target_classes}")
+
+
+def top_k_targets(clean_logits: Array, n_target_classes: int) -> Array:
+  """Targets of APGD-T / FAB-T: (n_target_classes, B), row c-2 = the c-th largest clean logit, c = 2..n+1.
+
+  Same as the reference ``logits.sort(dim=1)[1][:, -c]`` (ties broken by the stable ascending sort).
+  """
+  order = jnp.argsort(clean_logits, axis=1, stable=True)  # ascending, like torch.sort
+  k = clean_logits.shape[1]
+  return jnp.stack([order[:, k - c] for c in range(2, n_target_classes + 2)], axis=0).astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------------------
+# Schedule, init, losses
+# ----------------------------------------------------------------------------------------
+
+def checkpoint_schedule(n_iter: int) -> tuple[tuple[int, int], ...]:
+  """((i, k), ...): 0-based iterations at which the step size is checked and the window length k used there.
+
+  k_0 = max(int(0.22 N), 1), k_min = max(int(0.06 N), 1), decrement max(int(0.03 N), 1): the check happens when
+  k iterations have passed since the previous one (the reference's ``counter3 == k``).
+  """
+  k = max(int(0.22 * n_iter), 1)
+  k_min = max(int(0.06 * n_iter), 1)
+  size_decr = max(int(0.03 * n_iter), 1)
+  out, counter = [], 0
+  for i in range(n_iter):
+    counter += 1
+    if counter == k:
+      out.append((i, k))
+      counter = 0
+      k = max(k - size_decr, k_min)
+  return tuple(out)
+
+
+def checkpoint_iterations(n_iter: int) -> list[int]:
+  """0-based iterations with a step-size check: [21, 40, 56, 69, 79, 86, 92, 98] for N = 100."""
+  return [i for i, _ in checkpoint_schedule(n_iter)]
+
+
+def apgd_init(keys: Array, x: Array, eps: Array, norm: str) -> Array:
+  """x + eps t / ||t||_p per example, *before* the box clip (so ||delta_0||_p = eps exactly).
+
+  keys: (B,) per-example keys; x: (B, ...); eps: (B,). Linf: t ~ U(-1, 1)^d, L2: t ~ N(0, I).
+  """
+  shape = x.shape[1:]
+  if norm == "linf":
+    t = jax.vmap(lambda k: jax.random.uniform(k, shape, x.dtype, -1.0, 1.0))(keys)
+  else:
+    t = jax.vmap(lambda k: jax.random.normal(k, shape, x.dtype))(keys)
+  n = threat.per_example_norm(t, norm)
+  # The reference divides by (norm + 1e-12); same here so the radius matches to float precision.
+  return x + bcast_b(eps, x) * t / bcast_b(n + 1e-12, x)
+
+
+def _attack_loss(name: str):
+  """loss(logits, y, target) -> (B,), maximised by APGD."""
+  if name == "ce":
+    return lambda z, y, t: losses_lib.cross_entropy(z, y)
+  if name == "dlr":
+    return lambda z, y, t: losses_lib.dlr(z, y)
+  if name == "dlr-targeted":
+    return lambda z, y, t: losses_lib.dlr_targeted(z, y, t)
+  if name == "ce-targeted":
+    return lambda z, y, t: -losses_lib.cross_entropy(z, t)
+  raise ValueError(f"unknown APGD loss {name!r}; expected one of {_LOSSES}")
+
+
+def _step_direction(g: Array, norm: str) -> Array:
+  """sign(g) for Linf; g / (||g||_2 + 1e-12) for L2 (the reference's ``normalize``)."""
+  if norm == "linf":
+    return jnp.sign(g)
+  return g / bcast_b(threat.per_example_norm(g, "l2") + 1e-12, g)
+
+
+def _project(xa: Array, x: Array, eps: Array, norm: str) -> Array:
+  """P = box o Pi_eps. The L2 form is the reference's x + delta/(||delta|| + 1e-12) * min(eps, ||delta||)."""
+  if norm == "linf":
+    e = bcast_b(eps, x)
+    return jnp.clip(jnp.clip(xa, x - e, x + e), 0.0, 1.0)
+  delta = xa - x
+  n = threat.per_example_norm(delta, "l2")
+  return jnp.clip(x + delta / bcast_b(n + 1e-12, x) * bcast_b(jnp.minimum(eps, n), x), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# One APGD run (attack_single_run)
+# ----------------------------------------------------------------------------------------
+
+class ApgdTrace(NamedTuple):
+  """Result and diagnostics of one APGD run on a batch of B examples (N iterations).
+
+  x_best:          (B, ...) highest-loss iterate (strict improvements only).
+  loss_best:       (B,) loss at x_best.
+  x_best_adv:      (B, ...) last misclassified iterate (the start point if never misclassified).
+  acc:             (B,) bool, never misclassified during the run (including at the start).
+  x_init:          (B, ...) the start point x_0 (box-clipped).
+  loss_steps:      (N, B) loss at x_i+1, i.e. after the update of iteration i.
+  loss_best_steps: (N + 1, B) loss_best at the start and after each iteration.
+  acc_steps:       (N + 1, B) acc at the start and after each iteration.
+  step_size_steps: (N, B) the eta used by the update of iteration i.
+  reduced:         (N, B) bool, eta halved at the check that ends iteration i.
+  iterates:        (N, B, ...) x_i+1 (before a checkpoint restart) when ``record_iterates``; else None.
+  bases:           (N, B, ...) the point x_i each update starts from when ``record_iterates``; else None.
+  """
+  x_best: Array
+  loss_best: Array
+  x_best_adv: Array
+  acc: Array
+  x_init: Array
+  loss_steps: Array
+  loss_best_steps: Array
+  acc_steps: Array
+  step_size_steps: Array
+  reduced: Array
+  iterates: Optional[Array]
+  bases: Optional[Array]
+
+
+def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_iter, rho, eot_iter,
+                record_iterates=False) -> ApgdTrace:
+  """attack_single_run of the reference, all examples at once. eps: (B,); ex_keys: (B,) keys; target: (B,) or None."""
+  loss_fn = _attack_loss(loss)
+  b = x.shape[0]
+
+  def objective(z, k):
+    logits = model(z, k)
+    per_ex = loss_fn(logits, y, target)
+    return jnp.sum(per_ex), (per_ex, logits)
+
+  grad_fn = jax.grad(objective, has_aux=True)
+
+  def loss_and_grad(xa, key):
+    # EoT: average the gradient over eot_iter draws; loss and logits come from the last draw (as the reference).
+    if eot_iter == 1:
+      g, (l, logits) = grad_fn(xa, jax.random.fold_in(key, 0))
+      return g, l, logits
+
+    def eot_body(e, acc):
+      g_sum, _, _ = acc
+      g, (l, logits) = grad_fn(xa, jax.random.fold_in(key, e))
+      return g_sum + g, l, logits
+
+    _, (l0, z0) = jax.eval_shape(grad_fn, xa, key)
+    init = (jnp.zeros_like(xa), jnp.zeros(l0.shape, l0.dtype), jnp.zeros(z0.shape, z0.dtype))
+    g_sum, l, logits = jax.lax.fori_loop(0, eot_iter, eot_body, init)
+    return g_sum / float(eot_iter), l, logits
+
+  x_adv = jnp.clip(apgd_init(ex_keys, x, eps, norm), 0.0, 1.0)
+  x_init = x_adv
+  grad, loss0, logits0 = loss_and_grad(x_adv, jax.random.fold_in(run_key, 0))
+  acc = losses_lib.predict(logits0) == y
+  step = 2.0 * eps
+
+  schedule = checkpoint_schedule(n_iter)
+  is_check = np.zeros(n_iter, bool)
+  k_at = np.zeros(n_iter, np.int32)
+  for i, k in schedule:
+    is_check[i], k_at[i] = True, k
+  rows = jnp.arange(n_iter)
+
+  carry0 = dict(x_adv=x_adv, x_old=x_adv, grad=grad, grad_best=grad, x_best=x_adv, x_best_adv=x_adv,
+                loss_best=loss0, acc=acc, step=step, loss_steps=jnp.zeros((n_iter, b), loss0.dtype),
+                loss_best_last_check=loss0, reduced_last_check=jnp.ones((b,), bool))
+
+  def body(c, xs):
+    i, check, k = xs
+    x_cur = c["x_adv"]
+    grad2 = x_cur - c["x_old"]
+    a = jnp.where(i == 0, 1.0, 0.75).astype(x.dtype)
+    z = _project(x_cur + bcast_b(c["step"], x) * _step_direction(c["grad"], norm), x, eps, norm)
+    x_new = _project(x_cur + a * (z - x_cur) + (1.0 - a) * grad2, x, eps, norm)
+
+    g, l, logits = loss_and_grad(x_new, jax.random.fold_in(run_key, i + 1))
+    pred = losses_lib.predict(logits) == y
+    acc = c["acc"] & pred
+    x_best_adv = jnp.where(bcast_b(~pred, x), x_new, c["x_best_adv"])
+
+    loss_steps = c["loss_steps"].at[i].set(l)
+    improved = l > c["loss_best"]
+    x_best = jnp.where(bcast_b(improved, x), x_new, c["x_best"])
+    grad_best = jnp.where(bcast_b(improved, x), g, c["grad_best"])
+    loss_best = jnp.where(improved, l, c["loss_best"])
+
+    # Condition (1): increases over the last k iterations; row -1 wraps to the still-zero last row, as in
+    # the reference's loss_steps[-1].
+    prev = jnp.roll(loss_steps, 1, axis=0)
+    window = ((rows <= i) & (rows > i - k))[:, None]
+    n_incr = jnp.sum((loss_steps > prev) & window, axis=0)
+    fl_osc = n_incr.astype(x.dtype) <= k.astype(x.dtype) * rho
+    # Condition (2): not halved last time and no progress since the last check.
+    fl_no_impr = (~c["reduced_last_check"]) & (c["loss_best_last_check"] >= loss_best)
+    reduce = (fl_osc | fl_no_impr) & check
+    reduced_last_check = jnp.where(check, reduce, c["reduced_last_check"])
+    loss_best_last_check = jnp.where(check, loss_best, c["loss_best_last_check"])
+    step = jnp.where(reduce, c["step"] / 2.0, c["step"])
+    # Halved examples restart from x_best with its gradient; x_old stays x_i (the reference keeps x_adv_old).
+    x_next = jnp.where(bcast_b(reduce, x), x_best, x_new)
+    g_next = jnp.where(bcast_b(reduce, x), grad_best, g)
+
+    new = dict(x_adv=x_next, x_old=x_cur, grad=g_next, grad_best=grad_best, x_best=x_best,
+               x_best_adv=x_best_adv, loss_best=loss_best, acc=acc, step=step, loss_steps=loss_steps,
+               loss_best_last_check=loss_best_last_check, reduced_last_check=reduced_last_check)
+    out = dict(loss_best=loss_best, acc=acc, step=c["step"], reduced=reduce)
+    if record_iterates:
+      out["iterate"] = x_new
+      out["base"] = x_cur
+    return new, out
+
+  xs = (jnp.arange(n_iter), jnp.asarray(is_check), jnp.asarray(k_at))
+  c, ys = jax.lax.scan(body, carry0, xs)
+  return ApgdTrace(
+      x_best=c["x_best"], loss_best=c["loss_best"], x_best_adv=c["x_best_adv"], acc=c["acc"], x_init=x_init,
+      loss_steps=c["loss_steps"],
+      loss_best_steps=jnp.concatenate([loss0[None], ys["loss_best"]], axis=0),
+      acc_steps=jnp.concatenate([acc[None], ys["acc"]], axis=0),
+      step_size_steps=ys["step"], reduced=ys["reduced"],
+      iterates=ys.get("iterate"), bases=ys.get("base"))
+
+
+# ----------------------------------------------------------------------------------------
+# Perturb: restarts / targets on the points still robust (masked), one compiled program
+# ----------------------------------------------------------------------------------------
+
+_STATIC = ("norm", "loss", "n_iter", "n_restarts", "n_target_classes", "rho", "eot_iter", "randomized",
+           "best_loss")
+
+
+def apgd_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", loss="ce", n_iter=100,
+                n_restarts=1, n_target_classes=0, rho=0.75, eot_iter=1, randomized=False, best_loss=False):
+  """The masked core used by ``apgd``/``apgd_targeted`` and by AutoAttack's stages.
+
+  x: (B, ...); y: (B,) int; index: (B,) int global example ids (seed the per-example randomness); active: (B,)
+  bool, the points to attack; eps: (B,). Returns (x_adv, fooled): fooled (B,) bool = active, clean-correct and
+  misclassified at x_adv; x_adv = x_best_adv where fooled and x elsewhere. With ``best_loss`` x_adv is the
+  highest-loss point over restarts for every active point and fooled is computed at it.
+  n_target_classes > 0 (with a targeted loss) runs one full attack per target c = 2..n+1 (APGD-T).
+  logits_fn must be a pytree (``as_partial``). One compiled program per static configuration and shape.
+  """
+  # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.
+  return _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, norm=norm, loss=loss, n_iter=int(n_iter),
+                          n_restarts=int(n_restarts), n_target_classes=int(n_target_classes), rho=float(rho),
+                          eot_iter=int(eot_iter), randomized=bool(randomized), best_loss=bool(best_loss))
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, loss, n_iter, n_restarts,
+                     n_target_classes, rho, eot_iter, randomized, best_loss):
+  TRACE_COUNTS["apgd"] += 1
+  model = model_with_key(logits_fn, randomized)
+  ex_keys = example_keys(key, index)
+  clean_logits = model(x, jax.random.fold_in(key, 2**31 - 1))
+  targeted = loss in _TARGETED_LOSSES
+  targets = top_k_targets(clean_logits, n_target_classes) if targeted else None
+  n_runs = (n_target_classes if targeted else 1) * n_restarts
+  still = active & (losses_lib.predict(clean_logits) == y)
+
+  def run(r):
+    tgt = targets[r // n_restarts] if targeted else None
+    return _single_run(model, x, y, tgt, fold_each(ex_keys, r), jax.random.fold_in(key, r), eps,
+                       norm=norm, loss=loss, n_iter=n_iter, rho=rho, eot_iter=eot_iter)
+
+  if best_loss:
+    def body_best(r, carry):
+      adv, lbest = carry
+      res = run(r)
+      better = res.loss_best > lbest
+      return jnp.where(bcast_b(better, x), res.x_best, adv), jnp.where(better, res.loss_best, lbest)
+    adv, _ = jax.lax.fori_loop(0, n_runs, body_best, (x, jnp.full((x.shape[0],), -jnp.inf, x.dtype)))
+    adv = jnp.where(bcast_b(active, x), adv, x)
+    fooled = active & (losses_lib.predict(model(adv, jax.random.fold_in(key, 2**31 - 2))) != y)
+    return adv, fooled
+
+  def cond(carry):
+    r, still_, _ = carry
+    return (r < n_runs) & jnp.any(still_)
+
+  def body(carry):
+    r, still_, adv = carry
+    res = run(r)
+    newly = still_ & ~res.acc
+    adv = jnp.where(bcast_b(newly, x), res.x_best_adv, adv)
+    return r + 1, still_ & ~newly, adv
+
+  _, still, adv = jax.lax.while_loop(cond, body, (jnp.int32(0), still, x))
+  fooled = active & (losses_lib.predict(clean_logits) == y) & ~still
+  return adv, fooled
+
+
+@functools.partial(jax.jit, static_argnames=("norm", "loss", "n_iter", "rho", "eot_iter", "randomized",
+                                             "record_iterates"))
+def _apgd_run_jit(logits_fn, x, y, key, index, eps, target, *, norm, loss, n_iter, rho, eot_iter, randomized,
+                  record_iterates):
+  TRACE_COUNTS["apgd_run"] += 1
+  model = model_with_key(logits_fn, randomized)
+  return _single_run(model, x, y, target, fold_each(example_keys(key, index), 0), jax.random.fold_in(key, 0),
+                     eps, norm=norm, loss=loss, n_iter=n_iter, rho=rho, eot_iter=eot_iter,
+                     record_iterates=record_iterates)
+
+
+# ----------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------
+
+def _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes=None):
+  norm = threat.canonical_norm(norm)
+  if norm not in ("linf", "l2"):
+    raise ValueError(f"APGD supports 'linf' and 'l2'; got {norm!r}")
+  if loss not in _LOSSES:
+    raise ValueError(f"unknown APGD loss {loss!r}; expected one of {_LOSSES}")
+  k = num_classes(logits_fn, x, randomized)
+  min_k = 4 if loss == "dlr-targeted" else 3 if loss == "dlr" else 2
+  what = {"dlr": "APGD with the DLR loss", "dlr-targeted": "APGD-T (targeted DLR loss)"}.get(loss, "APGD")
+  validate_inputs(x, y, eps, k, min_k, what)
+  if n_target_classes is not None:
+    check_n_target_classes(n_target_classes, k, "APGD-T")
+  return norm, eps_vector(eps, x.shape[0], x.dtype), k
+
+
+def apgd(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "ce", n_iter: int = 100,
+         n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1, randomized: bool = False,
+         best_loss: bool = False) -> Array:
+  """Untargeted APGD (APGD-CE / APGD-DLR). Returns x_adv with the shape of x (B, ...).
+
+  Args:
+    logits_fn: ``x -> logits (B, K)``, or ``(x, key) -> logits`` with ``randomized=True``.
+    x: (B, ...) float in [0, 1]; y: (B,) int labels; key: PRNG key.
+    eps: scalar or (B,). norm: 'linf' or 'l2'. loss: 'ce' or 'dlr' (K >= 3).
+    n_iter: N; n_restarts: runs on the still-robust points; rho: the oscillation threshold (0.75).
+    eot_iter: gradient draws averaged per step (Expectation over Transformation).
+    best_loss: return the highest-loss point over restarts instead of the AutoAttack-style output
+      (x_best_adv for fooled points, clean x for the rest).
+  """
+  if loss in _TARGETED_LOSSES:
+    raise ValueError("use apgd_targeted for targeted losses")
+  norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
+  b = x.shape[0]
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+                       norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts, rho=float(rho),
+                       eot_iter=eot_iter, randomized=randomized, best_loss=best_loss)
+  return adv
+
+
+def apgd_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 100,
+                  n_restarts: int = 1, n_target_classes: int = 9, rho: float = 0.75, eot_iter: int = 1,
+                  randomized: bool = False, loss: str = "dlr-targeted") -> Array:
+  """APGD-T: targeted DLR, one full N-iteration run per target (the 2nd..(n+1)-th largest clean logits).
+
+  Targets run in order on the points still robust; a point counts as fooled when misclassified (any class).
+  Needs K >= 4 and n_target_classes <= K - 1. Returns x_adv (B, ...).
+  """
+  if loss not in _TARGETED_LOSSES:
+    raise ValueError(f"apgd_targeted needs a targeted loss {_TARGETED_LOSSES}; got {loss!r}")
+  norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes)
+  b = x.shape[0]
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+                       norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts,
+                       n_target_classes=n_target_classes, rho=float(rho), eot_iter=eot_iter,
+                       randomized=randomized)
+  return adv
+
+
+def apgd_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "ce", n_iter: int = 100,
+             rho: float = 0.75, eot_iter: int = 1, randomized: bool = False, target: Optional[Array] = None,
+             record_iterates: bool = False) -> ApgdTrace:
+  """One APGD run on every example (no restarts, no masking) with its diagnostic traces (``ApgdTrace``).
+
+  For the targeted losses pass ``target`` (B,). The randomness matches the first restart of ``apgd`` with
+  the same key.
+  """
+  norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
+  if (loss in _TARGETED_LOSSES) != (target is not None):
+    raise ValueError("pass target exactly when the loss is targeted")
+  b = x.shape[0]
+  return _apgd_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(b), eps_v, target, norm=norm, loss=loss,
+                       n_iter=n_iter, rho=float(rho), eot_iter=eot_iter, randomized=randomized,
+                       record_iterates=record_iterates)
+
+
+def _factory(loss: str):
+  def make(*, eps, norm="linf", n_iter=100, n_restarts=1, rho=0.75, eot_iter=1, randomized=False, **kw):
+    def attack(logits_fn, x, y, key):
+      return apgd(logits_fn, x, y, key, eps=eps, norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts,
+                  rho=rho, eot_iter=eot_iter, randomized=randomized, **kw)
+    return attack
+  return make
+
+
+def _targeted_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, n_target_classes=9, rho=0.75, eot_iter=1,
+                      randomized=False):
+  def attack(logits_fn, x, y, key):
+    return apgd_targeted(logits_fn, x, y, key, eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts,
+                         n_target_classes=n_target_classes, rho=rho, eot_iter=eot_iter, randomized=randomized)
+  return attack
+
+
+REGISTRY: dict[str, Any] = {
+    "apgd_ce": _factory("ce"),
+    "apgd_dlr": _factory("dlr"),
+    "apgd_t": _targeted_factory,
+}

@@ -1,0 +1,311 @@
+"""FAB, the Fast Adaptive Boundary attack (Croce & Hein 2020), L-inf and L2, untargeted and targeted (FAB-T).
+
+A port of ``autoattack/fab_base.py`` + ``fab_pt.py`` + ``fab_projections.py``. FAB is a minimum-norm attack; as
+inside AutoAttack, a point counts as broken only if the adversarial point it found has ||delta||_p <= eps.
+
+One run (``attack_single_run``) from x1 = x0 (restart r = 0) or x1 = clip(x0 + eps/2 * t/||t||_p) (r > 0;
+t ~ U(-1,1)^d for Linf, N(0, I) for L2), N iterations of
+
+    f_j = z_j(x1) - z_y(x1),  w_j = grad f_j(x1)                      (FAB-T: the single j = target)
+    j*  = argmin_{j != y} |f_j| / ||w_j||_q                             (q the dual norm: 1 for Linf, 2 for L2)
+    H   = {u : <w_j*, u - x1> + f_j* = 0}                               (the linearised decision boundary)
+    d1  = proj_box(x1 -> H) - x1,  d2 = proj_box(x0 -> H) - x0          (min-norm steps onto H inside [0, 1]^d)
+    alpha = min(max(||d1|| / (||d1|| + ||d2||), 0), alpha_max)         (norms floored at 1e-8)
+    x1  <- clip_[0,1]((x1 + eta d1)(1 - alpha) + (x0 + eta d2) alpha)
+    if argmax z(x1) != y:  keep x1 as best when ||x1 - x0|| < best norm;  x1 <- x0 + beta (x1 - x0)
+
+with AutoAttack's alpha_max = 0.1, eta = 1.05, beta = 0.9, N = 100. ``project_onto_hyperplane`` solves the
+box-constrained projection exactly: after orienting w so that c = <w, t> - b >= 0, the minimal step moves each
+coordinate towards its box bound by min(lambda, cap_i) (Linf: cap_i = room to the bound, weight |w_i|; L2:
+d_i = -w_i min(lambda, r_i), weight w_i^2), with the water level lambda solving sum_i weight_i min(lambda, cap_i) = c
+(the reference finds the same lambda by bisection); if even the box corner cannot reach H, the full move is taken.
+
+Restarts/targets run only on the points still robust (masks on the full batch, as in apgd.py); FAB-T uses the
+targets 2nd..(n+1)-th largest clean logit. The untargeted version needs all K input gradients per step (K VJPs).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust import losses as losses_lib
+from jaxrobust import threat
+from jaxrobust.attacks.apgd import (as_partial, bcast_b, check_n_target_classes, eps_vector, example_keys,
+                                    fold_each, num_classes, top_k_targets, validate_inputs)
+from jaxrobust.types import Array
+
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+# ----------------------------------------------------------------------------------------
+# Box-constrained projection onto a hyperplane
+# ----------------------------------------------------------------------------------------
+
+def _water_level(u: Array, cap: Array, c: Array, method: str = "auto") -> Array:
+  """lambda >= 0 with sum_i u_i min(lambda, cap_i) = c, per row; +inf when sum_i u_i cap_i <= c.
+
+  u, cap: (N, D) >= 0; c: (N,) >= 0. g(lambda) = sum_i u_i min(lambda, cap_i) is piecewise linear and
+  non-decreasing with breakpoints at the caps. With lambda_0 the largest cap where g <= c and S = {i : cap_i <=
+  lambda_0} the saturated coordinates, lambda = (c - sum_S u_i cap_i) / sum_{not S} u_i (exact).
+  g at every cap comes from an all-pairs sum for small D ('pairs', O(D^2), no sort: XLA's CPU sort is slow)
+  or from a sort and prefix sums ('sort', O(D log D)); 'auto' picks pairs for D <= 128.
+  """
+  d = cap.shape[1]
+  if method == "auto":
+    method = "pairs" if d <= 128 else "sort"
+  if method == "pairs":
+    g = jnp.einsum("nj,nkj->nk", u, jnp.minimum(cap[:, :, None], cap[:, None, :]))
+  else:
+    order = jnp.argsort(cap, axis=1)
+    cs = jnp.take_along_axis(cap, order, axis=1)
+    us = jnp.take_along_axis(u, order, axis=1)
+    uc = us * cs
+    g_sorted = jnp.cumsum(uc, axis=1) - uc + cs * jnp.flip(jnp.cumsum(jnp.flip(us, 1), axis=1), 1)
+    g = jnp.zeros_like(g_sorted).at[jnp.arange(cap.shape[0])[:, None], order].set(g_sorted)
+  lam0 = jnp.max(jnp.where(g <= c[:, None], cap, -1.0), axis=1)
+  sat = cap <= lam0[:, None]
+  below = jnp.sum(jnp.where(sat, u * cap, 0.0), axis=1)
+  tail = jnp.sum(jnp.where(sat, 0.0, u), axis=1)
+  lam = jnp.maximum(c - below, 0.0) / jnp.where(tail > 0, tail, 1.0)
+  return jnp.where(tail > 0, lam, jnp.inf)
+
+
+def project_onto_hyperplane(t: Array, w: Array, b: Array, norm: str = "linf", method: str = "auto") -> Array:
+  """Minimal-norm d with <w, t + d> = b and t + d in [0, 1]^D (the full move to the box corner if unreachable).
+
+  t, w: (N, D); b: (N,). Returns d (N, D); d_i = 0 where w_i = 0 (Linf) or |w_i| <= 1e-8 (L2), as the reference.
+  """
+  norm = threat.canonical_norm(norm)
+  c = jnp.sum(w * t, axis=1) - b
+  sgn = jnp.where(c >= 0, 1.0, -1.0).astype(t.dtype)
+  w = w * sgn[:, None]
+  c = c * sgn  # now >= 0: the step must lower <w, x> by c
+  if norm == "linf":
+    neg = w < 0
+    room = jnp.where(neg, 1.0 - t, t)   # distance to the bound that lowers <w, x>
+    lam = _water_level(jnp.abs(w), room, c, method)
+    d = jnp.where(neg, 1.0, -1.0) * jnp.minimum(lam[:, None], room)
+    return d * (w != 0)
+  if norm == "l2":
+    live = jnp.abs(w) > 1e-8
+    w_safe = jnp.where(live, w, 1.0)
+    # r_i: the multiplier at which -r_i w_i reaches coordinate i's box bound.
+    r = jnp.where(live, jnp.maximum(t / w_safe, (t - 1.0) / w_safe), 0.0)
+    r = jnp.clip(r, 0.0, 1e12)
+    lam = _water_level(jnp.where(live, w * w, 0.0), r, c, method)
+    d = -w * jnp.minimum(lam[:, None], r)
+    return d * live
+  raise ValueError(f"FAB supports 'linf' and 'l2'; got {norm!r}")
+
+
+# ----------------------------------------------------------------------------------------
+# One FAB run
+# ----------------------------------------------------------------------------------------
+
+class FabResult(NamedTuple):
+  """adv: (B, ...) the smallest-norm adversarial point found (x where none); norm: (B,) its ||delta|| (1e10: none)."""
+  adv: Array
+  norm: Array
+
+
+def _flat_norm(v: Array, norm: str) -> Array:
+  return threat.per_example_norm(v, norm)
+
+
+def _single_run(logits_fn, x, y, target, ex_keys, eps, *, norm, n_iter, alpha_max, eta, beta,
+                use_rand_start) -> FabResult:
+  """attack_single_run on every example. target (B,) for FAB-T, None for untargeted; eps (B,) (random start)."""
+  b = x.shape[0]
+  shape = x.shape[1:]
+  x0 = x.reshape(b, -1)
+  if use_rand_start:
+    if norm == "linf":
+      t = jax.vmap(lambda k: jax.random.uniform(k, shape, x.dtype, -1.0, 1.0))(ex_keys)
+    else:
+      t = jax.vmap(lambda k: jax.random.normal(k, shape, x.dtype))(ex_keys)
+    # res2 is reset to 1e10 in every call of the reference, so min(res2, eps) = eps.
+    x1 = jnp.clip(x + bcast_b(eps, x) * t / bcast_b(_flat_norm(t, norm), x) * 0.5, 0.0, 1.0)
+  else:
+    x1 = x
+  def diff_logits_grads(xa):
+    """f (B, M) and grad f (B, M, D): M = K (untargeted; f_y := 1e10) or 1 (targeted)."""
+    if target is not None:
+      def fdiff(z):
+        logits = logits_fn(z)
+        zy = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+        zt = jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
+        return jnp.sum(zt - zy), zt - zy
+      g, f = jax.grad(fdiff, has_aux=True)(xa)
+      return f[:, None], g.reshape(b, 1, -1)
+    logits, vjp = jax.vjp(logits_fn, xa)
+    kk = logits.shape[1]
+    cts = jnp.broadcast_to(jnp.eye(kk, dtype=logits.dtype)[:, None, :], (kk, b, kk))
+    jac = jax.vmap(lambda ct: vjp(ct)[0])(cts)              # (K, B, ...)
+    jac = jnp.moveaxis(jac, 0, 1).reshape(b, kk, -1)        # (B, K, D)
+    onehot = jax.nn.one_hot(y, kk, dtype=bool)
+    f = logits - jnp.take_along_axis(logits, y[:, None], axis=1)
+    g = jac - jnp.take_along_axis(jac, y[:, None, None], axis=1)
+    return jnp.where(onehot, 1e10, f), g
+
+  def body(_, carry):
+    x1, adv, res2 = carry
+    f, g = diff_logits_grads(x1)
+    if norm == "linf":
+      dual = jnp.sum(jnp.abs(g), axis=2)
+    else:
+      dual = jnp.sqrt(jnp.sum(g * g, axis=2))
+    dist = jnp.abs(f) / (1e-12 + dual)
+    ind = jnp.argmin(dist, axis=1)
+    w = jnp.take_along_axis(g, ind[:, None, None], axis=1)[:, 0]
+    fj = jnp.take_along_axis(f, ind[:, None], axis=1)[:, 0]
+    x1f = x1.reshape(b, -1)
+    bb = -fj + jnp.sum(w * x1f, axis=1)
+    d3 = project_onto_hyperplane(jnp.concatenate([x1f, x0], 0), jnp.concatenate([w, w], 0),
+                                 jnp.concatenate([bb, bb], 0), norm)
+    d1, d2 = d3[:b], d3[b:]
+    a0 = jnp.maximum(_flat_norm(d3, norm), 1e-8)
+    a1, a2 = a0[:b], a0[b:]
+    alpha = jnp.minimum(jnp.maximum(a1 / (a1 + a2), 0.0), alpha_max)[:, None]
+    x1f = jnp.clip((x1f + eta * d1) * (1 - alpha) + (x0 + d2 * eta) * alpha, 0.0, 1.0)
+    x1 = x1f.reshape(x.shape)
+
+    is_adv = losses_lib.predict(logits_fn(x1)) != y
+    t = _flat_norm(x1 - x, norm)
+    better = is_adv & (t < res2)
+    adv = jnp.where(bcast_b(better, x), x1, adv)
+    res2 = jnp.where(better, t, res2)
+    x1 = jnp.where(bcast_b(is_adv, x), x + (x1 - x) * beta, x1)
+    return x1, adv, res2
+
+  _, adv, res2 = jax.lax.fori_loop(0, n_iter, body, (x1, x, jnp.full((b,), 1e10, x.dtype)))
+  return FabResult(adv=jnp.where(bcast_b(res2 < 1e10, x), adv, x), norm=res2)
+
+
+_STATIC = ("norm", "n_iter", "n_restarts", "n_target_classes", "alpha_max", "eta", "beta", "targeted")
+
+
+def fab_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", n_iter=100, n_restarts=1,
+               n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, targeted=False):
+  """Masked core for ``fab`` / ``fab_targeted`` and AutoAttack. Returns (x_adv, fooled).
+
+  fooled (B,) = active & clean-correct & argmax z(x_adv) != y & ||x_adv - x|| <= eps (AutoAttack's FAB check);
+  x_adv is FAB's point where fooled and x elsewhere. Restart r > 0 uses the random start; targets in order.
+  """
+  # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.
+  return _fab_masked_jit(logits_fn, x, y, key, index, active, eps, norm=norm, n_iter=int(n_iter),
+                         n_restarts=int(n_restarts), n_target_classes=int(n_target_classes) if targeted else 0,
+                         alpha_max=float(alpha_max), eta=float(eta), beta=float(beta), targeted=bool(targeted))
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_iter, n_restarts, n_target_classes,
+                    alpha_max, eta, beta, targeted):
+  TRACE_COUNTS["fab"] += 1
+  ex_keys = example_keys(key, index)
+  clean_logits = logits_fn(x)
+  targets = top_k_targets(clean_logits, n_target_classes) if targeted else None
+  n_runs = (n_target_classes if targeted else 1) * n_restarts
+  correct = losses_lib.predict(clean_logits) == y
+  still = active & correct
+
+  def run(r):
+    tgt = targets[r // n_restarts] if targeted else None
+    # use_rand_start = (restart counter > 0) in the reference; r is traced here, so the random start is always
+    # drawn and its radius is eps/2 for r > 0 and 0 for r = 0 (x1 = clip(x) = x), which is the same thing.
+    radius = jnp.where((r % n_restarts) > 0, eps, 0.0)
+    return _single_run(logits_fn, x, y, tgt, fold_each(ex_keys, r), radius, norm=norm, n_iter=n_iter,
+                       alpha_max=alpha_max, eta=eta, beta=beta, use_rand_start=n_restarts > 1)
+
+  def cond(carry):
+    r, still_, _ = carry
+    return (r < n_runs) & jnp.any(still_)
+
+  def body(carry):
+    r, still_, adv = carry
+    res = run(r)
+    # AutoAttack's check: misclassified *and* within the eps-ball.
+    acc_curr = (losses_lib.predict(logits_fn(res.adv)) == y) | (_flat_norm(res.adv - x, norm) > eps)
+    newly = still_ & ~acc_curr
+    adv = jnp.where(bcast_b(newly, x), res.adv, adv)
+    return r + 1, still_ & ~newly, adv
+
+  _, still, adv = jax.lax.while_loop(cond, body, (jnp.int32(0), still, x))
+  return adv, active & correct & ~still
+
+
+@functools.partial(jax.jit, static_argnames=("norm", "n_iter", "alpha_max", "eta", "beta", "use_rand_start"))
+def _fab_run_jit(logits_fn, x, y, key, index, eps, target, *, norm, n_iter, alpha_max, eta, beta,
+                 use_rand_start):
+  TRACE_COUNTS["fab_run"] += 1
+  return _single_run(logits_fn, x, y, target, fold_each(example_keys(key, index), 0), eps, norm=norm,
+                     n_iter=n_iter, alpha_max=alpha_max, eta=eta, beta=beta, use_rand_start=use_rand_start)
+
+
+def _prepare(logits_fn, x, y, eps, norm, min_classes, what):
+  norm = threat.canonical_norm(norm)
+  if norm not in ("linf", "l2"):
+    raise ValueError(f"FAB supports 'linf' and 'l2'; got {norm!r}")
+  k = num_classes(logits_fn, x)
+  validate_inputs(x, y, eps, k, min_classes, what)
+  return norm, eps_vector(eps, x.shape[0], x.dtype), k
+
+
+def fab(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 100, n_restarts: int = 1,
+        alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9) -> Array:
+  """Untargeted FAB; a point is broken iff FAB finds a misclassified point with ||delta||_p <= eps.
+
+  x: (B, ...) in [0, 1]; y: (B,); eps scalar or (B,). Returns x_adv (B, ...): FAB's point where broken, else x.
+  """
+  norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, 2, "FAB")
+  b = x.shape[0]
+  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v, norm=norm,
+                      n_iter=n_iter, n_restarts=n_restarts, alpha_max=float(alpha_max), eta=float(eta),
+                      beta=float(beta), targeted=False)
+  return adv
+
+
+def fab_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 100, n_restarts: int = 1,
+                 n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05,
+                 beta: float = 0.9) -> Array:
+  """FAB-T: one FAB run per target (2nd..(n+1)-th largest clean logit) on the points still robust."""
+  norm, eps_v, k = _prepare(logits_fn, x, y, eps, norm, 2, "FAB-T")
+  check_n_target_classes(n_target_classes, k, "FAB-T")
+  b = x.shape[0]
+  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v, norm=norm,
+                      n_iter=n_iter, n_restarts=n_restarts, n_target_classes=n_target_classes,
+                      alpha_max=float(alpha_max), eta=float(eta), beta=float(beta), targeted=True)
+  return adv
+
+
+def fab_min_norm(logits_fn, x: Array, y: Array, key, *, norm="linf", n_iter: int = 100, target=None,
+                 eps=None, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9) -> FabResult:
+  """One FAB run (no eps check): the smallest adversarial perturbation found and its norm (1e10 = none).
+
+  Starts at x, or at the random start of radius eps/2 when ``eps`` is given. ``target`` (B,) for FAB-T.
+  """
+  norm, eps_v, _ = _prepare(logits_fn, x, y, 0.0 if eps is None else eps, norm, 2, "FAB")
+  b = x.shape[0]
+  return _fab_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(b), eps_v, target, norm=norm, n_iter=n_iter,
+                      alpha_max=float(alpha_max), eta=float(eta), beta=float(beta),
+                      use_rand_start=eps is not None)
+
+
+def _fab_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, **kw):
+  def attack(logits_fn, x, y, key):
+    return fab(logits_fn, x, y, key, eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts, **kw)
+  return attack
+
+
+def _fab_t_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, n_target_classes=9, **kw):
+  def attack(logits_fn, x, y, key):
+    return fab_targeted(logits_fn, x, y, key, eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts,
+                        n_target_classes=n_target_classes, **kw)
+  return attack
+
+
+REGISTRY: dict[str, Any] = {"fab": _fab_factory, "fab_t": _fab_t_factory}

@@ -1,0 +1,354 @@
+"""Square Attack (Andriushchenko, Croce, Flammarion & Hein 2020), score-based, L-inf and L2.
+
+A port of ``autoattack/square.py`` (untargeted, margin loss, as AutoAttack runs it: p_init = 0.8, n_queries = 5000,
+``resc_schedule=False``). Images are NHWC (B, H, W, C). With m(x') = z_y(x') - max_{j != y} z_j(x') (the margin;
+a point is fooled when m <= 0):
+
+L-inf:
+    x_best = clip_[0,1](x + eps s),  s in {-1, +1}^(B x 1 x W x C)         (vertical stripes, per example)
+    iteration i (only points with m(x_best) > 0 move):
+      p_i = p_init / 2^j, j steps up after i = 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000   (``p_selection``)
+      side s_i = max(round(sqrt(p_i H W)), 1) (at most min(H, W))
+      ONE window (r, c) with r ~ U{0..H-s_i-1}, c ~ U{0..W-s_i-1} (0 if s_i = H) and ONE sign per channel
+      sigma in {-1, +1}^C, shared by the whole batch (as in the reference)
+      x_new = clip_[0,1](Pi_eps(x_best + 2 eps sigma 1_window))
+      accept x_new iff m(x_new) < m(x_best) (strict) or m(x_new) <= 0
+  so every delta_i stays on the corners {max(-eps, -x_i), min(eps, 1 - x_i)}.
+
+L2 (reference ``attack_single_run``, norm 'L2'): the start is a grid of h//5-sized "eta" bumps with a random sign
+per example, channel and block, scaled to ||delta||_2 = eps; each iteration moves the mass of one random window
+(side max(round(sqrt(p H W)), 3), odd) into another window (sign per example and channel) and renormalises to
+||delta||_2 = eps before the box clip.
+
+JAX design: the whole query loop is one ``lax.while_loop`` (``lax.scan`` when traces are recorded) on the full
+batch; a mask stands in for the reference's gathering of the still-robust points, and the loop stops when
+none are left. Window positions and channel signs come from ``fold_in(key, i)``, the per-example starting
+stripes from ``fold_in(key, index_i)``, so a point's trajectory does not depend on which other points share its batch.
+Per-example query counters count the initial evaluation plus one per iteration the point was active.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import math
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust import losses as losses_lib
+from jaxrobust import threat
+from jaxrobust.attacks.apgd import (as_partial, bcast_b, eps_vector, example_keys, fold_each, num_classes,
+                                    validate_inputs)
+from jaxrobust.types import Array
+
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+_P_THRESHOLDS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def p_selection(it: int, p_init: float = 0.8, n_queries: int = 5000, rescale: bool = False) -> float:
+  """Square's p at iteration ``it``: p_init / 2^j with j = #{thresholds t : it > t} (thresholds 10, 50, ..., 8000).
+
+  With ``rescale`` the reference first maps it -> int(it / n_queries * 10000); AutoAttack turns that off.
+  """
+  if rescale:
+    it = int(it / n_queries * 10000)
+  j = sum(1 for t in _P_THRESHOLDS if it > t)
+  return p_init / 2 ** j
+
+
+def window_sizes(n_queries: int, h: int, w: int, p_init: float = 0.8, rescale: bool = False,
+                 norm: str = "linf") -> np.ndarray:
+  """(n_queries,) int side length of the square at each iteration (host-side, static)."""
+  out = np.empty(n_queries, np.int32)
+  for i in range(n_queries):
+    p = p_selection(i, p_init, n_queries, rescale)
+    s = int(round(math.sqrt(p * h * w)))
+    if norm == "linf":
+      s = max(s, 1)
+    else:
+      s = max(s, 3)
+      s += 1 - s % 2  # odd
+    out[i] = min(s, min(h, w))
+  return out
+
+
+def _eta_rectangles(x: int, y: int) -> np.ndarray:
+  """Nested rectangles with weights 1/(k+1)^2 around the centre, unit Frobenius norm (reference ``eta_rectangles``)."""
+  delta = np.zeros((x, y))
+  xc, yc = x // 2 + 1, y // 2 + 1
+  c0, c1 = xc - 1, yc - 1
+  for counter in range(max(xc, yc)):
+    delta[max(c0, 0):min(c0 + 2 * counter + 1, x), max(0, c1):min(c1 + 2 * counter + 1, y)] += 1.0 / (counter + 1) ** 2
+    c0 -= 1
+    c1 -= 1
+  n = np.sqrt((delta ** 2).sum())
+  return delta / n if n > 0 else delta
+
+
+def eta_pattern(s: int) -> np.ndarray:
+  """The L2 bump of side s: +rectangles on the top half, -rectangles on the bottom, unit norm (``eta`` without
+  the random transpose, which is drawn in the attack)."""
+  delta = np.zeros((s, s))
+  delta[: s // 2] = _eta_rectangles(s // 2, s)
+  delta[s // 2:] = -_eta_rectangles(s - s // 2, s)
+  return delta / np.sqrt((delta ** 2).sum())
+
+
+def _margin(logits: Array, y: Array) -> Array:
+  return losses_lib.margin(logits, y)
+
+
+def _rand_int(key, high: Array) -> Array:
+  """The reference's random_int(0, high): floor(high * U[0, 1)), i.e. 0..high-1 (0 when high = 0)."""
+  return jnp.floor(high * jax.random.uniform(key, ())).astype(jnp.int32)
+
+
+def _window(h: int, w: int, r: Array, c: Array, s: Array) -> Array:
+  """(H, W) bool mask of the s x s window at (r, c); s is traced, so a mask rather than a dynamic slice."""
+  rows = jnp.arange(h)[:, None]
+  cols = jnp.arange(w)[None, :]
+  return (rows >= r) & (rows < r + s) & (cols >= c) & (cols < c + s)
+
+
+class SquareTrace(NamedTuple):
+  """x_best (B, H, W, C); margin (B,) = m(x_best); n_queries (B,) int; margin_steps (n_queries + 1, B): m(x_best)
+  at the start and after every iteration (when recorded), else None."""
+  x_best: Array
+  margin: Array
+  n_queries: Array
+  margin_steps: Optional[Array]
+
+
+def _linf_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record):
+  b, h, w, c = x.shape
+  e = bcast_b(eps, x)
+  stripes = jax.vmap(lambda k: jnp.sign(jax.random.uniform(k, (1, w, c), x.dtype, -1.0, 1.0)))(ex_keys)
+  x_best = jnp.clip(x + e * stripes, 0.0, 1.0)
+  m_best = _margin(logits_fn(x_best), y)
+  n_q = jnp.ones((b,), jnp.int32)
+  sizes_j = jnp.asarray(sizes)
+
+  def step(i, x_best, m_best, n_q):
+    todo = active & (m_best > 0)
+    k = jax.random.fold_in(key, i)
+    kr, kc, ks = jax.random.split(k, 3)
+    s = sizes_j[i]
+    r0 = _rand_int(kr, h - s)
+    c0 = _rand_int(kc, w - s)
+    sigma = jnp.sign(jax.random.uniform(ks, (c,), x.dtype, -1.0, 1.0))
+    win = _window(h, w, r0, c0, s)[None, :, :, None]
+    x_new = jnp.clip(jnp.clip(x_best + win * (2.0 * e * sigma), x - e, x + e), 0.0, 1.0)
+    m_new = _margin(logits_fn(x_new), y)
+    accept = todo & ((m_new < m_best) | (m_new <= 0))
+    x_best = jnp.where(bcast_b(accept, x), x_new, x_best)
+    m_best = jnp.where(accept, m_new, m_best)
+    return x_best, m_best, n_q + todo.astype(jnp.int32)
+
+  return _loop(step, x_best, m_best, n_q, active, n_iter, record)
+
+
+def _loop(step, x_best, m_best, n_q, active, n_iter, record):
+  """Runs ``step`` n_iter times: a scan that records m(x_best) per iteration, or a while_loop that stops early
+  once no active point is left (the reference's ``break``)."""
+  if record:
+    def body(carry, i):
+      carry = step(i, *carry)
+      return carry, carry[1]
+    m0 = m_best
+    (x_best, m_best, n_q), ms = jax.lax.scan(body, (x_best, m_best, n_q), jnp.arange(n_iter))
+    return SquareTrace(x_best, m_best, n_q, jnp.concatenate([m0[None], ms], 0))
+
+  def cond(carry):
+    i, _, m_best, _ = carry
+    return (i < n_iter) & jnp.any(active & (m_best > 0))
+
+  def body(carry):
+    i, x_best, m_best, n_q = carry
+    return (i + 1,) + step(i, x_best, m_best, n_q)
+
+  _, x_best, m_best, n_q = jax.lax.while_loop(cond, body, (jnp.int32(0), x_best, m_best, n_q))
+  return SquareTrace(x_best, m_best, n_q, None)
+
+
+def _l2_init(x, eps, ex_keys, key):
+  """Grid of h//5 eta bumps (random sign per example/channel/block, random transpose per block), ||.||_2 = eps."""
+  b, h, w, c = x.shape
+  s = h // 5
+  if s < 1:
+    raise ValueError(f"Square L2 needs images of height >= 5; got {h}")
+  sp = (h - s * 5) // 2
+  base = eta_pattern(s)
+  val = np.zeros((h, w))
+  val_t = np.zeros((h, w))
+  block = -np.ones((h, w), np.int32)
+  nb = 0
+  vh = sp
+  for _ in range(h // s):
+    vw = sp
+    for _ in range(w // s):
+      # Python slicing truncates windows that run past the border, as in the reference.
+      rh, rw = slice(vh, min(vh + s, h)), slice(vw, min(vw + s, w))
+      ph, pw = rh.stop - rh.start, rw.stop - rw.start
+      if ph > 0 and pw > 0:
+        val[rh, rw] = base[:ph, :pw]
+        val_t[rh, rw] = base.T[:ph, :pw]
+        block[rh, rw] = nb
+      nb += 1
+      vw += s
+    vh += s
+  nb = max(nb, 1)
+  flips = jax.random.uniform(jax.random.fold_in(key, 2**31 - 3), (nb,)) > 0.5  # the per-block transpose
+  blk = jnp.asarray(np.maximum(block, 0))
+  pattern = jnp.where(flips[blk], jnp.asarray(val_t, x.dtype), jnp.asarray(val, x.dtype))
+  pattern = jnp.where(jnp.asarray(block >= 0), pattern, 0.0)
+  signs = jax.vmap(lambda k: jnp.sign(jax.random.uniform(k, (nb, c), x.dtype, -1.0, 1.0)))(ex_keys)  # (B, nb, C)
+  delta = pattern[None, :, :, None] * signs[:, blk, :]
+  return jnp.clip(x + _normalize_l2(delta) * bcast_b(eps, x), 0.0, 1.0)
+
+
+def _normalize_l2(d):
+  return d / bcast_b(threat.per_example_norm(d, "l2") + 1e-12, d)
+
+
+def _l2_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record):
+  b, h, w, c = x.shape
+  e2 = eps * eps
+  x_best = _l2_init(x, eps, ex_keys, key)
+  m_best = _margin(logits_fn(x_best), y)
+  n_q = jnp.ones((b,), jnp.int32)
+  smax = int(sizes.max())
+  distinct = sorted(set(int(v) for v in sizes))
+  table = np.zeros((len(distinct), smax, smax))
+  for j, s in enumerate(distinct):
+    table[j, :s, :s] = eta_pattern(s)
+  table = jnp.asarray(table, x.dtype)
+  size_idx = jnp.asarray([distinct.index(int(v)) for v in sizes], jnp.int32)
+  sizes_j = jnp.asarray(sizes)
+
+  def place(patch, r0, c0):
+    canvas = jnp.zeros((h + smax, w + smax), x.dtype)
+    return jax.lax.dynamic_update_slice(canvas, patch, (r0, c0))[:h, :w]
+
+  def step(i, x_best, m_best, n_q):
+    todo = active & (m_best > 0)
+    k = jax.random.fold_in(key, i)
+    k1, k2, k3, k4, kt = jax.random.split(k, 5)
+    s = sizes_j[i]
+    r1, c1 = _rand_int(k1, h - s), _rand_int(k2, w - s)
+    r2, c2 = _rand_int(k3, h - s), _rand_int(k4, w - s)
+    delta = x_best - x
+    m1 = _window(h, w, r1, c1, s)[None, :, :, None]
+    m2 = _window(h, w, r2, c2, s)[None, :, :, None]
+    nw1 = jnp.sqrt(jnp.sum(jnp.where(m1, delta * delta, 0.0), axis=(1, 2), keepdims=True))  # (B,1,1,C)
+    norm_img = threat.per_example_norm(delta, "l2")
+    norm_win = threat.per_example_norm(jnp.where(m1 | m2, delta, 0.0), "l2")
+    patch = table[size_idx[i]]
+    patch = jnp.where(jax.random.uniform(kt, ()) > 0.5, patch.T, patch)
+    eta_img = place(patch, r1, c1)[None, :, :, None]
+    # Signs per example and channel (the reference draws random_choice([B, c, 1, 1]) here).
+    sig = jax.vmap(lambda kk: jnp.sign(jax.random.uniform(jax.random.fold_in(kk, i), (c,), x.dtype, -1.0, 1.0)))(
+        ex_keys)[:, None, None, :]
+    new = eta_img * sig + jnp.where(m1, delta, 0.0) / (1e-12 + nw1)
+    new_norm = jnp.sqrt(jnp.sum(jnp.where(m1, new * new, 0.0), axis=(1, 2), keepdims=True))
+    scale = jnp.sqrt(jnp.maximum(e2 - norm_img ** 2, 0.0) / c + norm_win ** 2)
+    new = new / (1e-12 + new_norm) * bcast_b(scale, x)
+    delta = jnp.where(m1, new, jnp.where(m2, 0.0, delta))
+    x_new = jnp.clip(x + _normalize_l2(delta) * bcast_b(eps, x), 0.0, 1.0)
+    m_new = _margin(logits_fn(x_new), y)
+    accept = todo & ((m_new < m_best) | (m_new <= 0))
+    x_best = jnp.where(bcast_b(accept, x), x_new, x_best)
+    m_best = jnp.where(accept, m_new, m_best)
+    return x_best, m_best, n_q + todo.astype(jnp.int32)
+
+  return _loop(step, x_best, m_best, n_q, active, n_iter, record)
+
+
+_STATIC = ("norm", "n_queries", "p_init", "n_restarts", "rescale_schedule", "record")
+
+
+def square_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", n_queries=5000, p_init=0.8,
+                  n_restarts=1, rescale_schedule=False, record=False):
+  """Masked core for ``square`` and AutoAttack. Returns (x_adv, fooled) (+ the last restart's trace if record).
+
+  fooled = active & clean-correct & argmax z(x_adv) != y; x_adv = Square's point where fooled, x elsewhere.
+  """
+  # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.
+  return _square_masked_jit(logits_fn, x, y, key, index, active, eps, norm=norm, n_queries=int(n_queries),
+                            p_init=float(p_init), n_restarts=int(n_restarts),
+                            rescale_schedule=bool(rescale_schedule), record=bool(record))
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _square_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_queries, p_init, n_restarts,
+                       rescale_schedule, record):
+  TRACE_COUNTS["square"] += 1
+  b, h, w, c = x.shape
+  # sizes[i] is the side at iteration i; one dummy entry keeps the tables non-empty when n_queries = 0.
+  sizes = window_sizes(max(n_queries, 1), h, w, p_init, rescale_schedule, norm)
+  ex_keys = example_keys(key, index)
+  correct = losses_lib.predict(logits_fn(x)) == y
+  still = active & correct
+  run = _linf_run if norm == "linf" else _l2_run
+  adv = x
+  trace = None
+  for r in range(n_restarts):  # static and almost always 1 (AutoAttack)
+    trace = run(logits_fn, x, y, jax.random.fold_in(key, r), fold_each(ex_keys, r), still, eps, sizes, n_queries,
+                record=record)
+    newly = still & (losses_lib.predict(logits_fn(trace.x_best)) != y)
+    adv = jnp.where(bcast_b(newly, x), trace.x_best, adv)
+    still = still & ~newly
+  fooled = active & correct & ~still
+  if record:
+    return adv, fooled, trace
+  return adv, fooled
+
+
+def _prepare(logits_fn, x, y, eps, norm):
+  norm = threat.canonical_norm(norm)
+  if norm not in ("linf", "l2"):
+    raise ValueError(f"Square supports 'linf' and 'l2'; got {norm!r}")
+  if x.ndim != 4:
+    raise ValueError(f"Square needs NHWC images (B, H, W, C); got shape {x.shape}")
+  k = num_classes(logits_fn, x)
+  validate_inputs(x, y, eps, k, 2, "Square")
+  return norm, eps_vector(eps, x.shape[0], x.dtype)
+
+
+def square(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_queries: int = 5000, p_init: float = 0.8,
+           n_restarts: int = 1, rescale_schedule: bool = False) -> Array:
+  """Square Attack (margin loss, untargeted). x: (B, H, W, C) in [0, 1]; eps scalar or (B,).
+
+  Returns x_adv: Square's point for the fooled points, the clean x elsewhere (AutoAttack's convention).
+  """
+  norm, eps_v = _prepare(logits_fn, x, y, eps, norm)
+  b = x.shape[0]
+  adv, _ = square_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v, norm=norm,
+                         n_queries=n_queries, p_init=float(p_init), n_restarts=n_restarts,
+                         rescale_schedule=rescale_schedule)
+  return adv
+
+
+def square_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_queries: int = 5000,
+               p_init: float = 0.8, rescale_schedule: bool = False) -> SquareTrace:
+  """One Square run with traces: x_best, m(x_best), per-example query counts and the margin after every
+  iteration (n_queries, B). Points misclassified when clean do not move."""
+  norm, eps_v = _prepare(logits_fn, x, y, eps, norm)
+  b = x.shape[0]
+  _, _, trace = square_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+                              norm=norm, n_queries=n_queries, p_init=float(p_init), n_restarts=1,
+                              rescale_schedule=rescale_schedule, record=True)
+  return trace
+
+
+def _square_factory(*, eps, norm="linf", n_queries=5000, p_init=0.8, n_restarts=1, rescale_schedule=False):
+  def attack(logits_fn, x, y, key):
+    return square(logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries, p_init=p_init,
+                  n_restarts=n_restarts, rescale_schedule=rescale_schedule)
+  return attack
+
+
+REGISTRY: dict[str, Any] = {"square": _square_factory}

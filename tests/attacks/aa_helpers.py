@@ -1,0 +1,122 @@
+"""Tiny deterministic models for the APGD / FAB / Square / AutoAttack tests and the torchattacks cross-check.
+
+* ``linear_model(key, k, shape)``: softmax regression z = W vec(x) + b with random weights.
+* ``digits()``: sklearn's 8x8 digits as NHWC float32 in [0, 1] (pixel values / 16).
+* ``train_digits(kind)``: a linear softmax or a 64-32-10 MLP trained with optax Adam on the first 1200 digits
+  (a few seconds on CPU), returned as ``jax.tree_util.Partial(apply, params)`` so compiled attacks are reused.
+* ``to_torch(params, kind)``: the same model as a torch ``nn.Module`` taking NCHW input (it permutes to NHWC
+  before flattening, so the flattening order matches the JAX model for any channel count).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+def linear_apply(params, x):
+  return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
+
+
+def mlp_apply(params, x):
+  h = jnp.tanh(x.reshape(x.shape[0], -1) @ params["w1"] + params["b1"])
+  return h @ params["w2"] + params["b2"]
+
+
+APPLY = {"linear": linear_apply, "mlp": mlp_apply}
+
+
+def init_params(key, kind: str, d: int, k: int, hidden: int = 32):
+  k1, k2, k3 = jax.random.split(key, 3)
+  if kind == "linear":
+    return {"w": jax.random.normal(k1, (d, k)) / np.sqrt(d), "b": 0.1 * jax.random.normal(k2, (k,))}
+  return {"w1": jax.random.normal(k1, (d, hidden)) / np.sqrt(d), "b1": jnp.zeros((hidden,)),
+          "w2": jax.random.normal(k2, (hidden, k)) / np.sqrt(hidden), "b2": 0.1 * jax.random.normal(k3, (k,))}
+
+
+def model_fn(kind: str, params):
+  return jax.tree_util.Partial(APPLY[kind], params)
+
+
+def random_model(seed: int, kind: str = "linear", k: int = 10, shape=(4, 4, 1)):
+  d = int(np.prod(shape))
+  return model_fn(kind, init_params(jax.random.PRNGKey(seed), kind, d, k))
+
+
+def random_images(seed: int, b: int, shape=(4, 4, 1)):
+  return jax.random.uniform(jax.random.PRNGKey(seed), (b,) + tuple(shape), jnp.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def digits():
+  from sklearn.datasets import load_digits
+  d = load_digits()
+  x = (d.images / 16.0).astype(np.float32)[..., None]  # (N, 8, 8, 1) in [0, 1]
+  return x, d.target.astype(np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def train_digits(kind: str = "mlp", n_train: int = 1200, steps: int = 300, seed: int = 0):
+  """Returns (params, logits_fn). Full-batch Adam, lr 1e-2; ~97% test accuracy for both kinds."""
+  x, y = digits()
+  xtr, ytr = jnp.asarray(x[:n_train]), jnp.asarray(y[:n_train])
+  params = init_params(jax.random.PRNGKey(seed), kind, 64, 10)
+  opt = optax.adam(1e-2)
+  apply = APPLY[kind]
+
+  def loss(p):
+    return optax.softmax_cross_entropy_with_integer_labels(apply(p, xtr), ytr).mean()
+
+  @jax.jit
+  def train(p):
+    def step(carry, _):
+      p, s = carry
+      g = jax.grad(loss)(p)
+      u, s = opt.update(g, s, p)
+      return (optax.apply_updates(p, u), s), None
+    (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
+    return p
+
+  params = jax.device_get(train(params))
+  return params, model_fn(kind, params)
+
+
+def digits_test(n: int, n_train: int = 1200):
+  x, y = digits()
+  return jnp.asarray(x[n_train:n_train + n]), jnp.asarray(y[n_train:n_train + n])
+
+
+def to_torch(params, kind: str):
+  import torch
+  from torch import nn
+
+  class Net(nn.Module):
+    def __init__(self):
+      super().__init__()
+      if kind == "linear":
+        self.fc = nn.Linear(64, 10)
+        self.fc.weight.data = torch.tensor(np.asarray(params["w"]).T.copy())
+        self.fc.bias.data = torch.tensor(np.asarray(params["b"]).copy())
+      else:
+        self.fc1 = nn.Linear(64, params["w1"].shape[1])
+        self.fc2 = nn.Linear(params["w1"].shape[1], 10)
+        self.fc1.weight.data = torch.tensor(np.asarray(params["w1"]).T.copy())
+        self.fc1.bias.data = torch.tensor(np.asarray(params["b1"]).copy())
+        self.fc2.weight.data = torch.tensor(np.asarray(params["w2"]).T.copy())
+        self.fc2.bias.data = torch.tensor(np.asarray(params["b2"]).copy())
+
+    def forward(self, x):  # x: NCHW -> NHWC before flattening, to match the JAX model
+      h = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+      if kind == "linear":
+        return self.fc(h)
+      return self.fc2(torch.tanh(self.fc1(h)))
+
+  return Net().eval()
+
+
+def accuracy(logits_fn, x, y) -> float:
+  return float(jnp.mean(jnp.argmax(logits_fn(x), axis=1) == y))

@@ -1,0 +1,198 @@
+"""AutoAttack cascade: spec Q3, resumable state, one compile per stage, and the torchattacks cross-check."""
+
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import aa_helpers as h  # noqa: E402
+
+from jaxrobust.attacks import apgd as A  # noqa: E402
+from jaxrobust.attacks import autoattack as AA  # noqa: E402
+from jaxrobust.attacks import fab as F  # noqa: E402
+from jaxrobust.attacks import square as S  # noqa: E402
+
+EPS = 0.08
+KEY = jax.random.PRNGKey(0)
+
+
+def _digits(n=64):
+  _, f = h.train_digits("mlp")
+  x, y = h.digits_test(n)
+  y = y.at[:2].set((y[:2] + 1) % 10)  # two clean-misclassified points
+  return f, x, y
+
+
+@pytest.fixture(scope="module")
+def standard():
+  f, x, y = _digits()
+  x_adv, rep = AA.run_autoattack(f, x, y, KEY, eps=EPS)
+  return f, x, y, x_adv, rep
+
+
+def _fooled(f, x, y, adv):
+  return np.asarray(jnp.argmax(f(adv), 1) != y)
+
+
+def test_q3_robust_iff_every_component_failed(standard):
+  f, x, y, x_adv, rep = standard
+  clean = np.asarray(jnp.argmax(f(x), 1) == y)
+  # Each component alone on the same points with the same key (per-example randomness makes the cascade's
+  # stages reproduce these exactly on the points they attack).
+  alone = {
+      "apgd-ce": A.apgd(f, x, y, KEY, eps=EPS),
+      "apgd-t": A.apgd_targeted(f, x, y, KEY, eps=EPS),
+      "fab-t": F.fab_targeted(f, x, y, KEY, eps=EPS),
+      "square": S.square(f, x, y, KEY, eps=EPS),
+  }
+  fooled = {k: _fooled(f, x, y, v) & clean for k, v in alone.items()}
+  robust = clean & ~np.any(np.stack(list(fooled.values())), axis=0)
+  np.testing.assert_array_equal(rep["robust"], robust)
+  assert rep["robust_accuracy"] == robust.mean()
+  for name, adv in alone.items():
+    assert rep["robust_accuracy"] <= h.accuracy(f, adv, y), name
+  assert not rep["robust"][:2].any()  # clean-misclassified points are non-robust
+  assert rep["clean_accuracy"] == clean.mean()
+  # Per-stage flags: monotone, consistent with the first fooling stage, and x_adv = that stage's point.
+  prev = clean
+  for name in rep["attacks"]:
+    cur = rep["robust_after"][name]
+    assert np.all(cur <= prev)
+    np.testing.assert_array_equal(prev & ~cur, rep["fooled_by"][name])
+    prev = cur
+  first = rep["fooled_by"]["apgd-ce"]
+  np.testing.assert_array_equal(np.asarray(x_adv)[first], np.asarray(alone["apgd-ce"])[first])
+  # Final point-wise checks.
+  xa, xn = np.asarray(x_adv), np.asarray(x)
+  assert np.abs(xa - xn).reshape(64, -1).max() <= EPS + 1e-6 and xa.min() >= 0 and xa.max() <= 1
+  broken = clean & ~rep["robust"]
+  assert np.all(_fooled(f, x, y, x_adv)[broken])
+  np.testing.assert_array_equal(xa[rep["robust"]], xn[rep["robust"]])
+  assert 0.2 < rep["robust_accuracy"] < 0.8
+
+
+def test_buckets_same_result_and_one_compile_per_stage(standard):
+  f, x, y, x_adv, rep = standard
+  counts = lambda: (A.TRACE_COUNTS["apgd"], F.TRACE_COUNTS["fab"], S.TRACE_COUNTS["square"])  # noqa: E731
+  before = counts()
+  xb, rb = AA.run_autoattack(f, x, y, KEY, eps=EPS, batch_size=16)   # 4 buckets at the first stage, fewer later
+  after_first = counts()
+  # One new program per stage (two APGD configs, FAB-T, Square), however many buckets ran.
+  assert tuple(a - b for a, b in zip(after_first, before)) == (2, 1, 1)
+  # Same per-example randomness; only float rounding of the model's matmuls differs between batch shapes.
+  assert np.sum(rb["robust"] != rep["robust"]) <= 1
+  assert np.abs(np.asarray(xb - x)).max() <= EPS + 1e-6
+  # Other points, other numbers of robust points, other eps: no retracing.
+  xs = h.digits_test(128)
+  AA.run_autoattack(f, xs[0][64:], xs[1][64:], jax.random.PRNGKey(5), eps=0.05, batch_size=16)
+  AA.run_autoattack(f, x, y, KEY, eps=EPS)
+  assert counts() == after_first
+
+
+def test_eps0_scalar_vs_vector_and_determinism(standard):
+  f, x, y, x_adv, rep = standard
+  x0, r0 = AA.run_autoattack(f, x, y, KEY, eps=0.0)
+  np.testing.assert_array_equal(np.asarray(x0), np.asarray(x))
+  assert r0["robust_accuracy"] == r0["clean_accuracy"] == rep["clean_accuracy"]
+  xv, rv = AA.run_autoattack(f, x, y, KEY, eps=jnp.full((64,), EPS))
+  np.testing.assert_array_equal(np.asarray(xv), np.asarray(x_adv))
+  np.testing.assert_array_equal(rv["robust"], rep["robust"])
+
+
+def test_monotone_in_eps_and_zero_for_large_eps(standard):
+  f, x, y, _, rep = standard
+  accs = [AA.run_autoattack(f, x, y, KEY, eps=e)[1]["robust_accuracy"] for e in (0.02, 0.05)]
+  accs += [rep["robust_accuracy"]]
+  accs += [AA.run_autoattack(f, x, y, KEY, eps=e)[1]["robust_accuracy"] for e in (0.15, 0.4)]
+  assert all(b <= a for a, b in zip(accs, accs[1:])), accs
+  assert accs[-1] == 0.0
+
+
+def test_state_save_and_resume(standard, tmp_path):
+  f, x, y, x_adv, rep = standard
+  path = tmp_path / "aa_state.npz"
+
+  class Stop(Exception):
+    pass
+
+  def save_then_stop(state):
+    state.save(path)
+    if int(state.stage) == 2:
+      raise Stop
+
+  with pytest.raises(Stop):
+    AA.run_autoattack(f, x, y, KEY, eps=EPS, on_stage_end=save_then_stop)
+  state = AA.AutoAttackState.load(path)
+  assert int(state.stage) == 2 and state.attacks == ("apgd-ce", "apgd-t", "fab-t", "square")
+  seen = []
+  xr, rr = AA.run_autoattack(f, x, y, KEY, eps=EPS, state=state, on_stage_end=lambda s: seen.append(int(s.stage)))
+  assert seen == [3, 4]
+  np.testing.assert_array_equal(np.asarray(xr), np.asarray(x_adv))
+  np.testing.assert_array_equal(rr["robust"], rep["robust"])
+  assert rr["robust_accuracy_after"] == rep["robust_accuracy_after"]
+  with pytest.raises(ValueError, match="state was made for"):
+    AA.run_autoattack(f, x, y, KEY, eps=EPS, norm="l2", state=state)
+
+
+def test_versions_rand_and_registry():
+  names = lambda v: [n for n, _ in AA.cascade(v)]  # noqa: E731
+  assert names("standard") == ["apgd-ce", "apgd-t", "fab-t", "square"]
+  assert names("plus") == ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
+  plus = dict(AA.cascade("plus"))
+  assert plus["apgd-ce"]["n_restarts"] == 5 and plus["fab"]["n_restarts"] == 5 and plus["apgd-t"]["n_restarts"] == 1
+  assert plus["square"]["n_queries"] == 5000 and plus["fab-t"]["n_target_classes"] == 9
+  rand = dict(AA.cascade("rand"))
+  assert list(rand) == ["apgd-ce", "apgd-dlr"] and rand["apgd-ce"]["eot_iter"] == 20
+  assert dict(AA.cascade("standard", num_classes=5))["apgd-t"]["n_target_classes"] == 4
+
+  f = h.random_model(7, "linear", 10, (4, 4, 1))
+  x = h.random_images(8, 16, (4, 4, 1))
+  y = jnp.argmax(f(x), 1)
+  fr = lambda xa, key: f(xa) + 0.05 * jax.random.normal(key, (xa.shape[0], 10))  # noqa: E731
+  xa, rep = AA.run_autoattack(fr, x, y, KEY, eps=0.1, version="rand", randomized=True,
+                              attack_kwargs={"apgd-ce": {"n_iter": 5}, "apgd-dlr": {"n_iter": 5}})
+  assert rep["attacks"] == ["apgd-ce", "apgd-dlr"]
+  assert np.abs(np.asarray(xa - x)).max() <= 0.1 + 1e-6
+  with pytest.raises(ValueError, match="APGD components only"):
+    AA.run_autoattack(fr, x, y, KEY, eps=0.1, randomized=True)
+  with pytest.raises(ValueError, match="at least 4 classes"):
+    f3 = h.random_model(0, "linear", 3, (4, 4, 1))
+    AA.run_autoattack(f3, x, jnp.zeros((16,), jnp.int32), KEY, eps=0.1)
+
+  from jaxrobust.attacks import registry
+  for name in ("apgd_ce", "apgd_dlr", "apgd_t", "fab", "fab_t", "square", "autoattack"):
+    assert name in registry.attack_names()
+
+
+@pytest.mark.slow
+def test_plus_version_runs_and_is_at_least_as_strong_as_its_components():
+  f, x, y = _digits()
+  kw = {"apgd-ce": {"n_iter": 20}, "apgd-dlr": {"n_iter": 20}, "fab": {"n_iter": 20}, "square": {"n_queries": 200},
+        "apgd-t": {"n_iter": 20}, "fab-t": {"n_iter": 20}}
+  xa, rep = AA.run_autoattack(f, x, y, KEY, eps=EPS, version="plus", attack_kwargs=kw)
+  assert rep["attacks"] == ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
+  assert np.abs(np.asarray(xa - x)).max() <= EPS + 1e-6
+  alone = A.apgd(f, x, y, KEY, eps=EPS, n_iter=20, n_restarts=5)
+  assert rep["robust_accuracy"] <= h.accuracy(f, alone, y)
+  assert rep["robust_accuracy_after"]["apgd-ce"] == h.accuracy(f, alone, y)
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_crosscheck_against_torchattacks():
+  """AutoAttack's original parameters in both libraries on 200 digits (Square with 1000 queries to keep the
+  torch side at a few minutes; the standalone script uses 5000)."""
+  pytest.importorskip("torch")
+  pytest.importorskip("torchattacks")
+  sys.path.insert(0, str(HERE.parents[1] / "experiments" / "crosscheck"))
+  import crosscheck_torchattacks as cc
+  res = cc.run_crosscheck(n=200, norms=("linf",), square_queries=1000, verbose=False)
+  print("\n" + cc.markdown(res))
+  for row in res["rows"]:
+    assert 0.2 <= row["torch"] <= 0.8, row
+    assert abs(row["diff_pp"]) <= 2.5, row
