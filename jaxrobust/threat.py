@@ -168,7 +168,8 @@ def check_images(x, name: str = "x", min_rank: int = 2) -> None:
   if x.ndim < min_rank:
     raise ValueError(f"{name} must have a leading batch axis (rank >= {min_rank}); got shape {x.shape}")
   if _is_concrete(x):
-    lo, hi = float(jnp.min(x)), float(jnp.max(x))
+    arr = np.asarray(x)  # host-side: works while an enclosing function is being traced
+    lo, hi = float(arr.min()), float(arr.max())
     if lo < 0.0 or hi > 1.0:
       raise ValueError(f"{name} must hold pixels in [0, 1] (attacks work in pixel space; the model normalises "
                        f"internally); got values in [{lo:.4g}, {hi:.4g}]")
@@ -181,6 +182,7 @@ def check_labels(y, batch_size: int, num_classes: int | None = None, name: str =
   if y.shape != (batch_size,):
     raise ValueError(f"{name} must have shape (batch,)=({batch_size},); got {y.shape}")
   if num_classes is not None and _is_concrete(y) and y.size:
-    lo, hi = int(jnp.min(y)), int(jnp.max(y))
+    arr = np.asarray(y)
+    lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= num_classes:
       raise ValueError(f"{name} must lie in [0, {num_classes}); got labels in [{lo}, {hi}]")

@@ -1,6 +1,10 @@
-"""Adversarial attacks: pure functions ``attack(logits_fn, x, y, key, **config) -> x_adv``."""
+"""Adversarial attacks: pure functions ``attack(logits_fn, x, y, key, **config) -> x_adv``.
 
-from jaxrobust.attacks.pgd import pgd
+Each attack lives in its own module (``jaxrobust.attacks.pgd``, ``.fgsm``, ``.mim``, ``.cw``,
+``.lm_pgd``, ``.apgd``, ``.fab``, ``.square``, ``.autoattack``); ``get_attack(name, **config)``
+returns a configured attack by name and ``attack_names()`` lists them.
+"""
+
 from jaxrobust.attacks.registry import attack_names, get_attack
 
-__all__ = ["pgd", "get_attack", "attack_names"]
+__all__ = ["attack_names", "get_attack"]

@@ -86,6 +86,11 @@ class RobustEvaluator:
     batch_size = max(n_dev, (int(batch_size) // n_dev) * n_dev)
     key = jax.random.PRNGKey(0) if key is None else key
     variables = parallel.replicate(variables, self.mesh)
+    from jaxrobust import threat
+    for s in attacks:  # eps is traced inside the compiled attack, so check it here on the host
+      if "name" not in s:
+        raise ValueError(f"attack spec {s} needs a 'name' (one of jaxrobust.attacks.attack_names())")
+      threat.check_eps(s.get("eps", 0.0), name=f"eps of attack {_spec_label(s)!r}")
     labels = [_spec_label(s) for s in attacks]
     if len(set(labels)) != len(labels):
       raise ValueError(f"attack labels must be unique; got {labels}")

@@ -124,8 +124,8 @@ class Trainer:
       state = parallel.replicate(state, self.mesh)
     return state
 
-  def _meta(self, state) -> dict:
-    return {"step": int(state.step), "config_fingerprint": _fingerprint(self.cfg),
+  def _meta(self, step: int) -> dict:
+    return {"step": int(step), "config_fingerprint": _fingerprint(self.cfg),
             "steps_per_epoch": self.steps_per_epoch}
 
   def batches(self, epoch: int, skip: int = 0):
@@ -176,14 +176,15 @@ class Trainer:
               bar.set_postfix(loss=f"{record['loss']:.3f}",
                               acc=f"{record.get('adv_acc', record.get('acc', float('nan'))):.3f}")
             pending, t_last = [], now
-          self.checkpointer.save(step, state, self._meta(state))
+          if self.checkpointer.should_save(step):  # meta only when saving: no per-step host sync
+            self.checkpointer.save(step, state, self._meta(step))
           if on_step is not None:
             on_step(step, state)
           if step >= end:
             break
     if bar is not None:
       bar.close()
-    self.checkpointer.save(int(state.step), state, self._meta(state), force=True)
+    self.checkpointer.save(step, state, self._meta(step), force=True)
     return state
 
   def variables(self, state: TrainState) -> dict:

@@ -1,0 +1,89 @@
+"""Evaluator properties: bounds, every point counted, eps=0, monotone in eps, one compile per spec."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxrobust.attacks.pgd import pgd
+from jaxrobust.data import ArrayDataset, load_dataset
+from jaxrobust.evaluate.robust import RobustEvaluator, format_table, robust_accuracy_curve
+
+
+@pytest.fixture(scope="module")
+def linear_digits():
+  """A softmax-regression model trained on the shipped digits (undefended, ~95% clean)."""
+  train = load_dataset("digits", "train")
+  test = load_dataset("digits", "test")
+  x, y = jnp.asarray(train.as_float()).reshape(len(train), -1), jnp.asarray(train.labels)
+
+  def apply(v, xb):
+    return xb.reshape(xb.shape[0], -1) @ v["w"] + v["b"]
+
+  v = {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
+  opt = optax.adam(0.05)
+  st = opt.init(v)
+
+  @jax.jit
+  def step(v, st):
+    g = jax.grad(lambda v: optax.softmax_cross_entropy_with_integer_labels(apply(v, x), y).mean())(v)
+    u, st = opt.update(g, st)
+    return optax.apply_updates(v, u), st
+
+  for _ in range(200):
+    v, st = step(v, st)
+  return apply, v, test
+
+
+def test_clean_and_robust_bounds_and_all_points_counted(linear_digits):
+  apply, v, test = linear_digits
+  ev = RobustEvaluator(apply)
+  attacks = [{"name": "pgd", "label": "pgd", "eps": 0.1, "steps": 10, "step_size": 0.025},
+             {"name": "fgsm", "label": "fgsm", "eps": 0.1}]
+  r = ev.evaluate(v, test, attacks, batch_size=100, progress=False)  # 359 points: last batch padded
+  assert r["n"] == len(test) == 359
+  pred = np.asarray(jnp.argmax(apply(v, jnp.asarray(test.as_float())), -1))
+  assert r["clean_acc"] == pytest.approx(np.mean(pred == test.labels))
+  assert r["clean_acc"] > 0.9
+  for l in ("pgd", "fgsm"):
+    assert r["robust_acc"][l] <= r["clean_acc"]
+  assert r["worst_case_acc"] <= min(r["robust_acc"].values())
+  assert "| model | clean | pgd | fgsm | worst case |" in format_table({"m": r})
+
+
+def test_matches_direct_attack_call(linear_digits):
+  apply, v, test = linear_digits
+  spec = {"name": "pgd", "label": "p", "eps": 0.08, "steps": 5, "step_size": 0.03, "init": "none"}
+  r = RobustEvaluator(apply).evaluate(v, test, [spec], batch_size=512, progress=False, keep_adversarials=True)
+  x, y = jnp.asarray(test.as_float()), jnp.asarray(test.labels)
+  x_adv = pgd(lambda xx: apply(v, xx), x, y, jax.random.PRNGKey(0), eps=0.08, step_size=0.03, steps=5, init="none")
+  np.testing.assert_allclose(r["adversarials"]["p"], np.asarray(x_adv), atol=1e-6)
+  direct = np.mean((np.argmax(apply(v, x_adv), -1) == test.labels) & (np.argmax(apply(v, x), -1) == test.labels))
+  assert r["robust_acc"]["p"] == pytest.approx(direct)
+
+
+def test_eps_zero_gives_clean_accuracy_and_curve_is_monotone_with_one_compile(linear_digits):
+  apply, v, test = linear_digits
+  ev = RobustEvaluator(apply)
+  spec = {"name": "pgd", "steps": 10, "step_size_ratio": 0.25, "init": "none"}
+  curve = robust_accuracy_curve(ev, v, test, spec, [0.0, 0.02, 0.05, 0.1, 0.2, 0.5], batch_size=512, progress=False)
+  accs = curve["robust_acc"]
+  clean = ev.evaluate(v, test, [], batch_size=512, progress=False)["clean_acc"]
+  assert accs[0] == pytest.approx(clean)
+  assert all(a >= b for a, b in zip(accs, accs[1:])), accs
+  assert accs[-1] == 0.0  # an undefended model falls to 0 at a large eps
+  assert len(ev._attacks) == 1
+  assert next(iter(ev._attacks.values()))._cache_size() == 1  # eps is traced: one program for the sweep
+
+
+def test_bad_specs_raise(linear_digits):
+  apply, v, test = linear_digits
+  ev = RobustEvaluator(apply)
+  with pytest.raises(ValueError, match="eps"):
+    ev.evaluate(v, test, [{"name": "pgd", "eps": -0.1, "steps": 1}], progress=False)
+  with pytest.raises(ValueError, match="unknown attack"):
+    ev.evaluate(v, test, [{"name": "nope", "eps": 0.1}], progress=False)
+  with pytest.raises(ValueError, match="unique"):
+    ev.evaluate(v, test, [{"name": "fgsm", "label": "a", "eps": 0.1}, {"name": "pgd", "label": "a", "eps": 0.1}],
+                progress=False)

@@ -1,0 +1,64 @@
+"""The command line end to end: list, train, evaluate, attack, quickstart, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxrobust.cli import main
+
+
+def test_list(capsys):
+  assert main(["list"]) == 0
+  out = capsys.readouterr().out
+  for word in ("pgd_at", "trades", "autoattack", "small_cnn", "digits", "quickstart_digits"):
+    assert word in out
+
+
+def test_train_evaluate_attack_roundtrip(tmp_path, capsys):
+  run = tmp_path / "run"
+  assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
+               "train.epochs=1", "data.train_subset=256", "method.name=pgd_at", "method.eps=0.2",
+               "method.step_size=0.1", "method.steps=2"]) == 0
+  report = json.loads((run / "report.json").read_text())
+  assert report["steps"] == 4 and 0.0 <= report["evaluation"]["clean_acc"] <= 1.0
+  assert (run / "metrics.jsonl").exists() and (run / "config.json").exists()
+  assert main(["evaluate", "--run-dir", str(run), "--no-progress", "--max-examples", "64",
+               "--attack", "fgsm:eps=0.2,label=fgsm"]) == 0
+  ev = json.loads((run / "evaluation.json").read_text())
+  assert ev["n"] == 64 and ev["robust_acc"]["fgsm"] <= ev["clean_acc"]
+  out = tmp_path / "adv.npz"
+  assert main(["attack", "--run-dir", str(run), "--attack", "fgsm:eps=0.2", "--out", str(out),
+               "--max-examples", "32", "--no-progress"]) == 0
+  with np.load(out) as f:
+    assert f["x_adv"].shape == (32, 8, 8, 1) and f["robust"].shape == (32,)
+    assert f["x_adv"].min() >= 0 and f["x_adv"].max() <= 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--config", "nope"], "unknown config"),
+    (["train", "--config", "quickstart_digits", "method.eps=-1"], "must be >= 0"),
+    (["train", "--config", "quickstart_digits", "data.name=imagenet"], "unknown dataset"),
+    (["train", "--config", "quickstart_digits", "method.name=magic"], "unknown method"),
+    (["train", "--config", "quickstart_digits", "model.name=vgg"], "unknown model"),
+    (["train", "--config", "quickstart_digits", "train.nope=1"], "unknown key"),
+])
+def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
+  assert main(argv + ["--output-dir", str(tmp_path / "r"), "--no-progress"]) == 2
+  assert message in capsys.readouterr().err
+
+
+def test_evaluate_rejects_non_run_dir(tmp_path):
+  with pytest.raises(SystemExit, match="not a jaxrobust run directory"):
+    main(["evaluate", "--run-dir", str(tmp_path)])
+
+
+def test_quickstart_runs_and_writes_report_and_plot(tmp_path, capsys):
+  out = tmp_path / "qs"
+  assert main(["quickstart", "--output-dir", str(out), "--epochs", "1", "--no-progress"]) == 0
+  report = json.loads((out / "quickstart_report.json").read_text())
+  assert set(report["results"]) == {"standard", "pgd_at"}
+  assert (out / "robust_accuracy_vs_eps.png").stat().st_size > 1000
+  for c in report["curves"].values():
+    assert len(c["eps"]) == len(c["robust_acc"]) and c["robust_acc"][0] >= c["robust_acc"][-1]
+  assert "| standard |" in capsys.readouterr().out
