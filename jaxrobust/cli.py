@@ -84,7 +84,8 @@ def cmd_evaluate(args) -> int:
   evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
   report = evaluator.evaluate(trainer.variables(state), trainer.test_ds, attacks,
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
-                              progress=not args.no_progress, key=jax.random.PRNGKey(args.seed))
+                              progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
+                              checks=not args.no_checks)
   print(format_table({cfg["method"]["name"]: report}))
   out = args.json or os.path.join(args.run_dir, "evaluation.json")
   write_json(out, report)
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N test points")
   e.add_argument("--seed", type=int, default=0, help="PRNG seed for random starts")
   e.add_argument("--json", help="where to write the JSON report (default <run-dir>/evaluation.json)")
+  e.add_argument("--no-checks", action="store_true",
+                 help="skip the gradient-masking checks (zero gradients, randomised outputs, probabilities "
+                      "instead of logits, black-box stronger than white-box)")
   e.add_argument("--no-progress", action="store_true")
   e.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. data.test_subset=1000)")
   e.set_defaults(fn=cmd_evaluate)

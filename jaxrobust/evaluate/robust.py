@@ -77,8 +77,12 @@ class RobustEvaluator:
 
   def evaluate(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256,
                key=None, max_examples: int | None = None, progress: bool = True,
-               keep_adversarials: bool = False) -> dict:
-    """Returns {'n', 'clean_acc', 'robust_acc': {label: acc}, 'worst_case_acc', 'seconds': {...}}."""
+               keep_adversarials: bool = False, checks: bool = False) -> dict:
+    """Returns {'n', 'clean_acc', 'robust_acc': {label: acc}, 'worst_case_acc', 'seconds': {...}}.
+
+    checks=True adds 'checks': the gradient-masking checks of ``jaxrobust.evaluate.checks`` on
+    the first batch and across the attacks' results (flagged ones are also printed).
+    """
     from jaxrobust.data import batch_iterator
     if max_examples:
       dataset = dataset.take(int(max_examples))
@@ -108,8 +112,11 @@ class RobustEvaluator:
     if progress:
       from tqdm.auto import tqdm
       bar = tqdm(total=total, desc="evaluate", unit="batch", dynamic_ncols=True)
+    first_batch = None
     for b, batch in enumerate(it):
       mask = np.asarray(batch["mask"]) > 0
+      if first_batch is None:
+        first_batch = (batch["image"][mask], batch["label"][mask])
       x = jax.device_put(batch["image"], self._data)
       y = jax.device_put(batch["label"], self._data)
       t0 = time.perf_counter()
@@ -144,6 +151,14 @@ class RobustEvaluator:
               "robust_acc": {l: float(flags[l].mean()) for l in labels},
               "worst_case_acc": float(worst.mean()), "seconds": seconds,
               "attacks": [dict(s, label=l) for s, l in zip(attacks, labels)]}
+    if checks and first_batch is not None:
+      from jaxrobust.evaluate.checks import run_checks
+      x0, y0 = first_batch
+      report["checks"] = run_checks(self.apply, variables, jnp.asarray(x0), jnp.asarray(y0),
+                                    report["robust_acc"], report["attacks"])
+      for c in report["checks"]:
+        if c["flagged"]:
+          print(f"WARNING [{c['name']}]: {c['message']}")
     if keep_adversarials:
       report["adversarials"] = {l: np.concatenate(v) for l, v in adversarials.items()}
       report["robust_flags"] = flags
@@ -196,5 +211,6 @@ def evaluate_from_config(apply, variables, dataset, cfg: dict, *, progress=True,
   evaluator = RobustEvaluator(apply, mesh=mesh)
   report = evaluator.evaluate(variables, dataset, list(e.get("attacks", [])),
                               batch_size=int(e.get("batch_size", 256)), max_examples=e.get("max_examples"),
-                              progress=progress, key=jax.random.PRNGKey(int(cfg.get("seed", 0)) + 1))
+                              progress=progress, key=jax.random.PRNGKey(int(cfg.get("seed", 0)) + 1),
+                              checks=bool(e.get("checks", False)))
   return report

@@ -87,3 +87,24 @@ def test_bad_specs_raise(linear_digits):
   with pytest.raises(ValueError, match="unique"):
     ev.evaluate(v, test, [{"name": "fgsm", "label": "a", "eps": 0.1}, {"name": "pgd", "label": "a", "eps": 0.1}],
                 progress=False)
+
+
+def test_gradient_masking_checks(linear_digits):
+  from jaxrobust.evaluate import checks
+  apply, v, test = linear_digits
+  x, y = jnp.asarray(test.as_float()[:64]), jnp.asarray(test.labels[:64])
+  clean = checks.run_checks(apply, v, x, y)
+  assert not any(c["flagged"] for c in clean), clean
+  # A softmax at the end: flagged as probabilities.
+  probs = lambda vv, xx: jax.nn.softmax(apply(vv, xx))
+  assert checks.probabilities(probs, v, x)["flagged"]
+  # A step function (argmax one-hot * 10): zero gradients everywhere.
+  step = lambda vv, xx: 10.0 * jax.nn.one_hot(jnp.argmax(jax.lax.stop_gradient(apply(vv, xx)), -1), 10)
+  assert checks.zero_gradients(step, v, x, y)["value"] == 1.0
+  # A randomised model (fresh noise each call through a stateful numpy RNG).
+  rng = np.random.default_rng(0)
+  noisy = lambda vv, xx: apply(vv, xx) + jnp.asarray(rng.normal(size=(xx.shape[0], 10)), jnp.float32)
+  assert checks.randomized(noisy, v, x)["flagged"]
+  bb = checks.black_box_beats_white_box({"pgd": 0.5, "square": 0.3}, ["square"], ["pgd"])
+  assert bb["flagged"] and bb["value"] == pytest.approx(0.2)
+  assert not checks.black_box_beats_white_box({"pgd": 0.3, "square": 0.5}, ["square"], ["pgd"])["flagged"]
