@@ -26,14 +26,14 @@ def make_schedule(*, lr: float, schedule: str = "constant", steps_per_epoch: int
   if schedule not in SCHEDULES:
     raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {SCHEDULES}")
   total = max(1, int(steps_per_epoch * epochs))
+  warm = int(round(warmup_epochs * steps_per_epoch))
   if schedule == "constant":
     base = optax.constant_schedule(lr)
   elif schedule == "piecewise":
     bounds = {int(round(b * steps_per_epoch)): decay for b in sorted(boundaries)}
     base = optax.piecewise_constant_schedule(lr, bounds)
   else:
-    base = optax.cosine_decay_schedule(lr, total)
-  warm = int(round(warmup_epochs * steps_per_epoch))
+    base = optax.cosine_decay_schedule(lr, max(total - warm, 1))  # decays to 0 at the last step
   if warm > 0:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), base], [warm])
   return base
