@@ -405,13 +405,14 @@ def _logit_parity(bench: Bench, model: str, batch: int) -> Optional[float]:
   """max |logits_jax - logits_torch| on the row's clean batch (eval mode): same network?"""
   if bench.torch is None:
     return None
+  import jax
   from jaxrobust.models import make_apply
   module, variables = bench.model(model)
   x, y = bench.data(model, batch)
   net = bench.torch_twin(model).eval()
   with bench.torch.no_grad():
     theirs = net(bench.torch_data(x, y)[0]).numpy()
-  ours = np.asarray(make_apply(module)(variables, x))
+  ours = np.asarray(jax.jit(make_apply(module))(variables, x))  # eager would compile op by op
   return float(np.max(np.abs(ours - theirs)))
 
 
@@ -831,8 +832,11 @@ def _write(path: str, text: str) -> None:
     f.write(text)
 
 
-def main(argv=None) -> int:
-  """Runs the benchmark; returns 0 when every variant ran, 1 when some failed, 2 on bad arguments."""
+def main(argv=None, *, command_prefix: str = "jaxrobust benchmark") -> int:
+  """Runs the benchmark; returns 0 when every variant ran, 1 when some failed, 2 on bad arguments.
+
+  command_prefix: how this run was invoked, for the command line recorded in the reports.
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
   # `jaxrobust benchmark -- --quick ...`: the top-level CLI hands the '--' through.
@@ -860,7 +864,7 @@ def main(argv=None) -> int:
   cfg = {"quick": args.quick, "batch_size": args.batch_size or (8 if args.quick else 128),
          "steps": args.steps or (2 if args.quick else 10), "repeats": args.repeats, "warmup": args.warmup,
          "torch_compile": args.torch_compile, "curves": args.curves, "seed": args.seed}
-  report = {"schema": SCHEMA, "command": ("jaxrobust benchmark " + shlex.join(argv)).strip(),
+  report = {"schema": SCHEMA, "command": (command_prefix + " " + shlex.join(argv)).strip(),
             "load_average_start": _load_average(), "machine": machine_info(torch_mod),
             "settings": dict(cfg, rows=rows, torch=torch_mod is not None, gap_s=GAP_S), "rows": []}
   bench = Bench(cfg, torch_mod, log)
@@ -889,4 +893,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(main(command_prefix="python -m jaxrobust.benchmark"))

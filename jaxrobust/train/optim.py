@@ -30,7 +30,8 @@ def make_schedule(*, lr: float, schedule: str = "constant", steps_per_epoch: int
   if schedule == "constant":
     base = optax.constant_schedule(lr)
   elif schedule == "piecewise":
-    bounds = {int(round(b * steps_per_epoch)): decay for b in sorted(boundaries)}
+    # join_schedules restarts the count after warm-up, so boundaries shift by the warm-up steps
+    bounds = {int(round(b * steps_per_epoch)) - warm: decay for b in sorted(boundaries)}
     base = optax.piecewise_constant_schedule(lr, bounds)
   else:
     base = optax.cosine_decay_schedule(lr, max(total - warm, 1))  # decays to 0 at the last step

@@ -30,12 +30,14 @@ def mlp_apply(params, x):
 APPLY = {"linear": linear_apply, "mlp": mlp_apply}
 
 
-def init_params(key, kind: str, d: int, k: int, hidden: int = 32):
-  k1, k2, k3 = jax.random.split(key, 3)
+def init_params(seed: int, kind: str, d: int, k: int, hidden: int = 32):
+  # NumPy draws: eager jax.random calls would each compile a small kernel, which adds up in the tests.
+  rng = np.random.default_rng(seed)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
   if kind == "linear":
-    return {"w": jax.random.normal(k1, (d, k)) / np.sqrt(d), "b": 0.1 * jax.random.normal(k2, (k,))}
-  return {"w1": jax.random.normal(k1, (d, hidden)) / np.sqrt(d), "b1": jnp.zeros((hidden,)),
-          "w2": jax.random.normal(k2, (hidden, k)) / np.sqrt(hidden), "b2": 0.1 * jax.random.normal(k3, (k,))}
+    return {"w": f32(rng.normal(size=(d, k)) / np.sqrt(d)), "b": f32(0.1 * rng.normal(size=(k,)))}
+  return {"w1": f32(rng.normal(size=(d, hidden)) / np.sqrt(d)), "b1": f32(np.zeros((hidden,))),
+          "w2": f32(rng.normal(size=(hidden, k)) / np.sqrt(hidden)), "b2": f32(0.1 * rng.normal(size=(k,)))}
 
 
 def model_fn(kind: str, params):
@@ -44,11 +46,11 @@ def model_fn(kind: str, params):
 
 def random_model(seed: int, kind: str = "linear", k: int = 10, shape=(4, 4, 1)):
   d = int(np.prod(shape))
-  return model_fn(kind, init_params(jax.random.PRNGKey(seed), kind, d, k))
+  return model_fn(kind, init_params(seed, kind, d, k))
 
 
 def random_images(seed: int, b: int, shape=(4, 4, 1)):
-  return jax.random.uniform(jax.random.PRNGKey(seed), (b,) + tuple(shape), jnp.float32)
+  return jnp.asarray(np.random.default_rng(1000 + seed).uniform(size=(b,) + tuple(shape)), jnp.float32)
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,7 +66,7 @@ def train_digits(kind: str = "mlp", n_train: int = 1200, steps: int = 300, seed:
   """Returns (params, logits_fn). Full-batch Adam, lr 1e-2; ~97% test accuracy for both kinds."""
   x, y = digits()
   xtr, ytr = jnp.asarray(x[:n_train]), jnp.asarray(y[:n_train])
-  params = init_params(jax.random.PRNGKey(seed), kind, 64, 10)
+  params = init_params(seed, kind, 64, 10)
   opt = optax.adam(1e-2)
   apply = APPLY[kind]
 

@@ -89,8 +89,8 @@ def test_min_norm_run_matches_exact_distance_on_a_linear_model():
   # For z = W vec(x) + b with the box inactive, the smallest Linf perturbation that changes the class is
   # min_j (z_y - z_j) / ||w_y - w_j||_1; FAB's linearisation is exact, so it must find it (up to its eta/beta
   # steps), and never a smaller one.
-  key = jax.random.PRNGKey(0)
-  params = {"w": 0.3 * jax.random.normal(key, (16, 5)), "b": jnp.zeros((5,))}
+  rng = np.random.default_rng(0)
+  params = {"w": jnp.asarray(0.3 * rng.normal(size=(16, 5)), jnp.float32), "b": jnp.zeros((5,))}
   f = h.model_fn("linear", params)
   x = 0.45 + 0.1 * h.random_images(1, 8, (4, 4, 1))
   y = jnp.argmax(f(x), axis=1)

@@ -55,3 +55,9 @@ def test_coupled_weight_decay_matches_torch(name):
     tw.grad = torch.tensor(g)
     topt.step()
   np.testing.assert_allclose(np.asarray(params["w"]), tw.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_piecewise_boundaries_stay_in_epochs_with_warmup():
+  s = make_schedule(lr=0.1, schedule="piecewise", steps_per_epoch=10, epochs=100, boundaries=(75,), warmup_epochs=5)
+  assert float(s(25)) == pytest.approx(0.05)
+  assert float(s(749)) == pytest.approx(0.1) and float(s(750)) == pytest.approx(0.01)
