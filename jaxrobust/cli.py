@@ -60,6 +60,10 @@ def _load_run(run_dir: str, overrides=()):
 
 
 def cmd_train(args) -> int:
+  if args.coordinator or args.distributed_auto:
+    from jaxrobust import parallel
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                    auto=args.distributed_auto)
   from jaxrobust.configs import load_config
   from jaxrobust.evaluate.robust import format_table
   from jaxrobust.train.loop import train_and_evaluate
@@ -158,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
   t.add_argument("--output-dir", help="run directory (checkpoints, metrics.jsonl, report.json)")
   t.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints (fails if any exist)")
   t.add_argument("--no-progress", action="store_true", help="no progress bars")
+  t.add_argument("--coordinator", help="multi-host: coordinator address host:port (jax.distributed)")
+  t.add_argument("--num-processes", type=int, help="multi-host: total number of processes")
+  t.add_argument("--process-id", type=int, help="multi-host: this process's index")
+  t.add_argument("--distributed-auto", action="store_true",
+                 help="multi-host: let jax.distributed detect the cluster (TPU pods, SLURM, Open MPI)")
   t.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
   t.set_defaults(fn=cmd_train)
 

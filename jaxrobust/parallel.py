@@ -19,14 +19,33 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def initialize_distributed(**kwargs) -> None:
-  """Calls ``jax.distributed.initialize`` for multi-host runs (TPU pods, multi-node GPU).
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, *, auto: bool = False) -> None:
+  """Calls ``jax.distributed.initialize`` for multi-host runs (TPU pods, multi-node GPU, CPU).
 
-  Does nothing for a single process unless coordinator settings are given (explicitly or
-  through the JAX_COORDINATOR_ADDRESS / cluster environment variables JAX understands).
+  With explicit settings they are passed on; with ``auto=True`` JAX detects the cluster (TPU
+  pods, SLURM, Open MPI); otherwise nothing happens unless JAX_COORDINATOR_ADDRESS is set.
+  On CPU the cross-process collectives use gloo. Must run before any other JAX call.
   """
-  if kwargs or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    jax.distributed.initialize(**kwargs)
+  explicit = coordinator_address is not None or num_processes is not None or process_id is not None
+  if not (explicit or auto or os.environ.get("JAX_COORDINATOR_ADDRESS")):
+    return
+  platforms = os.environ.get("JAX_PLATFORMS", "")
+  if platforms == "cpu" or not platforms:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  kwargs = {}
+  if coordinator_address is not None:
+    kwargs["coordinator_address"] = coordinator_address
+  if num_processes is not None:
+    kwargs["num_processes"] = int(num_processes)
+  if process_id is not None:
+    kwargs["process_id"] = int(process_id)
+  jax.distributed.initialize(**kwargs)
+
+
+def is_main_process() -> bool:
+  """Process 0 writes logs, reports and progress bars; every process takes part in checkpoints."""
+  return jax.process_index() == 0
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

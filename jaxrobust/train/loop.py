@@ -65,7 +65,8 @@ class Trainer:
     self.progress = progress
     self.output_dir = os.path.abspath(cfg["output_dir"])
     _ensure_writable(self.output_dir)
-    write_json(os.path.join(self.output_dir, "config.json"), cfg)
+    if parallel.is_main_process():
+      write_json(os.path.join(self.output_dir, "config.json"), cfg)
     if train_ds is None:
       train_ds, test_ds = load_splits(cfg)
     self.train_ds, self.test_ds = train_ds, test_ds
@@ -150,11 +151,12 @@ class Trainer:
     end = self.total_steps if max_steps is None else min(self.total_steps, int(max_steps))
     log_every = max(int(self.cfg["train"].get("log_every_steps", 20)), 1)
     metrics_path = os.path.join(self.output_dir, "metrics.jsonl")
-    bar = _progress(total=end, initial=start, enabled=self.progress, desc=f"train {self.method.name}")
+    main = parallel.is_main_process()
+    bar = _progress(total=end, initial=start, enabled=self.progress and main, desc=f"train {self.method.name}")
     pending: list = []  # device-side metrics, fetched only when logging (no per-step host sync)
     t_last = time.perf_counter()
     step = start
-    with open(metrics_path, "a") as mfile:
+    with open(metrics_path if main else os.devnull, "a") as mfile:
       while step < end:
         epoch, offset = divmod(step, self.steps_per_epoch)
         for batch in self.batches(epoch, skip=offset):

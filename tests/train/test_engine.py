@@ -121,3 +121,27 @@ def test_unwritable_output_dir(tmp_path):
   cfg["output_dir"] = str(blocker / "run")  # works as root too, unlike chmod
   with pytest.raises(PermissionError, match="output directory"):
     Trainer(cfg, progress=False)
+
+
+def test_two_process_multihost_run_matches_single_process(tmp_path):
+  """jax.distributed with 2 CPU processes x 2 devices vs 1 process x 4 devices: same parameters."""
+  import socket
+  script = str(DRIVER.with_name("_multihost.py"))
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)
+  ref = subprocess.run([sys.executable, script, str(tmp_path / "single"), "0", "1", "0", "4"],
+                       capture_output=True, text=True, env=env, timeout=600)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+  procs = [subprocess.Popen([sys.executable, script, str(tmp_path / "multi"), str(i), "2", port, "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in (0, 1)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+    assert "done" in out and out.strip().endswith(" 3")
+  a, b = _params(tmp_path / "single"), _params(tmp_path / "multi")
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
