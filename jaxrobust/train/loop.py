@@ -115,6 +115,10 @@ class Trainer:
 
   def restore_or_init(self, resume: bool = True) -> TrainState:
     state = self.init_state()
+    if not resume and self.checkpointer.latest_step() is not None:
+      from jaxrobust.train.checkpoint import CheckpointError
+      raise CheckpointError(f"resume is off but {self.checkpointer.directory!r} already holds checkpoints "
+                            f"(newest step {self.checkpointer.latest_step()}); use a new output_dir or delete them")
     if resume and self.checkpointer.latest_step() is not None:
       state, meta = self.checkpointer.restore(state)
       if meta.get("config_fingerprint") != _fingerprint(self.cfg):
