@@ -72,6 +72,11 @@ def cmd_train(args) -> int:
     cfg["output_dir"] = args.output_dir
   report = train_and_evaluate(cfg, progress=not args.no_progress, resume=not args.no_resume)
   print(format_table({cfg["method"]["name"]: report["evaluation"]}))
+  ap = report["evaluation"].get("average_precision")
+  if ap:
+    robust = "  ".join(f"{k} {v:.4f}" for k, v in ap["robust_ap"].items())
+    print(f"average precision: clean {ap['clean_ap']:.4f}  robust: {robust}  (inverted-ranking floor "
+          f"{ap['inverted_floor_ap']:.4f})")
   print(f"report: {os.path.join(cfg['output_dir'], 'report.json')}")
   return 0
 

@@ -8,7 +8,7 @@ Fashion-MNIST budget) with the paper's step ratios: training PGD 6 steps of eps/
 with steps of eps/4.43 (0.007/0.031), APGD-CE-10, transfer PGD-20 with steps of eps*0.003/0.031.
 
     python experiments/adap/run_reduced.py            # all methods + lambda sweep -> experiments/adap/
-    jaxrobust train --config adap_reduced method.name=adap_ln   (once the Trainer hooks are in, see binary.py)
+    jaxrobust train --config adap_reduced method.name=adap_ln
 """
 
 from jaxrobust.configs.adap_cifar10 import adap_config

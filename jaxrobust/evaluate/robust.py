@@ -70,7 +70,8 @@ class RobustEvaluator:
       predict = jax.jit(lambda v, x: losses_lib.predict(apply(v, x)))
 
       def fn(v, x, y, key, eps_value):
-        x_adv = build(float(eps_value))(lambda xx: apply(v, xx), x, y, key)
+        # A Partial (not a lambda) keeps the cascade's compiled stages cached across batches.
+        x_adv = build(float(eps_value))(jax.tree_util.Partial(apply, v), x, y, key)
         return predict(v, x_adv), x_adv
     self._attacks[cache_key] = fn
     return fn

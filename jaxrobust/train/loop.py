@@ -44,6 +44,10 @@ def load_splits(cfg):
   """(train, test) ArrayDatasets, with optional subsets for reduced-scale runs."""
   from jaxrobust.data import load_dataset
   d = cfg["data"]
+  if d.get("binary_task"):  # one-vs-all / coarse / attribute tasks for single-logit (AP) training
+    from jaxrobust.data.binary import load_binary_splits
+    sp = load_binary_splits(d)
+    return sp.train, sp.test
   kw = dict(source=d.get("source", "auto"), data_dir=d.get("data_dir"))
   if d.get("label_mode"):
     kw["label_mode"] = d["label_mode"]
@@ -114,7 +118,9 @@ class Trainer:
     return parallel.replicate(state, self.mesh)
 
   def restore_or_init(self, resume: bool = True) -> TrainState:
-    state = self.init_state()
+    # train.init_from=<run dir> starts from another run's weights (e.g. AP Max. from a CE model)
+    from jaxrobust.methods.adap import init_state_from_config
+    state = init_state_from_config(self)
     if not resume and self.checkpointer.latest_step() is not None:
       from jaxrobust.train.checkpoint import CheckpointError
       raise CheckpointError(f"resume is off but {self.checkpointer.directory!r} already holds checkpoints "
@@ -134,13 +140,10 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch}
 
   def batches(self, epoch: int, skip: int = 0):
-    from jaxrobust.data import batch_iterator
-    it = batch_iterator(self.train_ds, self.batch_size, seed=int(self.cfg["seed"]), epoch=epoch,
-                        shuffle=True, drop_remainder=True)
-    for i, batch in enumerate(it):
-      if i < skip:
-        continue
-      yield batch
+    """Training batches of ``epoch`` from the ``skip``-th on: shuffled, or the positive-balanced
+    sampler (``data.sampler``) for AP-type methods; a function of (seed, epoch) only."""
+    from jaxrobust.data.binary import make_batches
+    yield from make_batches(self.train_ds, self.cfg, epoch, skip)
 
   # -------------------------------------------------------------------------------------
   def fit(self, state: TrainState | None = None, *, resume: bool = True,
@@ -233,6 +236,11 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True)
   from jaxrobust.models import make_apply
   eval_report = evaluate_from_config(make_apply(trainer.module), variables, trainer.test_ds, cfg,
                                      progress=progress, mesh=trainer.mesh)
+  if cfg["eval"].get("ap_attacks"):
+    from jaxrobust.evaluate.average_precision import evaluate_ap
+    eval_report["average_precision"] = evaluate_ap(make_apply(trainer.module), variables, trainer.test_ds,
+                                                   cfg["eval"]["ap_attacks"], mesh=trainer.mesh,
+                                                   batch_size=int(cfg["eval"]["batch_size"]))
   report = {"config": cfg, "steps": int(state.step), "train_seconds": train_s,
             "devices": int(trainer.mesh.devices.size), "backend": jax.default_backend(),
             "evaluation": eval_report}
