@@ -292,6 +292,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
 def _autoattack_factory(*, eps, norm="linf", version="standard", **kw):
   def attack(logits_fn, x, y, key):
     return run_autoattack(logits_fn, x, y, key, eps=eps, norm=norm, version=version, **kw)[0]
+  attack.jittable = False  # a host-side cascade of compiled stages; the evaluator calls it directly
   return attack
 
 
