@@ -4,7 +4,8 @@
 
 One architecture, data subset, schedule and evaluation for every method; the method section is
 filled in per method by ``experiments/classification/run_reduced.py`` (which prints the exact
-``jaxrobust train`` line of each run). About 1-2 minutes per method on 2 loaded CPU cores.
+``jaxrobust train`` line of each run). About 3 minutes per method on 2 loaded CPU cores
+(training about 1, evaluation about 2).
 """
 
 from jaxrobust.configs.base import base_config

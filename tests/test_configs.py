@@ -1,0 +1,208 @@
+"""Declarative configs: every config loads, names resolve, overrides apply, paper values hold.
+
+    . .venv/bin/activate && python -m pytest -q tests/test_configs.py
+
+Nothing here trains or traces a model: configs are checked by building (not running) the method,
+the model module and every evaluation attack, which is what catches a misspelt hyper-parameter
+(the factories take keyword-only arguments) before a multi-hour GPU run does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from jaxrobust.attacks.registry import attack_names, get_attack
+from jaxrobust.configs import apply_overrides, config_names, load_config, validate_config
+from jaxrobust.methods.registry import get_method, method_names
+from jaxrobust.models import MODEL_NAMES, get_model
+
+NAMES = config_names()
+PAPER_CONFIGS = ("cifar10_pgd_at", "cifar10_trades", "cifar10_mart", "cifar10_gairat", "cifar10_mail_at",
+                 "cifar10_mail_trades", "cifar10_mail_mart", "cifar10_spat", "cifar10_awp_at",
+                 "mnist_trades", "mnist_spat")
+
+
+def test_paper_configs_are_listed():
+  missing = [n for n in PAPER_CONFIGS + ("fashion_mnist_reduced",) if n not in NAMES]
+  assert not missing, f"config modules not found by config_names(): {missing}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_loads_and_validates(name):
+  cfg = load_config(name)
+  validate_config(cfg)
+  assert cfg["config_name"] == name
+  for section in ("data", "model", "method", "optim", "train", "eval"):
+    assert isinstance(cfg[section], dict)
+  # Every module documents the command that runs it.
+  import importlib
+  doc = importlib.import_module(f"jaxrobust.configs.{name}").__doc__ or ""
+  assert "jaxrobust train --config" in doc or name.startswith("quickstart"), f"{name}: docstring lacks the command"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_names_resolve(name):
+  cfg = load_config(name)
+  method = dict(cfg["method"])
+  assert method["name"] in method_names(), f"{name}: unknown method {method['name']!r}"
+  # Building the method checks every hyper-parameter name (keyword-only factories).
+  get_method(method.pop("name"), **method)
+  model = dict(cfg["model"])
+  assert model["name"] in MODEL_NAMES, f"{name}: unknown model {model['name']!r}"
+  get_model(model.pop("name"), 10, **model)
+  for spec in cfg["eval"]["attacks"]:
+    assert spec["name"] in attack_names(), f"{name}: unknown attack {spec['name']!r}"
+    get_attack(spec["name"], **{k: v for k, v in spec.items() if k not in ("name", "label")})
+  labels = [s.get("label", s["name"]) for s in cfg["eval"]["attacks"]]
+  assert len(set(labels)) == len(labels), f"{name}: duplicate attack labels {labels}"
+
+
+def test_override_applies():
+  cfg = load_config("cifar10_trades", ["method.beta=3.0", "train.epochs=2", "optim.boundaries=(1,)",
+                                       "data.train_subset=256", "model.head=cosine"])
+  assert cfg["method"]["beta"] == 3.0
+  assert cfg["train"]["epochs"] == 2
+  assert cfg["optim"]["boundaries"] == (1,)
+  assert cfg["data"]["train_subset"] == 256
+  assert cfg["model"]["head"] == "cosine"
+  # The module's own config is untouched (overrides work on a copy).
+  assert load_config("cifar10_trades")["method"]["beta"] == 6.0
+
+
+def test_override_adds_method_and_model_keys():
+  # method/model are open sections: extra keys become factory kwargs.
+  cfg = load_config("cifar10_mail_at", ["method.norm=paper", "model.width=32"])
+  assert cfg["method"]["norm"] == "paper" and cfg["model"]["width"] == 32
+
+
+@pytest.mark.parametrize("bad", ["optim.learning_rate=0.1",   # unknown key in a closed section
+                                 "train.epoch=3",
+                                 "optimizer.lr=0.1",           # unknown section
+                                 "data.name.sub=1",            # a value is not a section
+                                 "train.epochs"])              # no '='
+def test_bad_override_errors(bad):
+  with pytest.raises(ValueError):
+    load_config("cifar10_trades", [bad])
+
+
+def test_unknown_config_errors():
+  with pytest.raises(ValueError, match="unknown config"):
+    load_config("cifar10_tradez")
+
+
+def test_invalid_values_error():
+  with pytest.raises(ValueError):
+    load_config("mnist_trades", ["train.epochs=0"])
+  with pytest.raises(ValueError):
+    load_config("mnist_trades", ["method.eps=-0.1"])
+  with pytest.raises(ValueError):
+    validate_config(apply_overrides(load_config("mnist_spat"), ["eval.attacks=[{'eps':0.3}]"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Paper protocols: the main hyper-parameters equal the spec's (../shared/spec).
+
+def _attack(cfg, label):
+  return next(a for a in cfg["eval"]["attacks"] if a.get("label") == label)
+
+
+def _labels(cfg):
+  return {a.get("label") for a in cfg["eval"]["attacks"]}
+
+
+def test_cifar10_trades_protocol():
+  c = load_config("cifar10_trades")
+  assert c["model"]["name"] == "wrn34_10" and c["data"]["augment"]
+  assert c["method"] == {"name": "trades", "eps": 0.031, "step_size": 0.007, "steps": 10, "beta": 6.0}
+  o = c["optim"]
+  assert (o["name"], o["lr"], o["momentum"], o["weight_decay"]) == ("sgd", 0.1, 0.9, 2e-4)
+  assert c["train"]["epochs"] == 76 and c["train"]["batch_size"] == 128
+  assert o["boundaries"] == (74,) and o["decay"] == 0.1  # x0.1 from 1-indexed epoch 75
+  assert {"PGD-20", "AA"} <= _labels(c)
+  assert _attack(c, "PGD-20")["step_size"] == 0.003
+
+
+def test_cifar10_mart_protocol():
+  c = load_config("cifar10_mart")
+  assert c["model"]["name"] == "resnet18"
+  m = c["method"]
+  assert (m["name"], m["beta"], m["eps"], m["step_size"], m["steps"]) == ("mart", 5.0, 0.031, 0.007, 10)
+  o = c["optim"]
+  assert (o["lr"], o["weight_decay"], o["boundaries"]) == (0.01, 3.5e-3, (74, 89, 99))
+  assert c["train"]["epochs"] == 120
+
+
+def test_cifar10_mail_protocols():
+  expect = {"cifar10_mail_at": ("mail_at", 10.0, -0.5, None),
+            "cifar10_mail_trades": ("mail_trades", 2.0, 0.0, 5.0),
+            "cifar10_mail_mart": ("mail_mart", 5.0, 0.05, 5.0)}
+  for name, (method, slope, bias, beta) in expect.items():
+    c = load_config(name)
+    m = c["method"]
+    assert (m["name"], m["slope"], m["bias"], m.get("beta")) == (method, slope, bias, beta), name
+    assert (m["eps"], m["step_size"], m["steps"], m["burn_in_epochs"], m["norm"]) == (0.031, 0.007, 10, 76, "code")
+    assert c["model"]["name"] == "resnet18" and c["data"]["augment"]
+    o = c["optim"]
+    assert (o["lr"], o["momentum"], o["weight_decay"], o["boundaries"]) == (0.01, 0.9, 3.5e-3, (75, 90, 100))
+    assert c["train"]["epochs"] == 120 and c["train"]["batch_size"] == 128
+    assert {"PGD-20", "PGD-100", "CW-Linf", "APGD-CE", "AA"} <= _labels(c)
+    assert _attack(c, "PGD-100")["step_size"] == 0.003 and _attack(c, "CW-Linf")["kappa"] == 50.0
+
+
+def test_cifar10_pgd_at_and_gairat_protocols():
+  c = load_config("cifar10_pgd_at")
+  m = c["method"]
+  assert (m["name"], m["steps"], m["mix"], m["init"]) == ("pgd_at", 10, 1.0, "uniform")
+  assert math.isclose(m["eps"], 8 / 255) and math.isclose(m["step_size"], 2 / 255)
+  assert c["model"]["name"] == "resnet18"
+  g = load_config("cifar10_gairat")
+  m = g["method"]
+  assert (m["name"], m["lam"], m["weight_fn"], m["begin_epoch"], m["steps"]) == ("gairat", -1.0, "tanh", 60, 10)
+  assert m["epochs"] == g["train"]["epochs"] == 120
+  assert (g["optim"]["lr"], g["optim"]["weight_decay"], g["optim"]["boundaries"]) == (0.1, 2e-4, (59, 89, 109))
+
+
+def test_cifar10_spat_protocol():
+  c = load_config("cifar10_spat")
+  assert c["model"] == {"name": "resnet18", "head": "cosine"}
+  m = c["method"]
+  assert (m["name"], m["s"], m["m"], m["n"], m["beta"]) == ("spat", 5.0, 0.2, 0.2, 6.0)
+  assert (m["eps"], m["step_size"], m["steps"]) == (0.031, 0.007, 10)
+  o = c["optim"]
+  assert (o["lr"], o["weight_decay"], o["boundaries"]) == (0.1, 2e-4, (74, 89))
+  assert c["train"]["epochs"] == 100
+  assert {"FGSM", "PGD-20", "PGD-100", "MIM-20", "FAB", "CW-Linf", "AA"} <= _labels(c)
+  assert math.isclose(_attack(c, "PGD-20")["step_size"], 0.8 / 255)
+
+
+def test_cifar10_awp_at_protocol():
+  c = load_config("cifar10_awp_at")
+  m = c["method"]
+  assert (m["name"], m["gamma"], m["proxy_lr"], m["warmup"]) == ("awp_at", 0.01, 0.01, 0)
+  assert c["model"]["name"] == "wrn34_10"
+  assert (c["optim"]["lr"], c["optim"]["weight_decay"], c["optim"]["boundaries"]) == (0.1, 5e-4, (100, 150))
+  assert c["train"]["epochs"] == 200
+  assert {"PGD-100", "AA", "CW-L2 c=0.5"} <= _labels(c)
+
+
+def test_mnist_protocols():
+  t = load_config("mnist_trades")
+  assert t["data"]["name"] == "mnist" and not t["data"]["augment"]
+  assert t["model"]["name"] == "small_cnn" and t["model"]["channels"] == (32, 64)
+  assert t["method"] == {"name": "trades", "eps": 0.3, "step_size": 0.01, "steps": 40, "beta": 1.0}
+  assert (t["optim"]["lr"], t["optim"]["momentum"], t["optim"]["boundaries"]) == (0.01, 0.9, (55, 75, 90))
+  assert t["train"]["epochs"] == 100
+  assert _attack(t, "PGD-40")["init"] == "none"
+  s = load_config("mnist_spat")
+  assert s["model"]["head"] == "cosine"
+  m = s["method"]
+  assert (m["name"], m["eps"], m["step_size"], m["steps"]) == ("spat", 0.3, 0.01, 40)
+  assert (s["optim"]["lr"], s["train"]["epochs"]) == (0.01, 80)
+
+
+def test_reduced_config_is_small():
+  c = load_config("fashion_mnist_reduced")
+  assert c["data"]["name"] == "fashion_mnist" and c["data"]["train_subset"] <= 10_000
+  assert c["train"]["epochs"] <= 5
