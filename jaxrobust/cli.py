@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
   from jaxrobust.train.checkpoint import CheckpointError
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv and argv[0] == "benchmark":  # argparse REMAINDER would swallow the harness's --flags
+    from jaxrobust.benchmark import main as bench_main
+    return bench_main(argv[1:])
   args = build_parser().parse_args(argv)
   try:
     return args.fn(args)
