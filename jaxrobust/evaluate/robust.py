@@ -42,8 +42,7 @@ class RobustEvaluator:
     self.mesh = mesh if mesh is not None else parallel.make_mesh()
     repl, data = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
     self._repl, self._data = repl, data
-    self._clean = jax.jit(lambda v, x: losses_lib.predict(apply(v, x)),
-                          in_shardings=(repl, data), out_shardings=data)
+    self._clean = jax.jit(lambda v, x: apply(v, x), in_shardings=(repl, data), out_shardings=data)
     self._attacks: dict[Any, Callable] = {}
 
   def _attack_step(self, spec: dict):
@@ -63,16 +62,16 @@ class RobustEvaluator:
     if getattr(build(1.0), "jittable", True):
       def run(v, x, y, key, eps_value):
         x_adv = build(eps_value)(lambda xx: apply(v, xx), x, y, key)
-        return losses_lib.predict(apply(v, x_adv)), x_adv
+        return apply(v, x_adv), x_adv
       fn = jax.jit(run, in_shardings=(self._repl, self._data, self._data, self._repl, self._repl),
                    out_shardings=(self._data, self._data))
     else:  # a cascade with host-side control (e.g. AutoAttack): its stages are jitted inside
-      predict = jax.jit(lambda v, x: losses_lib.predict(apply(v, x)))
+      logits_at = jax.jit(apply)
 
       def fn(v, x, y, key, eps_value):
         # A Partial (not a lambda) keeps the cascade's compiled stages cached across batches.
         x_adv = build(float(eps_value))(jax.tree_util.Partial(apply, v), x, y, key)
-        return predict(v, x_adv), x_adv
+        return logits_at(v, x_adv), x_adv
     self._attacks[cache_key] = fn
     return fn
 
@@ -101,8 +100,9 @@ class RobustEvaluator:
       raise ValueError(f"attack labels must be unique; got {labels}")
     steps = [self._attack_step(s) for s in attacks]
     n = 0
-    clean_correct = []
+    clean_correct, clean_scores = [], []
     robust = {l: [] for l in labels}
+    adv_scores = {l: [] for l in labels}  # single-logit models: scores for robust AP
     seconds = {l: 0.0 for l in labels}
     seconds["clean"] = 0.0
     adversarials = {l: [] for l in labels} if keep_adversarials else None
@@ -121,16 +121,23 @@ class RobustEvaluator:
       x = jax.device_put(batch["image"], self._data)
       y = jax.device_put(batch["label"], self._data)
       t0 = time.perf_counter()
-      pred = np.asarray(self._clean(variables, x))
+      clean_logits = np.asarray(self._clean(variables, x))
       seconds["clean"] += time.perf_counter() - t0
+      single_logit = clean_logits.ndim == 1 or clean_logits.shape[-1] == 1
+      pred = np.asarray(losses_lib.predict(clean_logits))
       correct = pred == np.asarray(batch["label"])
       clean_correct.append(correct[mask])
+      if single_logit:
+        clean_scores.append(clean_logits.reshape(len(mask))[mask])
       for label, spec, step in zip(labels, attacks, steps):
         k = jax.random.fold_in(jax.random.fold_in(key, b), labels.index(label))
         eps = jnp.asarray(float(spec.get("eps", 0.0)), jnp.float32)
         t0 = time.perf_counter()
-        adv_pred, x_adv = step(variables, x, y, k, eps)
-        adv_pred = np.asarray(adv_pred)
+        adv_logits, x_adv = step(variables, x, y, k, eps)
+        adv_logits = np.asarray(adv_logits)
+        adv_pred = np.asarray(losses_lib.predict(adv_logits))
+        if single_logit:
+          adv_scores[label].append(adv_logits.reshape(len(mask))[mask])
         seconds[label] += time.perf_counter() - t0
         robust[label].append((correct & (adv_pred == np.asarray(batch["label"])))[mask])
         if keep_adversarials:
@@ -152,6 +159,11 @@ class RobustEvaluator:
               "robust_acc": {l: float(flags[l].mean()) for l in labels},
               "worst_case_acc": float(worst.mean()), "seconds": seconds,
               "attacks": [dict(s, label=l) for s, l in zip(attacks, labels)]}
+    if clean_scores:  # single-logit (binary) model: AP of clean and adversarial scores, all points
+      from jaxrobust.evaluate.average_precision import average_precision
+      y_all = np.asarray(dataset.labels[:n])
+      report["clean_ap"] = average_precision(y_all, np.concatenate(clean_scores))
+      report["robust_ap"] = {l: average_precision(y_all, np.concatenate(adv_scores[l])) for l in labels}
     if checks and first_batch is not None:
       from jaxrobust.evaluate.checks import run_checks
       x0, y0 = first_batch
@@ -204,6 +216,13 @@ def format_table(rows: dict[str, dict], attack_labels: Sequence[str] | None = No
     if len(attack_labels) > 1:
       cells.append(f"{100 * r['worst_case_acc']:.2f}")
     lines.append("| " + " | ".join(cells) + " |")
+  ap_rows = {name: r for name, r in rows.items() if "clean_ap" in r}
+  if ap_rows:  # single-logit models: average precision next to accuracy
+    lines += ["", "| model | clean AP | " + " | ".join(f"{l} AP" for l in attack_labels) + " |",
+              "|" + "---|" * (2 + len(attack_labels))]
+    for name, r in ap_rows.items():
+      lines.append(f"| {name} | {r['clean_ap']:.4f} | " +
+                   " | ".join(f"{r['robust_ap'][l]:.4f}" for l in attack_labels) + " |")
   return "\n".join(lines)
 
 

@@ -108,3 +108,22 @@ def test_gradient_masking_checks(linear_digits):
   bb = checks.black_box_beats_white_box({"pgd": 0.5, "square": 0.3}, ["square"], ["pgd"])
   assert bb["flagged"] and bb["value"] == pytest.approx(0.2)
   assert not checks.black_box_beats_white_box({"pgd": 0.3, "square": 0.5}, ["square"], ["pgd"])["flagged"]
+
+
+def test_single_logit_model_reports_robust_ap_equal_to_sklearn():
+  from sklearn.metrics import average_precision_score
+  train = load_dataset("digits", "test")
+  data = ArrayDataset(train.images, (train.labels == 3).astype(np.int32), 2, "digits3")
+  rng = np.random.default_rng(0)
+  v = {"w": jnp.asarray(rng.normal(size=(64, 1)), jnp.float32), "b": jnp.zeros(1)}
+  apply = lambda vv, xb: xb.reshape(xb.shape[0], -1) @ vv["w"] + vv["b"]  # (B, 1) single logit
+  spec = {"name": "pgd", "label": "p", "eps": 0.05, "steps": 3, "step_size": 0.02, "loss": "bce",
+          "init": "none"}
+  r = RobustEvaluator(apply).evaluate(v, data, [spec], batch_size=100, progress=False, keep_adversarials=True)
+  x = jnp.asarray(data.as_float())
+  clean_scores = np.asarray(apply(v, x))[:, 0]
+  adv_scores = np.asarray(apply(v, jnp.asarray(r["adversarials"]["p"])))[:, 0]
+  assert r["clean_ap"] == pytest.approx(average_precision_score(data.labels, clean_scores), abs=1e-9)
+  assert r["robust_ap"]["p"] == pytest.approx(average_precision_score(data.labels, adv_scores), abs=1e-9)
+  assert r["robust_ap"]["p"] < r["clean_ap"]  # the BCE attack pushes positives down, negatives up
+  assert "clean AP" in format_table({"m": r})
