@@ -38,8 +38,6 @@ positive oversampling; y in {0,1}, p = s(x), q = s(x_adv)):
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 
@@ -226,70 +224,8 @@ def make_binary_baseline(kind: str, *, lam: float | None = None, eps: float = AT
 # Fine-tuning from a CE run (the "AP Max." baseline)
 # -------------------------------------------------------------------------------------------
 
-def load_run_variables(run_dir: str, step: int | None = None) -> dict:
-  """{'params', 'batch_stats'} of the newest (or given) checkpoint of a ``Trainer`` run directory.
-
-  Restores without a target structure, so the source run may use another method/optimiser.
-  """
-  import orbax.checkpoint as ocp
-  ckpt_dir = os.path.join(os.path.abspath(run_dir), "checkpoints")
-  if not os.path.isdir(ckpt_dir):
-    raise FileNotFoundError(f"init_from={run_dir!r}: no checkpoints folder {ckpt_dir!r}; pass the output_dir "
-                            "of a finished training run (e.g. the 'bce' run)")
-  mgr = ocp.CheckpointManager(ckpt_dir, item_names=("state", "meta"))
-  try:
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"init_from={run_dir!r}: {ckpt_dir!r} holds no checkpoint")
-    state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-  finally:
-    mgr.close()
-  return {"params": state["params"], "batch_stats": state.get("batch_stats", {}) or {}}
-
-
-def finetune_state(trainer, run_dir: str, *, reinit_head: bool = True):
-  """A fresh train state of ``trainer`` whose backbone (and BN statistics) come from ``run_dir``.
-
-  The reference ("AP Max.", ``train_eval.py`` l.24-31) loads the CE model, replaces ``fc`` by a
-  new ``Linear(512, 1)`` and starts a new optimiser: we keep the freshly initialised ``head``
-  subtree when ``reinit_head`` and re-create the optimiser state. Method state starts empty.
-  """
-  from jaxrobust import parallel
-  src = load_run_variables(run_dir)
-  state = jax.device_get(trainer.init_state())
-  params = _merge(state.params, src["params"], skip=("head",) if reinit_head else (), where="params")
-  batch_stats = _merge(state.batch_stats, src["batch_stats"], skip=(), where="batch_stats")
-  state = state.replace(params=params, batch_stats=batch_stats, opt_state=trainer.tx.init(params))
-  return parallel.replicate(state, trainer.mesh)
-
-
-def _merge(fresh, loaded, skip, where):
-  """fresh with every leaf replaced by loaded's (same tree and shapes), except top-level ``skip`` keys."""
-  if not isinstance(fresh, dict):
-    return fresh
-  out = {}
-  for k, v in fresh.items():
-    if k in skip:
-      out[k] = v
-      continue
-    if k not in loaded:
-      raise ValueError(f"init_from: the source run has no {where}/{k}; was it trained with the same model?")
-    src = loaded[k]
-    if isinstance(v, dict):
-      out[k] = _merge(v, src, (), f"{where}/{k}")
-    else:
-      if tuple(jnp.shape(src)) != tuple(v.shape):
-        raise ValueError(f"init_from: {where}/{k} has shape {jnp.shape(src)} in the source run but {v.shape} here")
-      out[k] = jnp.asarray(src, v.dtype)
-  return out
-
-
-def init_state_from_config(trainer):
-  """``trainer.init_state()``, or the fine-tune start when ``cfg['train']['init_from']`` names a run."""
-  run_dir = trainer.cfg["train"].get("init_from")
-  if not run_dir:
-    return trainer.init_state()
-  return finetune_state(trainer, run_dir, reinit_head=bool(trainer.cfg["train"].get("init_reinit_head", True)))
+# Fine-tuning from another run (AP Max.) lives in jaxrobust.train.init_from; re-exported here.
+from jaxrobust.train.init_from import finetune_state, init_state_from_config, load_run_variables  # noqa: E402,F401
 
 
 def _factory(variant):

@@ -119,7 +119,7 @@ class Trainer:
 
   def restore_or_init(self, resume: bool = True) -> TrainState:
     # train.init_from=<run dir> starts from another run's weights (e.g. AP Max. from a CE model)
-    from jaxrobust.methods.adap import init_state_from_config
+    from jaxrobust.train.init_from import init_state_from_config
     state = init_state_from_config(self)
     if not resume and self.checkpointer.latest_step() is not None:
       from jaxrobust.train.checkpoint import CheckpointError
