@@ -6,9 +6,10 @@
 Rows (ids ``KIND:MODEL``, KIND in pgd, pgd_at, trades, memory; MODEL in small_cnn, preact_resnet18):
 
 * ``pgd``: PGD-T Linf throughput (random start, step eps/4; eps 0.3 on SmallCNN 28x28x1,
-  8/255 on PreAct ResNet-18 32x32x3). JAX with ``lax.fori_loop`` (``unroll=1``) and fully
-  unrolled (``unroll=True``); PyTorch eager (torchattacks' PGD loop); torch.compile with
-  ``--torch-compile`` (slow to compile, so off by default).
+  8/255 on PreAct ResNet-18 32x32x3). JAX as the library runs it (``jax``: ``lax.fori_loop``,
+  forward passes in micro-batches of 32), fully unrolled (``jax_unrolled``) and without
+  micro-batches (``jax_whole_batch``); PyTorch eager (torchattacks' PGD loop); torch.compile
+  with ``--torch-compile`` (slow to compile, so off by default).
 * ``pgd_at`` / ``trades``: one whole train step (attack + SGD update) per call; examples/s.
   The JAX step is ``make_train_step`` with the library's default PGD unroll.
 * ``memory``: XLA's ``memory_analysis()`` of the compiled PGD-T programs and of one
@@ -57,6 +58,8 @@ KIND_TITLES = {"pgd": "PGD-{steps} Linf", "pgd_at": "PGD-AT step (PGD-{steps})",
 # torch call and would steal cores from the JAX call that follows (and the other way round).
 GAP_S = 0.05
 NUM_CLASSES = 10
+# (name, lax.fori_loop unroll, microbatch): the library default first, then the ablations.
+PGD_JAX_VARIANTS = (("jax", 1, "auto"), ("jax_unrolled", True, "auto"), ("jax_whole_batch", 1, None))
 
 
 def _model_specs(quick: bool) -> Dict[str, dict]:
@@ -278,16 +281,16 @@ class Bench:
 
   # -- compiled JAX programs ---------------------------------------------------------------
 
-  def pgd_program(self, name: str, batch: int, steps: int, unroll):
+  def pgd_program(self, name: str, batch: int, steps: int, unroll, microbatch="auto"):
     """AOT-compiled ``(variables, x, y, key) -> x_adv``, cached (memory rows reuse it)."""
     # repr(unroll): 1 == True in Python, so the raw value would alias fori and full unroll.
-    cache_key = ("pgd", name, batch, steps, repr(unroll))
+    cache_key = ("pgd", name, batch, steps, repr(unroll), repr(microbatch))
     if cache_key not in self._compiled:
       import jax
       from jaxrobust.attacks.pgd import pgd
       from jaxrobust.models import make_apply
       module, variables = self.model(name)
-      apply = make_apply(module)
+      apply = make_apply(module, microbatch=microbatch)
       eps = self.specs[name]["eps"]
 
       def attack(v, x, y, key):
@@ -312,9 +315,11 @@ def _try(name: str, framework: str, build: Callable[[], Variant], log) -> Varian
     return Variant(name, framework, error=_error_text(e))
 
 
-def jax_pgd_variant(bench: Bench, name: str, model: str, batch: int, steps: int, unroll) -> Variant:
+def jax_pgd_variant(bench: Bench, name: str, model: str, batch: int, steps: int, unroll,
+                    microbatch="auto") -> Variant:
   import jax
-  compiled, info = bench.pgd_program(model, batch, steps, unroll)
+  from jaxrobust.models.microbatch import resolve_microbatch
+  compiled, info = bench.pgd_program(model, batch, steps, unroll, microbatch)
   module, variables = bench.model(model)
   x, y = bench.data(model, batch)
   x, y, key = jax.device_put(x), jax.device_put(y), jax.random.key(1)
@@ -322,7 +327,8 @@ def jax_pgd_variant(bench: Bench, name: str, model: str, batch: int, steps: int,
   def call():
     jax.block_until_ready(compiled(variables, x, y, key))
   bench.log(f"    {name}: lower {info['lower_s']:.2f} s + compile {info['compile_s']:.2f} s")
-  return Variant(name, "jax", call, dict(info, unroll=unroll if unroll is True else int(unroll)))
+  return Variant(name, "jax", call, dict(info, unroll=unroll if unroll is True else int(unroll),
+                                         microbatch=resolve_microbatch(microbatch)))
 
 
 def torch_pgd_variant(bench: Bench, name: str, model: str, batch: int, steps: int,
@@ -431,9 +437,9 @@ def run_timed_row(bench: Bench, kind: str, model: str) -> dict:
   repeats = cfg["repeats"] if cfg["repeats"] is not None else spec["repeats"]
   variants: List[Variant] = []
   if kind == "pgd":
-    for name, unroll in (("jax_fori", 1), ("jax_unrolled", True)):
-      variants.append(_try(name, "jax", lambda n=name, u=unroll: jax_pgd_variant(bench, n, model, batch, steps, u),
-                           log))
+    for name, unroll, micro in PGD_JAX_VARIANTS:
+      variants.append(_try(name, "jax", lambda n=name, u=unroll, m=micro: jax_pgd_variant(
+          bench, n, model, batch, steps, u, m), log))
     if bench.torch is not None:
       variants.append(_try("torch_eager", "torch",
                            lambda: torch_pgd_variant(bench, "torch_eager", model, batch, steps), log))
@@ -465,7 +471,8 @@ def run_timed_row(bench: Bench, kind: str, model: str) -> dict:
 
 
 def run_memory_row(bench: Bench, model: str) -> dict:
-  """Static peak-memory estimates: PGD-T (fori and unrolled) vs one forward-backward."""
+  """Static peak-memory estimates: PGD-T (library default, unrolled, whole batch) vs one
+  whole-batch forward-backward."""
   import jax
   import jax.numpy as jnp
   from jaxrobust import losses
@@ -473,7 +480,7 @@ def run_memory_row(bench: Bench, model: str) -> dict:
   cfg, log = bench.cfg, bench.log
   batch, steps = cfg["batch_size"], cfg["steps"]
   module, variables = bench.model(model)
-  apply = make_apply(module)
+  apply = make_apply(module, microbatch=None)  # the plain whole-batch forward-backward
   x, y = bench.data(model, batch)
   programs = {}
 
@@ -492,8 +499,9 @@ def run_memory_row(bench: Bench, model: str) -> dict:
 
   for name, build in (("fwd_bwd_input", lambda: aot_compile(input_grad, variables, x, y)),
                       ("fwd_bwd_params", lambda: aot_compile(param_grad, variables, x, y)),
-                      (f"pgd{steps}_fori", lambda: bench.pgd_program(model, batch, steps, 1)),
-                      (f"pgd{steps}_unrolled", lambda: bench.pgd_program(model, batch, steps, True))):
+                      (f"pgd{steps}", lambda: bench.pgd_program(model, batch, steps, 1)),
+                      (f"pgd{steps}_unrolled", lambda: bench.pgd_program(model, batch, steps, True)),
+                      (f"pgd{steps}_whole_batch", lambda: bench.pgd_program(model, batch, steps, 1, None))):
     try:
       _, info = build()
       programs[name] = {"memory": info["memory"], "compile_total_s": info["compile_total_s"]}
@@ -609,14 +617,14 @@ def run_curves(bench: Bench) -> dict:
   repeats = cfg["repeats"] if cfg["repeats"] is not None else (2 if cfg["quick"] else 3)
 
   def pgd_variants(b, s):
-    out = [_try(n, "jax", lambda n=n, u=u: jax_pgd_variant(bench, n, model, b, s, u), log)
-           for n, u in (("jax_fori", 1), ("jax_unrolled", True))]
+    out = [_try(n, "jax", lambda n=n, u=u, m=m: jax_pgd_variant(bench, n, model, b, s, u, m), log)
+           for n, u, m in PGD_JAX_VARIANTS[:1]]
     if bench.torch is not None:
       out.append(_try("torch_eager", "torch", lambda: torch_pgd_variant(bench, "torch_eager", model, b, s), log))
     return out
 
   curves = {"model": model, "repeats": repeats,
-            "note": "eps/members curves use pgd's default unroll (None: full for <= 10 steps)"}
+            "note": "all JAX curves use the library defaults (fori_loop, micro-batches of 32)"}
   log(f"[curve batch] steps {steps}")
   curves["batch"] = {"x_label": "batch size", "steps": steps, "points": [
       (log(f"  batch {b}"), _curve_point(bench, b, pgd_variants(b, steps), b, repeats))[1] for b in pts["batch"]]}

@@ -42,8 +42,9 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
 
   row = report["rows"][0]
   assert row["kind"] == "pgd" and row["batch_size"] == 8 and row["steps"] == 2
-  assert [v["name"] for v in row["variants"]] == ["jax_fori", "jax_unrolled"]
-  assert [v["unroll"] for v in row["variants"]] == [1, True]
+  assert [v["name"] for v in row["variants"]] == ["jax", "jax_unrolled", "jax_whole_batch"]
+  assert [v["unroll"] for v in row["variants"]] == [1, True, 1]
+  assert row["variants"][2]["microbatch"] is None
   for v in row["variants"]:
     _check_timed_variant(v, repeats=2)
     assert v["framework"] == "jax"
@@ -52,14 +53,15 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
   assert row["speedup_vs_torch_eager"] == {} and row["logits_max_abs_diff_jax_torch"] is None
 
   mem = report["rows"][1]
-  assert set(mem["programs"]) == {"fwd_bwd_input", "fwd_bwd_params", "pgd2_fori", "pgd2_unrolled"}
+  assert set(mem["programs"]) == {"fwd_bwd_input", "fwd_bwd_params", "pgd2", "pgd2_unrolled",
+                                  "pgd2_whole_batch"}
   assert mem["ratio_vs_fwd_bwd_input"]["fwd_bwd_input"]["peak_estimate"] == pytest.approx(1.0)
   for p in mem["programs"].values():
     assert p["memory"]["temp_size_in_bytes"] >= 0
 
   text = md.read_text()
   assert text.startswith("```\njaxrobust benchmark --quick")
-  assert "| PGD-2 Linf | SmallCNN 28x28x1 | 8 | jax_fori |" in text
+  assert "| PGD-2 Linf | SmallCNN 28x28x1 | 8 | jax |" in text
   assert "fwd_bwd_input" in text
 
 
@@ -69,7 +71,7 @@ def test_quick_curves(tmp_path):
   assert benchmark.main(["--quick", "--no-torch", "--rows", "none", "--curves", "--repeats", "1",
                          "--json", str(out), "--quiet"]) == 0
   curves = json.loads(out.read_text())["curves"]
-  for name, variants in (("batch", ["jax_fori", "jax_unrolled"]), ("steps", ["jax_fori", "jax_unrolled"]),
+  for name, variants in (("batch", ["jax"]), ("steps", ["jax"]),
                          ("eps", ["jax_vmap", "jax_loop"]), ("members", ["jax_vmap", "jax_loop"])):
     assert [p["x"] for p in curves[name]["points"]] == ([4, 8] if name == "batch" else [1, 2])
     for p in curves[name]["points"]:

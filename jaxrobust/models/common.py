@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from jaxrobust.models.conv import Conv, max_pool  # noqa: F401  (max_pool re-exported)
 from jaxrobust.types import Array
 
 Dtype = Any
@@ -74,17 +75,11 @@ def batch_norm(train: bool, dtype: Dtype, name: Optional[str] = None) -> nn.Batc
 
 def conv(features: int, kernel: int, stride: int = 1, *, padding: Optional[int] = None,
          use_bias: bool = False, dtype: Dtype = jnp.float32, kernel_init=kaiming_normal_fan_out,
-         name: Optional[str] = None) -> nn.Conv:
+         name: Optional[str] = None) -> Conv:
   """Square conv with PyTorch's symmetric padding (default k//2) and no bias by default."""
   pad = kernel // 2 if padding is None else padding
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                 use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, name=name)
-
-
-def max_pool(x: Array, window: int, stride: int, padding: int = 0) -> Array:
-  """PyTorch MaxPool2d (padding counts as -inf, as in torch)."""
-  return nn.max_pool(x, (window, window), strides=(stride, stride),
-                     padding=((padding, padding), (padding, padding)))
+  return Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+              use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, name=name)
 
 
 def global_avg_pool(x: Array) -> Array:

@@ -13,6 +13,7 @@ import flax.linen as nn
 from jaxrobust.models import cnn, resnet, wide_resnet
 from jaxrobust.models.classifier import ImageClassifier
 from jaxrobust.models.common import Dtype
+from jaxrobust.models.microbatch import Microbatch, microbatched
 from jaxrobust.models.heads import check_head
 from jaxrobust.types import ApplyFn, Array, ModelOutput, PRNGKey, PyTree
 
@@ -72,17 +73,23 @@ def init_model(module: nn.Module, key: PRNGKey, input_shape: Sequence[int]) -> D
   return dict(variables)
 
 
-def make_apply(module: nn.Module) -> ApplyFn:
-  """apply(variables, x) -> logits, inference mode (BN running stats, no dropout)."""
+def make_apply(module: nn.Module, microbatch: Microbatch = "auto") -> ApplyFn:
+  """apply(variables, x) -> logits, inference mode (BN running stats, no dropout).
+
+  microbatch: rows per chunk of the forward pass ('auto': 32 per device on CPU, whole batch
+  elsewhere; None: whole batch). Same logits either way; see ``models.microbatch``.
+  """
   def apply(variables: PyTree, x: Array) -> Array:
-    return module.apply(variables, x, train=False)
+    return microbatched(lambda xb: module.apply(variables, xb, train=False), microbatch)(x)
   return apply
 
 
-def make_features_apply(module: nn.Module) -> Callable[[PyTree, Array], ModelOutput]:
-  """apply(variables, x) -> ModelOutput(logits, features), inference mode."""
+def make_features_apply(module: nn.Module, microbatch: Microbatch = "auto"
+                        ) -> Callable[[PyTree, Array], ModelOutput]:
+  """apply(variables, x) -> ModelOutput(logits, features), inference mode (microbatch as make_apply)."""
   def apply(variables: PyTree, x: Array) -> ModelOutput:
-    return module.apply(variables, x, train=False, return_features=True)
+    return microbatched(lambda xb: module.apply(variables, xb, train=False, return_features=True),
+                        microbatch)(x)
   return apply
 
 

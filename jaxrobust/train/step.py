@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrobust.methods.base import Method, StepContext
+from jaxrobust.models.microbatch import Microbatch, microbatched
 from jaxrobust.train.state import TrainState
 from jaxrobust.types import ModelOutput
 
@@ -20,11 +21,17 @@ def _variables(params, batch_stats):
   return v
 
 
-def make_forwards(module):
-  """(train_forward, eval_forward) threading BN statistics functionally."""
+def make_forwards(module, microbatch: Microbatch = "auto"):
+  """(train_forward, eval_forward) threading BN statistics functionally.
+
+  eval_forward (inference mode, used by training attacks) runs in micro-batches (see
+  ``models.microbatch``); train_forward always sees the whole batch (BN statistics couple rows).
+  """
 
   def eval_forward(params, batch_stats, x) -> ModelOutput:
-    return module.apply(_variables(params, batch_stats), x, train=False, return_features=True)
+    variables = _variables(params, batch_stats)
+    return microbatched(lambda xb: module.apply(variables, xb, train=False, return_features=True),
+                        microbatch)(x)
 
   def train_forward(params, batch_stats, x):
     if not jax.tree.leaves(batch_stats):
