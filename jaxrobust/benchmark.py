@@ -11,7 +11,7 @@ Rows (ids ``KIND:MODEL``, KIND in pgd, pgd_at, trades, memory; MODEL in small_cn
   micro-batches (``jax_whole_batch``); PyTorch eager (torchattacks' PGD loop); torch.compile
   with ``--torch-compile`` (slow to compile, so off by default).
 * ``pgd_at`` / ``trades``: one whole train step (attack + SGD update) per call; examples/s.
-  The JAX step is ``make_train_step`` with the library's default PGD unroll.
+  The JAX step is ``make_train_step`` with the library's defaults (rolled PGD loop).
 * ``memory``: XLA's ``memory_analysis()`` of the compiled PGD-T programs and of one
   forward-backward at the same batch (input gradient, i.e. one PGD step; and parameter gradient
   in train mode), with the ratios. No timing.
@@ -384,7 +384,7 @@ def jax_train_variant(bench: Bench, kind: str, model: str, batch: int, steps: in
     jax.block_until_ready((new_state, metrics))
     holder[0] = new_state
   bench.log(f"    jax: lower {info['lower_s']:.2f} s + compile {info['compile_s']:.2f} s")
-  return Variant("jax", "jax", call, dict(info, pgd_unroll="library default (None: full unroll for <= 10 steps)"))
+  return Variant("jax", "jax", call, dict(info, pgd_unroll="library default (lax.fori_loop, unroll 1)"))
 
 
 def torch_train_variant(bench: Bench, kind: str, model: str, batch: int, steps: int) -> Variant:
@@ -657,6 +657,11 @@ def _cpu_model() -> str:
   return platform.processor() or "unknown"
 
 
+def _xla_cpu_status() -> str:
+  from jaxrobust import xla_cpu
+  return xla_cpu.status()
+
+
 def _load_average() -> Optional[List[float]]:
   try:
     return [round(v, 2) for v in os.getloadavg()]
@@ -683,6 +688,8 @@ def machine_info(torch_mod) -> dict:
     "env": {k: os.environ[k] for k in ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                        "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ},
     "threads": {"jax": "XLA CPU default (one intra-op pool over all cores)"},
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "jaxrobust_xla_cpu": _xla_cpu_status(),
   }
   if torch_mod is not None:
     from jaxrobust import torch_reference as tr

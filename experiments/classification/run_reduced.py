@@ -58,7 +58,7 @@ DATASETS = {
 
 
 def method_section(name: str, *, eps: float, step_size: float, steps: int, epochs: int,
-                   switch_epoch: int, trades_beta: float, mart_beta: float) -> dict:
+                   switch_epoch: int, trades_beta: float, mart_beta: float, awp_warmup: int = 0) -> dict:
   """The method section: the paper's hyper-parameters, with the attack and the epoch-based
   switches (MAIL burn-in, GAIRAT begin, FAT tau) scaled to the reduced schedule."""
   atk = dict(eps=eps, step_size=step_size, steps=steps)
@@ -86,7 +86,9 @@ def method_section(name: str, *, eps: float, step_size: float, steps: int, epoch
   if name == "spat":
     return dict(name="spat", s=8.0, m=0.2, n=0.2, beta=6.0, **atk)
   if name == "awp_at":
-    return dict(name="awp_at", gamma=0.01, proxy_lr=0.01, warmup=0, mix=1.0, **atk)
+    # AT-AWP's CIFAR script has no warm-up; --awp-warmup E delays the weight perturbation to
+    # (1-indexed) epoch E, as TRADES-AWP does (10 epochs), so that a short run can first learn.
+    return dict(name="awp_at", gamma=0.01, proxy_lr=0.01, warmup=awp_warmup, mix=1.0, **atk)
   if name == "alp":
     return dict(name="alp", mix=0.5, lam=0.5, **atk)
   if name == "fat":
@@ -106,7 +108,8 @@ def method_overrides(name: str, args) -> list[str]:
   if name == "spat":
     over.append("model.head=cosine")
   sec = method_section(name, eps=d["eps"], step_size=round(step, 6), steps=args.steps, epochs=args.epochs,
-                       switch_epoch=switch, trades_beta=d["trades_beta"], mart_beta=d["mart_beta"])
+                       switch_epoch=switch, trades_beta=d["trades_beta"], mart_beta=d["mart_beta"],
+                       awp_warmup=args.awp_warmup)
   over += [f"method.{k}={v}" for k, v in sec.items()]
   return over
 
@@ -167,6 +170,7 @@ def main(argv=None) -> int:
   p.add_argument("--steps", type=int, default=5, help="training PGD steps (the papers use 10 / 40)")
   p.add_argument("--lr", type=float, default=0.05)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--awp-warmup", type=int, default=0, help="AWP starts at this (1-indexed) epoch; 0: from the start")
   p.add_argument("--aa", default="lite", choices=("lite", "standard", "none"))
   p.add_argument("--runs-dir", default=os.path.join(REPO, "runs", "classification_reduced"))
   p.add_argument("--out", default=os.path.join(HERE, "results_reduced"), help="output path without extension")
@@ -230,11 +234,11 @@ def _write(args, command, results, total_s):
   _, _, aa_desc = aa_options(args.aa)
   meta = {
       "command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-      "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPU cores (shared, loaded); "
+      "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPU cores; "
                  f"jax {jax.__version__} {jax.default_backend()}",
       "dataset": args.dataset, "eps": d["eps"], "epochs": args.epochs, "train_subset": args.train_subset,
       "test_subset": args.test_subset, "batch_size": args.batch_size, "train_pgd_steps": args.steps,
-      "train_step_size": 2.5 * d["eps"] / args.steps, "lr": args.lr,
+      "train_step_size": 2.5 * d["eps"] / args.steps, "lr": args.lr, "awp_warmup": args.awp_warmup,
       "model": "small_cnn channels=(16, 32) hidden=100 (cosine head for spat)",
       "pgd20": f"PGD-20 eps={d['eps']} step={d['eval_step']} uniform start, CE",
       "autoattack": aa_desc, "total_seconds": total_s,
@@ -248,7 +252,7 @@ def _write(args, command, results, total_s):
            f"- model: {meta['model']}",
            f"- training: {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} mom 0.9 wd 5e-4, "
            f"x0.1 at epoch {max(1, int(round(0.75 * args.epochs)))}; PGD-{args.steps} eps {d['eps']} "
-           f"step {2.5 * d['eps'] / args.steps:.4g}",
+           f"step {2.5 * d['eps'] / args.steps:.4g}; AWP warm-up to epoch {args.awp_warmup}",
            f"- evaluation: clean; {meta['pgd20']}; {aa_desc or 'no AutoAttack'}; worst = robust to both",
            f"- total wall time: {total_s / 60:.1f} min", "",
            "| method | clean | PGD-20 | AA | worst | train s | eval s |", "|---|---|---|---|---|---|---|"]

@@ -123,9 +123,11 @@ def fooled(logits: Array, y: Array, targeted: bool) -> Array:
 
 
 def resolve_unroll(unroll, steps: int) -> int:
-  """None -> full unroll up to 10 steps (fast on CPU), else 1 (keeps compile time flat)."""
+  """None -> 1: a rolled ``lax.fori_loop``. With ``models.conv`` the rolled loop runs as fast as
+  the unrolled one on CPU (BENCHMARKS.md), compiles in constant time and keeps one step's
+  memory; True -> full unroll; an int -> that unroll factor."""
   if unroll is None:
-    unroll = True if steps <= 10 else 1
+    unroll = 1
   n = steps if unroll is True else int(unroll)
   return max(1, min(n, max(steps, 1)))
 
@@ -172,7 +174,7 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
     restarts: number of random restarts (static); per example the max-loss restart is kept.
     targeted: minimise the loss towards y instead of maximising it.
     early_stop: freeze examples as soon as they are misclassified (reach the target).
-    unroll: ``lax.fori_loop`` unroll factor; True = full, None = full up to 10 steps, else 1.
+    unroll: ``lax.fori_loop`` unroll factor; True = full, None (default) = 1.
     restart_select: 'loss' keeps the restart with the largest final loss (Rice et al.); 'fooled'
       prefers a restart that fools the model and breaks ties by loss.
   """

@@ -14,6 +14,11 @@ kernel behind ``optimization_barrier`` (so transpose folding cannot turn it back
 labels) gives the loop the same fast kernel as straight-line code. The kernel gradient keeps
 JAX's rule (it runs once per training step, outside attack loops).
 
+Convolutions with at most ``SMALL_CIN`` input channels (the first layer on grey or RGB images) are
+written as shifted matmuls instead: one broadcast multiply per kernel tap for one channel (MNIST
+3x3 1->32 on 128 images: fwd+input-grad 1.6 ms against 10.4 ms for lax's convolution), or one
+patches-matmul for 2-4 channels (CIFAR 3x3 3->64: 29 ms against 46 ms).
+
 ``max_pool_2x2``-style pooling (window == stride, no padding) is written as a reshape + max:
 XLA:CPU lowers the gradient of ``reduce_window`` max (select-and-scatter) about 8x slower.
 """
@@ -43,25 +48,38 @@ def _input_grad_padding(n: int, k: int, s: int, m: int, lo: int) -> Tuple[int, i
   return before, after
 
 
-def _make_core(strides: Tuple[int, int], padding: Padding) -> Callable[[Array, Array], Array]:
-  """conv for fixed (strides, padding) with the hand-written input gradient."""
+def _make_core(strides: Tuple[int, int], padding: Padding, small_cin: bool) -> Callable[[Array, Array], Array]:
+  """conv for fixed (strides, padding) with the hand-written input gradient.
+
+  small_cin: forward and input gradient through ``_conv_taps`` (local to each example). The
+  kernel gradient always uses JAX's convolution rule, so a data-parallel training step reduces it
+  across devices exactly as for ``lax.conv_general_dilated`` (the taps form's reductions gave
+  different sums in a 2-process run than in a 1-process run).
+  """
+
+  def forward(x, w):
+    return _conv_taps(x, w, strides, padding) if small_cin else _conv(x, w, strides, padding)
 
   @jax.custom_vjp
   def core(x, w):
-    return _conv(x, w, strides, padding)
+    return forward(x, w)
 
   def fwd(x, w):
-    return _conv(x, w, strides, padding), (x, w)
+    return forward(x, w), (x, w)
 
   def bwd(res, g):
     x, w = res
-    kh, kw = w.shape[0], w.shape[1]
-    pads = tuple(
-        _input_grad_padding(x.shape[1 + d], (kh, kw)[d], strides[d], g.shape[1 + d], padding[d][0])
-        for d in range(2))
-    # flip spatially and swap in/out channels, as data (see the module docstring)
-    w_t = jax.lax.optimization_barrier(jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
-    gx = jax.lax.conv_general_dilated(g, w_t, (1, 1), pads, lhs_dilation=strides, dimension_numbers=_DN)
+    if small_cin:
+      _, input_vjp = jax.vjp(lambda v: _conv_taps(v, w, strides, padding), x)
+      gx = input_vjp(g)[0]
+    else:
+      kh, kw = w.shape[0], w.shape[1]
+      pads = tuple(
+          _input_grad_padding(x.shape[1 + d], (kh, kw)[d], strides[d], g.shape[1 + d], padding[d][0])
+          for d in range(2))
+      # flip spatially and swap in/out channels, as data (see the module docstring)
+      w_t = jax.lax.optimization_barrier(jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
+      gx = jax.lax.conv_general_dilated(g, w_t, (1, 1), pads, lhs_dilation=strides, dimension_numbers=_DN)
     _, kernel_vjp = jax.vjp(lambda k: _conv(x, k, strides, padding), w)
     return gx.astype(x.dtype), kernel_vjp(g)[0]
 
@@ -70,6 +88,24 @@ def _make_core(strides: Tuple[int, int], padding: Padding) -> Callable[[Array, A
 
 
 _CORES: dict = {}
+SMALL_CIN = 4
+
+
+def _conv_taps(x: Array, w: Array, strides: Tuple[int, int], padding: Padding) -> Array:
+  """The same convolution as shifted slices times kernel taps (for few input channels)."""
+  kh, kw, cin, cout = w.shape
+  x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  sh, sw = strides
+  ho = (x.shape[1] - kh) // sh + 1
+  wo = (x.shape[2] - kw) // sw + 1
+  taps = [x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i in range(kh) for j in range(kw)]
+  if cin == 1:  # sum_t x_t * w_t: broadcast multiplies that XLA fuses into one loop
+    out = taps[0] * w[0, 0, 0]
+    for t, tap in enumerate(taps[1:], start=1):
+      out = out + tap * w[t // kw, t % kw, 0]
+    return out
+  patches = jnp.concatenate(taps, axis=-1)  # (B, ho, wo, kh*kw*cin), tap-major like w.reshape
+  return jnp.einsum("bhwk,kd->bhwd", patches, w.reshape(kh * kw * cin, cout))
 
 
 def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
@@ -77,9 +113,9 @@ def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
   """(B, H, W, Cin) x (kh, kw, Cin, Cout) -> (B, H', W', Cout); same values as lax.conv_general_dilated."""
   strides = tuple(int(s) for s in strides)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  key = (strides, padding)
+  key = (strides, padding, w.shape[2] <= SMALL_CIN)
   if key not in _CORES:
-    _CORES[key] = _make_core(strides, padding)
+    _CORES[key] = _make_core(*key)
   return _CORES[key](x, w)
 
 

@@ -11,14 +11,15 @@ from jaxrobust.models.conv import Conv, conv2d, max_pool
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+@pytest.mark.parametrize("cin", [1, 3, 6])  # 1: tap multiplies, 3: patches matmul, 6: custom-VJP conv
 @pytest.mark.parametrize("hw,k,stride,pad", [(12, 3, 1, 0), (12, 3, 1, 1), (11, 3, 2, 1), (32, 1, 2, 0),
                                              (13, 5, 2, 2), (9, 7, 2, 3), (8, 3, 2, (0, 1))])
-def test_conv2d_value_and_grads_match_lax(hw, k, stride, pad):
+def test_conv2d_value_and_grads_match_lax(hw, k, stride, pad, cin):
   pad = pad if isinstance(pad, tuple) else (pad, pad)
   padding = (pad, pad)
   kx, kw, kg = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.normal(kx, (3, hw, hw, 4))
-  w = jax.random.normal(kw, (k, k, 4, 5))
+  x = jax.random.normal(kx, (3, hw, hw, cin))
+  w = jax.random.normal(kw, (k, k, cin, 5))
 
   def ref(x, w):
     return jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=_DN)
@@ -33,8 +34,8 @@ def test_conv2d_value_and_grads_match_lax(hw, k, stride, pad):
 
 
 def test_conv2d_grad_inside_fori_loop_matches_unrolled():
-  x = jax.random.uniform(jax.random.key(1), (2, 10, 10, 3))
-  w = jax.random.normal(jax.random.key(2), (3, 3, 3, 6))
+  x = jax.random.uniform(jax.random.key(1), (2, 10, 10, 8))  # 8 > SMALL_CIN: the custom-VJP path
+  w = jax.random.normal(jax.random.key(2), (3, 3, 8, 6))
 
   def step(_, xa):
     g = jax.grad(lambda v: jnp.sum(jnp.tanh(conv2d(v, w, (1, 1), ((1, 1), (1, 1))))))(xa)

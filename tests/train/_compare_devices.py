@@ -36,4 +36,8 @@ for nd in (1, 8):
 diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
                      if np.size(a) else 0.0, final[1], final[8])
 print("maxdiff", max(jax.tree.leaves(diffs)))
+rel = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+                                      / (np.max(np.abs(np.asarray(a, np.float64))) + 1e-12))
+                   if np.size(a) else 0.0, final[1], final[8])
+print("maxreldiff", max(jax.tree.leaves(rel)))
 print("steps", int(final[1].step), int(final[8].step))

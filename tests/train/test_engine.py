@@ -59,25 +59,34 @@ def test_training_reduces_loss_and_writes_metrics(tmp_path):
   assert {"loss", "acc", "lr", "examples_per_s", "grad_norm"} <= set(recs[-1])
 
 
-@pytest.mark.parametrize("method,model,steps", [
-    ("standard", "resnet20", 3), ("pgd_at", "small_cnn", 2),
-    pytest.param("trades", "resnet20", 1, marks=pytest.mark.slow)])  # ~60 s; kept out of the default run
-def test_one_vs_eight_devices_same_parameters(method, model, steps):
+# XLA's YNNPACK kernels sum in the same order whatever the per-device batch, so with them
+# (JAXROBUST_XLA_FLAGS=0) the two meshes agree to ~1e-7 over several steps. jaxrobust's default
+# Eigen convolutions block by the per-device batch: ~5e-6 relative after one step, which a few
+# steps of training amplify past any tight tolerance; they get a one-step relative check.
+@pytest.mark.parametrize("method,model,steps,xla_default", [
+    ("standard", "resnet20", 3, False), ("pgd_at", "small_cnn", 2, False), ("standard", "resnet20", 1, True),
+    pytest.param("trades", "resnet20", 1, False, marks=pytest.mark.slow)])  # ~60 s; out of the default run
+def test_one_vs_eight_devices_same_parameters(method, model, steps, xla_default):
   """Same steps on a 1-device and an 8-device mesh: same params, BN statistics, opt state, keys.
 
-  resnet20 has batch norm, so GSPMD must compute global-batch statistics to agree. Only a few
-  steps: float reduction order differs across meshes (~1e-7 relative) and the attacks' sign()
-  flips near-zero gradient components, which amplifies the difference over later steps.
+  resnet20 has batch norm, so GSPMD must compute global-batch statistics to agree (per-shard
+  statistics would differ by tens of percent). Only a few steps: float reduction order differs
+  across meshes and the attacks' sign() flips near-zero gradient components, which amplifies the
+  difference over later steps.
   """
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
+  env["JAXROBUST_XLA_FLAGS"] = "1" if xla_default else "0"
   r = subprocess.run([sys.executable, str(DRIVER.with_name("_compare_devices.py")), method, model, str(steps)],
                      capture_output=True, text=True, env=env, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   out = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
   assert out["steps"] == f"{steps} {steps}"
   assert out["cache_size_1"] == "1" and out["cache_size_8"] == "1"
-  assert float(out["maxdiff"]) < 1e-4, r.stdout
+  if xla_default:
+    assert float(out["maxreldiff"]) < 1e-4, r.stdout
+  else:
+    assert float(out["maxdiff"]) < 1e-4, r.stdout
 
 
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(tmp_path):
@@ -130,6 +139,7 @@ def test_two_process_multihost_run_matches_single_process(tmp_path):
   script = str(DRIVER.with_name("_multihost.py"))
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
+  env["JAXROBUST_XLA_FLAGS"] = "0"  # YNNPACK kernels: equal sums for any sharding (see above)
   ref = subprocess.run([sys.executable, script, str(tmp_path / "single"), "0", "1", "0", "4"],
                        capture_output=True, text=True, env=env, timeout=600)
   assert ref.returncode == 0, ref.stderr[-3000:]
