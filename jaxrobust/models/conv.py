@@ -111,8 +111,13 @@ def _conv_taps(x: Array, w: Array, strides: Tuple[int, int], padding: Padding) -
 def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
            padding: Padding = ((0, 0), (0, 0))) -> Array:
   """(B, H, W, Cin) x (kh, kw, Cin, Cout) -> (B, H', W', Cout); same values as lax.conv_general_dilated."""
+  if x.ndim != 4 or w.ndim != 4 or x.shape[-1] != w.shape[2]:
+    raise ValueError(f"conv2d needs x (B, H, W, Cin) and w (kh, kw, Cin, Cout) with matching Cin; "
+                     f"got x {tuple(x.shape)}, w {tuple(w.shape)}")
   strides = tuple(int(s) for s in strides)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if min(strides) < 1 or min(min(p) for p in padding) < 0:
+    raise ValueError(f"conv2d needs strides >= 1 and paddings >= 0; got strides {strides}, padding {padding}")
   key = (strides, padding, w.shape[2] <= SMALL_CIN)
   if key not in _CORES:
     _CORES[key] = _make_core(*key)

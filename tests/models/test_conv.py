@@ -78,3 +78,15 @@ def test_padded_max_pool_keeps_reduce_window_semantics():
   x = jax.random.normal(jax.random.key(6), (1, 8, 8, 2))
   expected = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
   np.testing.assert_array_equal(max_pool(x, 3, 2, padding=1), expected)
+
+
+def test_conv2d_rejects_bad_shapes_and_settings():
+  x, w = jnp.ones((1, 5, 5, 3)), jnp.ones((3, 3, 3, 4))
+  with pytest.raises(ValueError, match="matching Cin"):
+    conv2d(x, jnp.ones((3, 3, 2, 4)))
+  with pytest.raises(ValueError, match="matching Cin"):
+    conv2d(x[0], w)
+  with pytest.raises(ValueError, match="strides >= 1"):
+    conv2d(x, w, (0, 1))
+  with pytest.raises(ValueError, match="paddings >= 0"):
+    conv2d(x, w, (1, 1), ((-1, 0), (0, 0)))
