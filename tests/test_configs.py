@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 
 from jaxrobust.attacks.registry import attack_names, get_attack
@@ -162,6 +164,13 @@ def test_cifar10_pgd_at_and_gairat_protocols():
   assert (m["name"], m["lam"], m["weight_fn"], m["begin_epoch"], m["steps"]) == ("gairat", -1.0, "tanh", 60, 10)
   assert m["epochs"] == g["train"]["epochs"] == 120
   assert (g["optim"]["lr"], g["optim"]["weight_decay"], g["optim"]["boundaries"]) == (0.1, 2e-4, (59, 89, 109))
+  # GAIRAT.py's lr_schedule: 0.1, 0.01 from epoch 60, 0.001 from 90, 0.0005 from 110 (1-indexed).
+  from jaxrobust.train.optim import make_schedule
+  o = g["optim"]
+  sched = make_schedule(lr=o["lr"], schedule=o["schedule"], steps_per_epoch=1, epochs=120,
+                        boundaries=o["boundaries"], decay=o["decay"])
+  lrs = [float(sched(e)) for e in (0, 58, 59, 88, 89, 108, 109, 119)]
+  np.testing.assert_allclose(lrs, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0005, 0.0005], rtol=1e-6)
 
 
 def test_cifar10_spat_protocol():

@@ -276,6 +276,11 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
     g_sum, l, logits = jax.lax.fori_loop(0, eot_iter, eot_body, init)
     return g_sum / float(eot_iter), l, logits
 
+  def candidate(x_cur, x_old, g, step, a):
+    """x_i+1 before the checks: P(x_i + a (z - x_i) + (1 - a)(x_i - x_i-1)), z = P(x_i + eta s(g_i))."""
+    z = _project(x_cur + bcast_b(step, x) * _step_direction(g, norm), x, eps, norm)
+    return _project(x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_old), x, eps, norm)
+
   x_adv = jnp.clip(apgd_init(ex_keys, x, eps, norm), 0.0, 1.0)
   x_init = x_adv
   grad, loss0, logits0 = loss_and_grad(x_adv, jax.random.fold_in(run_key, 0))
@@ -289,18 +294,18 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
     is_check[i], k_at[i] = True, k
   rows = jnp.arange(n_iter)
 
-  carry0 = dict(x_adv=x_adv, x_old=x_adv, grad=grad, grad_best=grad, x_best=x_adv, x_best_adv=x_adv,
+  # The loop is rotated: iteration i starts with the gradient at its candidate x_i+1 (made at the end of
+  # iteration i-1, or here for i = 0) and ends by making x_i+2. Same arithmetic as the reference's order,
+  # but the model's input is a loop-carried buffer rather than a value computed in the same body, which
+  # measured ~20% faster per iteration on XLA:CPU (SmallCNN, 48 rows: 18 vs 22 ms).
+  carry0 = dict(x_new=candidate(x_adv, x_adv, grad, step, jnp.asarray(1.0, x.dtype)), x_cur=x_adv,
+                grad_best=grad, x_best=x_adv, x_best_adv=x_adv,
                 loss_best=loss0, acc=acc, step=step, loss_steps=jnp.zeros((n_iter, b), loss0.dtype),
                 loss_best_last_check=loss0, reduced_last_check=jnp.ones((b,), bool))
 
   def body(c, xs):
     i, check, k = xs
-    x_cur = c["x_adv"]
-    grad2 = x_cur - c["x_old"]
-    a = jnp.where(i == 0, 1.0, 0.75).astype(x.dtype)
-    z = _project(x_cur + bcast_b(c["step"], x) * _step_direction(c["grad"], norm), x, eps, norm)
-    x_new = _project(x_cur + a * (z - x_cur) + (1.0 - a) * grad2, x, eps, norm)
-
+    x_cur, x_new = c["x_cur"], c["x_new"]
     g, l, logits = loss_and_grad(x_new, jax.random.fold_in(run_key, i + 1))
     pred = losses_lib.predict(logits) == y
     acc = c["acc"] & pred
@@ -328,7 +333,8 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
     x_next = jnp.where(bcast_b(reduce, x), x_best, x_new)
     g_next = jnp.where(bcast_b(reduce, x), grad_best, g)
 
-    new = dict(x_adv=x_next, x_old=x_cur, grad=g_next, grad_best=grad_best, x_best=x_best,
+    new = dict(x_new=candidate(x_next, x_cur, g_next, step, jnp.asarray(0.75, x.dtype)), x_cur=x_next,
+               grad_best=grad_best, x_best=x_best,
                x_best_adv=x_best_adv, loss_best=loss_best, acc=acc, step=step, loss_steps=loss_steps,
                loss_best_last_check=loss_best_last_check, reduced_last_check=reduced_last_check)
     out = dict(loss_best=loss_best, acc=acc, step=c["step"], reduced=reduce)
@@ -357,7 +363,8 @@ _STATIC = ("norm", "loss", "n_iter", "n_restarts", "n_target_classes", "rho", "e
 
 
 def apgd_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", loss="ce", n_iter=100,
-                n_restarts=1, n_target_classes=0, rho=0.75, eot_iter=1, randomized=False, best_loss=False):
+                n_restarts=1, n_target_classes=0, rho=0.75, eot_iter=1, randomized=False, best_loss=False,
+                runs=None):
   """The masked core used by ``apgd``/``apgd_targeted`` and by AutoAttack's stages.
 
   x: (B, ...); y: (B,) int; index: (B,) int global example ids (seed the per-example randomness); active: (B,)
@@ -366,23 +373,28 @@ def apgd_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", loss="
   highest-loss point over restarts for every active point and fooled is computed at it.
   n_target_classes > 0 (with a targeted loss) runs one full attack per target c = 2..n+1 (APGD-T).
   logits_fn must be a pytree (``as_partial``). One compiled program per static configuration and shape.
+  runs: (start, stop) runs only runs r in [start, stop) of the n_runs = targets x restarts (r = target_rank *
+  n_restarts + restart; default all). The bounds are traced, so AutoAttack can run one target at a time on
+  re-gathered points with the same program and the same per-run randomness as the all-runs call.
   """
+  n_runs = (int(n_target_classes) if loss in _TARGETED_LOSSES else 1) * int(n_restarts)
+  start, stop = (0, n_runs) if runs is None else runs
   # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.
-  return _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, norm=norm, loss=loss, n_iter=int(n_iter),
+  return _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, jnp.int32(start), jnp.int32(stop),
+                          norm=norm, loss=loss, n_iter=int(n_iter),
                           n_restarts=int(n_restarts), n_target_classes=int(n_target_classes), rho=float(rho),
                           eot_iter=int(eot_iter), randomized=bool(randomized), best_loss=bool(best_loss))
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, loss, n_iter, n_restarts,
-                     n_target_classes, rho, eot_iter, randomized, best_loss):
+def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_stop, *, norm, loss, n_iter,
+                     n_restarts, n_target_classes, rho, eot_iter, randomized, best_loss):
   TRACE_COUNTS["apgd"] += 1
   model = model_with_key(logits_fn, randomized)
   ex_keys = example_keys(key, index)
   clean_logits = model(x, jax.random.fold_in(key, 2**31 - 1))
   targeted = loss in _TARGETED_LOSSES
   targets = top_k_targets(clean_logits, n_target_classes) if targeted else None
-  n_runs = (n_target_classes if targeted else 1) * n_restarts
   still = active & (losses_lib.predict(clean_logits) == y)
 
   def run(r):
@@ -396,14 +408,14 @@ def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, loss, n_
       res = run(r)
       better = res.loss_best > lbest
       return jnp.where(bcast_b(better, x), res.x_best, adv), jnp.where(better, res.loss_best, lbest)
-    adv, _ = jax.lax.fori_loop(0, n_runs, body_best, (x, jnp.full((x.shape[0],), -jnp.inf, x.dtype)))
+    adv, _ = jax.lax.fori_loop(run_start, run_stop, body_best, (x, jnp.full((x.shape[0],), -jnp.inf, x.dtype)))
     adv = jnp.where(bcast_b(active, x), adv, x)
     fooled = active & (losses_lib.predict(model(adv, jax.random.fold_in(key, 2**31 - 2))) != y)
     return adv, fooled
 
   def cond(carry):
     r, still_, _ = carry
-    return (r < n_runs) & jnp.any(still_)
+    return (r < run_stop) & jnp.any(still_)
 
   def body(carry):
     r, still_, adv = carry
@@ -412,7 +424,7 @@ def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, loss, n_
     adv = jnp.where(bcast_b(newly, x), res.x_best_adv, adv)
     return r + 1, still_ & ~newly, adv
 
-  _, still, adv = jax.lax.while_loop(cond, body, (jnp.int32(0), still, x))
+  _, still, adv = jax.lax.while_loop(cond, body, (run_start, still, x))
   fooled = active & (losses_lib.predict(clean_logits) == y) & ~still
   return adv, fooled
 

@@ -41,6 +41,9 @@ from jaxrobust.types import Array
 
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
+# Bisection steps of the water-level search (see ``_water_level_bisect``).
+BISECT_ITERS = 48
+
 
 # ----------------------------------------------------------------------------------------
 # Box-constrained projection onto a hyperplane
@@ -53,11 +56,14 @@ def _water_level(u: Array, cap: Array, c: Array, method: str = "auto") -> Array:
   non-decreasing with breakpoints at the caps. With lambda_0 the largest cap where g <= c and S = {i : cap_i <=
   lambda_0} the saturated coordinates, lambda = (c - sum_S u_i cap_i) / sum_{not S} u_i (exact).
   g at every cap comes from an all-pairs sum for small D ('pairs', O(D^2), no sort: XLA's CPU sort is slow)
-  or from a sort and prefix sums ('sort', O(D log D)); 'auto' picks pairs for D <= 128.
+  or from a sort and prefix sums ('sort', O(D log D)); 'bisect' brackets lambda instead (``_water_level_bisect``);
+  'auto' picks pairs for D <= 128, bisect above.
   """
   d = cap.shape[1]
   if method == "auto":
-    method = "pairs" if d <= 128 else "sort"
+    method = "pairs" if d <= 128 else "bisect"
+  if method == "bisect":
+    return _water_level_bisect(u, cap, c)
   if method == "pairs":
     g = jnp.einsum("nj,nkj->nk", u, jnp.minimum(cap[:, :, None], cap[:, None, :]))
   else:
@@ -73,6 +79,33 @@ def _water_level(u: Array, cap: Array, c: Array, method: str = "auto") -> Array:
   tail = jnp.sum(jnp.where(sat, 0.0, u), axis=1)
   lam = jnp.maximum(c - below, 0.0) / jnp.where(tail > 0, tail, 1.0)
   return jnp.where(tail > 0, lam, jnp.inf)
+
+
+def _water_level_bisect(u: Array, cap: Array, c: Array, n_iter: int = BISECT_ITERS) -> Array:
+  """``_water_level`` by bisection on lambda, then the same exact linear solve on the saturated set.
+
+  Keeps lo <= lambda* <= hi with g(lo) <= c < g(hi); the bracket is halved arithmetically, or
+  geometrically while hi / lo > 1e3 (L2 caps reach 1e12). S = {cap_i <= lo} misses only caps
+  within the final bracket of lambda*, so the solve is exact up to that width (2^-n_iter of the
+  range), below float32 resolution for n_iter >= 40. Costs n_iter O(D) passes: on a 2-core CPU with
+  D = 784 and 96 rows, 1-2 ms against 18 ms for the sort (XLA:CPU's sort is slow).
+  """
+  total = jnp.sum(u * cap, axis=1)
+  floor = jnp.asarray(1e-12, cap.dtype)
+
+  def body(_, bracket):
+    lo, hi = bracket
+    geometric = hi > 1e3 * jnp.maximum(lo, floor)
+    mid = jnp.where(geometric, jnp.sqrt(jnp.maximum(lo, floor) * hi), 0.5 * (lo + hi))
+    ok = jnp.sum(u * jnp.minimum(mid[:, None], cap), axis=1) <= c
+    return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+  lo, _ = jax.lax.fori_loop(0, n_iter, body, (jnp.zeros_like(c), jnp.max(cap, axis=1)))
+  sat = cap <= lo[:, None]
+  below = jnp.sum(jnp.where(sat, u * cap, 0.0), axis=1)
+  tail = jnp.sum(jnp.where(sat, 0.0, u), axis=1)
+  lam = jnp.maximum(c - below, 0.0) / jnp.where(tail > 0, tail, 1.0)
+  return jnp.where((tail > 0) & (total > c), lam, jnp.inf)
 
 
 def project_onto_hyperplane(t: Array, w: Array, b: Array, norm: str = "linf", method: str = "auto") -> Array:
@@ -190,26 +223,29 @@ _STATIC = ("norm", "n_iter", "n_restarts", "n_target_classes", "alpha_max", "eta
 
 
 def fab_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", n_iter=100, n_restarts=1,
-               n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, targeted=False):
+               n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, targeted=False, runs=None):
   """Masked core for ``fab`` / ``fab_targeted`` and AutoAttack. Returns (x_adv, fooled).
 
   fooled (B,) = active & clean-correct & argmax z(x_adv) != y & ||x_adv - x|| <= eps (AutoAttack's FAB check);
   x_adv is FAB's point where fooled and x elsewhere. Restart r > 0 uses the random start; targets in order.
+  runs: (start, stop), the runs r = target_rank * n_restarts + restart to do (traced; as ``apgd.apgd_masked``).
   """
+  n_runs = (int(n_target_classes) if targeted else 1) * int(n_restarts)
+  start, stop = (0, n_runs) if runs is None else runs
   # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.
-  return _fab_masked_jit(logits_fn, x, y, key, index, active, eps, norm=norm, n_iter=int(n_iter),
+  return _fab_masked_jit(logits_fn, x, y, key, index, active, eps, jnp.int32(start), jnp.int32(stop),
+                         norm=norm, n_iter=int(n_iter),
                          n_restarts=int(n_restarts), n_target_classes=int(n_target_classes) if targeted else 0,
                          alpha_max=float(alpha_max), eta=float(eta), beta=float(beta), targeted=bool(targeted))
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_iter, n_restarts, n_target_classes,
-                    alpha_max, eta, beta, targeted):
+def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_stop, *, norm, n_iter, n_restarts,
+                    n_target_classes, alpha_max, eta, beta, targeted):
   TRACE_COUNTS["fab"] += 1
   ex_keys = example_keys(key, index)
   clean_logits = logits_fn(x)
   targets = top_k_targets(clean_logits, n_target_classes) if targeted else None
-  n_runs = (n_target_classes if targeted else 1) * n_restarts
   correct = losses_lib.predict(clean_logits) == y
   still = active & correct
 
@@ -223,7 +259,7 @@ def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_iter, n
 
   def cond(carry):
     r, still_, _ = carry
-    return (r < n_runs) & jnp.any(still_)
+    return (r < run_stop) & jnp.any(still_)
 
   def body(carry):
     r, still_, adv = carry
@@ -234,7 +270,7 @@ def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_iter, n
     adv = jnp.where(bcast_b(newly, x), res.adv, adv)
     return r + 1, still_ & ~newly, adv
 
-  _, still, adv = jax.lax.while_loop(cond, body, (jnp.int32(0), still, x))
+  _, still, adv = jax.lax.while_loop(cond, body, (run_start, still, x))
   return adv, active & correct & ~still
 
 

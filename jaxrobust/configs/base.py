@@ -10,7 +10,7 @@ def base_config() -> dict:
       "seed": 0,
       "output_dir": "runs/default",
       "data": {"name": "digits", "source": "auto", "data_dir": None, "augment": False,
-               "train_subset": None, "test_subset": None, "label_mode": None},
+               "train_subset": None, "test_subset": None, "subset_seed": None, "label_mode": None},
       # Extra model kwargs (head, mean, std, ...) go in this section and reach get_model.
       "model": {"name": "small_cnn", "head": "linear"},
       # Method hyper-parameters other than 'name' are passed to the method factory.

@@ -32,7 +32,7 @@ from typing import Iterator, NamedTuple, Optional, Sequence, Union
 import jax
 import numpy as np
 
-from jaxrobust.data.dataset import ArrayDataset
+from jaxrobust.data.dataset import ArrayDataset, reduce_split
 
 SAMPLERS = ("shuffle", "positive_balanced", "auto")
 TASKS = ("ova", "coarse", "attr:<Attribute>")
@@ -96,7 +96,7 @@ def load_binary_splits(data_cfg: dict, *, loader=None) -> BinarySplits:
   """(train, val, test) binary ArrayDatasets for a config's ``data`` section.
 
   Keys: name, binary_task, binary_positive_class, val_fraction (0.2; 0 = no validation split),
-  split_seed (0), train_subset / test_subset (first n rows, taken before splitting), source, data_dir.
+  split_seed (0), train_subset / test_subset (first n rows, or random ones with subset_seed; before splitting), source, data_dir.
   loader: ``load_dataset``-compatible callable (tests pass fakes).
   """
   if loader is None:
@@ -113,10 +113,11 @@ def load_binary_splits(data_cfg: dict, *, loader=None) -> BinarySplits:
     raise ValueError(f"binary_task {task!r} is a CelebA attribute task; data.name must be 'celeb_a', got {name!r}")
   train = loader(name, "train", **kw)
   test = loader(name, "test", **kw)
+  seed = data_cfg.get("subset_seed")
   if data_cfg.get("train_subset"):
-    train = train.take(int(data_cfg["train_subset"]))
+    train = reduce_split(train, int(data_cfg["train_subset"]), seed, "train_subset")
   if data_cfg.get("test_subset"):
-    test = test.take(int(data_cfg["test_subset"]))
+    test = reduce_split(test, int(data_cfg["test_subset"]), seed, "test_subset")
   val_fraction = float(data_cfg.get("val_fraction", 0.2) or 0.0)
   val = None
   if task.startswith("attr:"):  # official splits; labels are already binary

@@ -97,6 +97,13 @@ class ArrayDataset:
       raise ValueError(f"take(n) needs n >= 0, got {n}")
     return self.subset(np.arange(min(int(n), len(self))))
 
+  def sample(self, n: int, seed: int) -> "ArrayDataset":
+    """min(n, len) distinct rows drawn with ``np.random.default_rng(seed)``, kept in file order."""
+    if n < 0:
+      raise ValueError(f"sample(n) needs n >= 0, got {n}")
+    rows = np.random.default_rng(int(seed)).choice(len(self), min(int(n), len(self)), replace=False)
+    return self.subset(np.sort(rows))
+
   def as_float(self, indices=None) -> np.ndarray:
     """float32 (n, H, W, C) in [0, 1] for the rows at `indices` (all rows if None)."""
     images = self.images if indices is None else self.images[np.asarray(indices)]
@@ -104,3 +111,22 @@ class ArrayDataset:
       # Division (not * 1/255) is exactly rounded and matches torchvision's ToTensor.
       return images.astype(np.float32) / np.float32(255.0)
     return np.array(images, dtype=np.float32, copy=True)
+
+
+def reduce_split(ds: "ArrayDataset", n: int, seed=None, what: str = "subset") -> "ArrayDataset":
+  """A config's ``data.train_subset`` / ``test_subset``: the first n rows, or with ``data.subset_seed`` a
+  random n rows (file order kept).
+
+  The first n rows of a class-sorted file (the CIFAR-10 PNG strips are sorted by label) would hold one
+  or two classes and give a silently wrong accuracy, so that case is an error that names the fix.
+  """
+  if seed is not None:
+    return ds.sample(n, seed)
+  out = ds.take(n)
+  classes_all = np.unique(ds.labels).size
+  classes_kept = np.unique(out.labels).size
+  if classes_kept < min(classes_all, len(out)) and len(out) >= 2 * classes_all:
+    raise ValueError(f"data.{what}={n} takes the first {len(out)} rows, which hold only {classes_kept} of the "
+                     f"split's {classes_all} classes (the files are ordered by class); set data.subset_seed "
+                     f"(e.g. data.subset_seed=0) to draw a random subset instead")
+  return out

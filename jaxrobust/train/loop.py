@@ -43,6 +43,7 @@ def build_model(cfg, num_classes: int):
 def load_splits(cfg):
   """(train, test) ArrayDatasets, with optional subsets for reduced-scale runs."""
   from jaxrobust.data import load_dataset
+  from jaxrobust.data.dataset import reduce_split
   d = cfg["data"]
   if d.get("binary_task"):  # one-vs-all / coarse / attribute tasks for single-logit (AP) training
     from jaxrobust.data.binary import load_binary_splits
@@ -53,10 +54,11 @@ def load_splits(cfg):
     kw["label_mode"] = d["label_mode"]
   train = load_dataset(d["name"], "train", **kw)
   test = load_dataset(d["name"], "test", **kw)
+  seed = d.get("subset_seed")
   if d.get("train_subset"):
-    train = train.take(int(d["train_subset"]))
+    train = reduce_split(train, int(d["train_subset"]), seed, "train_subset")
   if d.get("test_subset"):
-    test = test.take(int(d["test_subset"]))
+    test = reduce_split(test, int(d["test_subset"]), seed, "test_subset")
   return train, test
 
 
@@ -90,7 +92,7 @@ class Trainer:
     o = cfg["optim"]
     self.schedule = make_schedule(lr=float(o["lr"]), schedule=o.get("schedule", "constant"),
                                   steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
-                                  boundaries=tuple(o.get("boundaries", ())), decay=float(o.get("decay", 0.1)),
+                                  boundaries=tuple(o.get("boundaries", ())), decay=_decay(o.get("decay", 0.1)),
                                   warmup_epochs=float(o.get("warmup_epochs", 0.0)))
     self.tx = make_optimizer(name=o.get("name", "sgd"), lr_schedule=self.schedule,
                              momentum=float(o.get("momentum", 0.9)), nesterov=bool(o.get("nesterov", False)),
@@ -247,3 +249,10 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True)
   write_json(os.path.join(trainer.output_dir, "report.json"), report)
   trainer.checkpointer.close()
   return report
+
+
+def _decay(value):
+  """optim.decay: one factor, or one per boundary (a list from JSON / key=value overrides)."""
+  if isinstance(value, (list, tuple)):
+    return tuple(float(v) for v in value)
+  return float(value)

@@ -15,23 +15,40 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def make_schedule(*, lr: float, schedule: str = "constant", steps_per_epoch: int, epochs: int,
-                  boundaries=(), decay: float = 0.1, warmup_epochs: float = 0.0) -> optax.Schedule:
+                  boundaries=(), decay=0.1, warmup_epochs: float = 0.0) -> optax.Schedule:
   """Per-step learning rate.
 
-  piecewise: lr * decay^k after the k-th epoch boundary (``boundaries`` in epochs, e.g. (75, 90)).
+  piecewise: lr * decay^k after the k-th epoch boundary (``boundaries`` in epochs, e.g. (75, 90)); with
+    ``decay`` a sequence, one factor per boundary: lr * decay_1 * ... * decay_k (GAIRAT's 0.1 -> 0.01 ->
+    0.001 -> 0.0005 is boundaries (59, 89, 109), decay (0.1, 0.1, 0.5)).
   cosine: cosine decay from lr to 0 over all epochs. warmup_epochs: linear warm-up first.
   """
   if lr <= 0:
     raise ValueError(f"learning rate must be > 0; got {lr}")
   if schedule not in SCHEDULES:
     raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {SCHEDULES}")
+  boundaries = tuple(boundaries)
+  if isinstance(decay, (list, tuple)):
+    factors = tuple(float(d) for d in decay)
+    if len(factors) != len(boundaries):
+      raise ValueError(f"decay has {len(factors)} factors for {len(boundaries)} boundaries {boundaries}; "
+                       "give one factor per boundary or a single number")
+  else:
+    factors = (float(decay),) * len(boundaries)
+  if any(f <= 0 for f in factors):
+    raise ValueError(f"lr decay factors must be > 0; got {decay}")
+  if list(boundaries) != sorted(boundaries):
+    raise ValueError(f"lr boundaries must be increasing; got {boundaries}")
   total = max(1, int(steps_per_epoch * epochs))
   warm = int(round(warmup_epochs * steps_per_epoch))
   if schedule == "constant":
     base = optax.constant_schedule(lr)
   elif schedule == "piecewise":
     # join_schedules restarts the count after warm-up, so boundaries shift by the warm-up steps
-    bounds = {int(round(b * steps_per_epoch)) - warm: decay for b in sorted(boundaries)}
+    bounds = {}
+    for b, f in zip(boundaries, factors):  # optax multiplies the scales of consecutive boundaries
+      step = int(round(b * steps_per_epoch)) - warm
+      bounds[step] = bounds.get(step, 1.0) * f
     base = optax.piecewise_constant_schedule(lr, bounds)
   else:
     base = optax.cosine_decay_schedule(lr, max(total - warm, 1))  # decays to 0 at the last step

@@ -80,10 +80,10 @@ def test_buckets_same_result_and_one_compile_per_stage(standard):
   f, x, y, x_adv, rep = standard
   counts = lambda: (A.TRACE_COUNTS["apgd"], F.TRACE_COUNTS["fab"], S.TRACE_COUNTS["square"])  # noqa: E731
   cascade = ["apgd-ce", "square"]
+  xf, rf = AA.run_autoattack(f, x, y, KEY, eps=EPS, attacks=cascade, compact=False)  # whole batch, masked
   before = counts()
-  xf, rf = AA.run_autoattack(f, x, y, KEY, eps=EPS, attacks=cascade)  # the standard run compiled these already
-  assert counts() == before
-  xb, rb = AA.run_autoattack(f, x, y, KEY, eps=EPS, attacks=cascade, batch_size=16)  # 4 buckets per stage
+  xb, rb = AA.run_autoattack(f, x, y, KEY, eps=EPS, attacks=cascade, batch_size=16,
+                             compact=False)  # 4 fixed buckets per stage
   after_first = counts()
   # One new program per stage, however many buckets ran.
   assert tuple(a - b for a, b in zip(after_first, before)) == (1, 0, 1)
@@ -92,9 +92,49 @@ def test_buckets_same_result_and_one_compile_per_stage(standard):
   assert np.abs(np.asarray(xb - x)).max() <= EPS + 1e-6
   # Other points, other numbers of robust points, other eps: no retracing.
   xs, ys = h.digits_test(128)
-  AA.run_autoattack(f, xs[64:], ys[64:], jax.random.PRNGKey(5), eps=0.05, attacks=cascade, batch_size=16)
-  AA.run_autoattack(f, xs[64:], ys[64:], jax.random.PRNGKey(5), eps=0.05)
+  AA.run_autoattack(f, xs[64:], ys[64:], jax.random.PRNGKey(5), eps=0.05, attacks=cascade, batch_size=16,
+                    compact=False)
+  AA.run_autoattack(f, xs[64:], ys[64:], jax.random.PRNGKey(5), eps=0.05, attacks=cascade, compact=False)
   assert counts() == after_first
+
+
+def test_bucket_rows_padding_and_sizes():
+  sizes = {AA.bucket_rows(n, 10_000) for n in range(1, 1025)}
+  for n in range(1, 1025):
+    r = AA.bucket_rows(n, 10_000)
+    assert r >= n and (n <= 8 or r <= 1.25 * n + 1e-9), n
+  for lo in (8, 16, 32, 64, 128, 256, 512):  # at most 4 shapes per octave
+    assert len([r for r in sizes if lo < r <= 2 * lo]) <= 4
+  assert AA.bucket_rows(100, 64) == 64 and AA.bucket_rows(3, 5) == 5
+
+
+def test_compact_buckets_follow_the_robust_points(standard, monkeypatch):
+  # The default gathers the still-robust points before every target / restart: same flags as the masked
+  # whole-batch run (up to float rounding between batch shapes), calls with at most 25% padding rows, and
+  # one compiled program per bucket shape (the run index is traced).
+  f, x, y, x_adv, rep = standard
+  _, masked = AA.run_autoattack(f, x, y, KEY, eps=EPS, compact=False)
+  assert np.sum(masked["robust"] != rep["robust"]) <= 1
+  calls = []
+  real = AA._run_stage
+
+  def spy(name, cfg, fn, xc, yc, key, index, active, eps, norm, randomized, runs=None):
+    calls.append((name, xc.shape[0], int(np.sum(active)), runs))
+    return real(name, cfg, fn, xc, yc, key, index, active, eps, norm, randomized, runs)
+
+  monkeypatch.setattr(AA, "_run_stage", spy)
+  before = (A.TRACE_COUNTS["apgd"], F.TRACE_COUNTS["fab"], S.TRACE_COUNTS["square"])
+  _, again = AA.run_autoattack(f, x, y, KEY, eps=EPS)
+  np.testing.assert_array_equal(again["robust"], rep["robust"])  # the fixture ran the same (compact) path
+  assert (A.TRACE_COUNTS["apgd"], F.TRACE_COUNTS["fab"], S.TRACE_COUNTS["square"]) == before
+  by_stage = {}
+  for name, rows, n_active, runs in calls:
+    assert rows == AA.bucket_rows(n_active, 64) and runs == (runs[0], runs[0] + 1)
+    by_stage.setdefault(name, []).append((runs[0], n_active))
+  assert [r for r, _ in by_stage["apgd-t"]] == list(range(len(by_stage["apgd-t"])))
+  counts = [n for _, n in by_stage["apgd-t"]]
+  assert counts == sorted(counts, reverse=True)  # later targets only see the points earlier ones left
+  assert counts[0] == int(rep["robust_after"]["apgd-ce"].sum())
 
 
 def test_eps0_scalar_vs_vector_and_determinism(standard):

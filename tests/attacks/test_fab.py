@@ -45,7 +45,7 @@ def _lp_optimum(t, w, b, norm):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-@pytest.mark.parametrize("method", ["pairs", "sort"])
+@pytest.mark.parametrize("method", ["pairs", "sort", "bisect"])
 def test_projection_is_the_box_constrained_minimum(norm, method):
   rng = np.random.default_rng(0)
   n, dim = 12, 7
@@ -71,6 +71,23 @@ def test_projection_is_the_box_constrained_minimum(norm, method):
       continue
     np.testing.assert_allclose((w[i] * (t[i] + d[i])).sum(), b[i], atol=1e-4)
     np.testing.assert_allclose(_dist(d[i:i + 1], norm)[0], opt, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_bisection_matches_the_sorted_solve_at_image_size(norm):
+  # D = 784 (what 'auto' runs FAB on for MNIST): the bracketing search must give the exact sort-based step.
+  rng = np.random.default_rng(1)
+  n, dim = 16, 784
+  t = jnp.asarray(rng.uniform(size=(n, dim)), jnp.float32)
+  w = rng.normal(size=(n, dim))
+  w[:, :50] *= 1e-9                       # near-dead coordinates: huge L2 caps
+  w = jnp.asarray(w, jnp.float32)
+  b = jnp.sum(w * jnp.asarray(rng.uniform(size=(n, dim)), jnp.float32), axis=1)
+  b = b.at[0].set(1e6)                    # unreachable plane
+  d_sort = F.project_onto_hyperplane(t, w, b, norm, "sort")
+  d_bis = F.project_onto_hyperplane(t, w, b, norm, "bisect")
+  np.testing.assert_allclose(np.asarray(d_bis), np.asarray(d_sort), atol=2e-6)
+  np.testing.assert_allclose(np.asarray(jnp.sum(w * (t + d_bis), 1))[1:], np.asarray(b)[1:], rtol=1e-4, atol=1e-3)
 
 
 def test_q2_successes_within_eps_and_misclassified():

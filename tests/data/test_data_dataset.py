@@ -91,3 +91,23 @@ def test_digits():
   assert test_idx[:8].tolist() == [1, 3, 4, 6, 11, 13, 14, 21]
   assert train_idx[:8].tolist() == [0, 2, 5, 7, 8, 9, 10, 12]
   np.testing.assert_array_equal(load_dataset("digits", source="shipped").labels, train.labels)
+
+
+def test_reduce_split_first_rows_random_rows_and_class_sorted_error():
+  from jaxrobust.data.dataset import reduce_split
+  labels = np.repeat(np.arange(4), 25)  # class-sorted, like the CIFAR-10 PNG strips
+  images = np.broadcast_to(np.arange(100, dtype=np.uint8)[:, None, None, None], (100, 2, 2, 1)).copy()
+  ds = ArrayDataset(images=images, labels=labels, num_classes=4, name="sorted")  # pixel value = row
+  with pytest.raises(ValueError, match=r"data.test_subset=40 takes the first 40 rows, which hold only 2 of .* 4 "
+                                       r"classes.*subset_seed"):
+    reduce_split(ds, 40, None, "test_subset")
+  a = reduce_split(ds, 40, 0, "test_subset")
+  b = reduce_split(ds, 40, 0, "test_subset")
+  assert len(a) == 40 and np.unique(a.labels).size == 4
+  np.testing.assert_array_equal(a.labels, b.labels)  # same seed, same rows
+  rows = a.images[:, 0, 0, 0]
+  assert np.unique(rows).size == 40 and np.all(np.diff(rows.astype(int)) > 0)  # distinct rows, file order
+  assert not np.array_equal(reduce_split(ds, 40, 1).images[:, 0, 0, 0], rows)  # another seed, other rows
+  mixed = ds.subset(np.argsort(np.arange(100) % 25, kind="stable"))  # interleaved classes: first rows are fine
+  assert len(reduce_split(mixed, 40, None)) == 40
+  assert len(reduce_split(ds, 5, None)) == 5  # too few rows to hold every class: first rows as asked

@@ -16,6 +16,19 @@ def test_piecewise_schedule_drops_at_epoch_boundaries():
   assert float(s(900)) == pytest.approx(0.001)
 
 
+def test_piecewise_schedule_with_one_factor_per_boundary():
+  s = make_schedule(lr=0.1, schedule="piecewise", steps_per_epoch=2, epochs=10, boundaries=(3, 6, 8),
+                    decay=(0.1, 0.1, 0.5))
+  np.testing.assert_allclose([float(s(t)) for t in (0, 5, 6, 11, 12, 15, 16, 19)],
+                             [0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0005, 0.0005], rtol=1e-6)
+  with pytest.raises(ValueError, match="2 factors for 3 boundaries"):
+    make_schedule(lr=0.1, schedule="piecewise", steps_per_epoch=1, epochs=10, boundaries=(3, 6, 8), decay=(0.1, 0.1))
+  with pytest.raises(ValueError, match="must be > 0"):
+    make_schedule(lr=0.1, schedule="piecewise", steps_per_epoch=1, epochs=10, boundaries=(3,), decay=0.0)
+  with pytest.raises(ValueError, match="increasing"):
+    make_schedule(lr=0.1, schedule="piecewise", steps_per_epoch=1, epochs=10, boundaries=(6, 3))
+
+
 def test_cosine_and_warmup():
   s = make_schedule(lr=0.2, schedule="cosine", steps_per_epoch=10, epochs=10, warmup_epochs=1)
   assert float(s(0)) == 0.0 and float(s(10)) == pytest.approx(0.2)
