@@ -33,8 +33,8 @@ def _parse_attack_spec(text: str) -> dict:
   return spec
 
 
-def _load_run(run_dir: str, overrides=()):
-  """Config (from report/config.json) + restored final variables of a training run."""
+def _load_run(run_dir: str, overrides=(), best: bool = False):
+  """Config (from report/config.json) + restored final (or, with ``best``, the selected) state of a run."""
   from jaxrobust.configs import apply_overrides, validate_config
   from jaxrobust.train.checkpoint import CheckpointError
   from jaxrobust.train.loop import Trainer
@@ -54,6 +54,11 @@ def _load_run(run_dir: str, overrides=()):
     raise SystemExit(f"error: no checkpoint in {trainer.checkpointer.directory!r}")
   try:
     state = trainer.restore_or_init(resume=True)
+    if best:
+      if trainer.selector is None or trainer.selector.best() is None:
+        raise SystemExit(f"error: {run_dir!r} has no selected checkpoint (train with train.select_best=true "
+                         "train.eval_every_epochs=N)")
+      state, _ = trainer.selector.restore(state)
   except CheckpointError as e:
     raise SystemExit(f"error: {e}")
   return cfg, trainer, state
@@ -86,7 +91,7 @@ def cmd_evaluate(args) -> int:
   from jaxrobust.evaluate.robust import RobustEvaluator, format_table
   from jaxrobust.models import make_apply
   from jaxrobust.train.checkpoint import write_json
-  cfg, trainer, state = _load_run(args.run_dir, args.overrides)
+  cfg, trainer, state = _load_run(args.run_dir, args.overrides, best=args.best)
   attacks = [_parse_attack_spec(a) for a in args.attack] if args.attack else cfg["eval"]["attacks"]
   if not attacks:
     print("note: no attacks given (use --attack pgd:eps=...,steps=20); reporting clean accuracy only")
@@ -182,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--run-dir", required=True, help="the --output-dir of a `jaxrobust train` run")
   e.add_argument("--attack", action="append", help="attack spec NAME:key=value,... (repeatable)")
   e.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N test points")
+  e.add_argument("--best", action="store_true",
+                 help="evaluate the checkpoint kept by train.select_best instead of the last one")
   e.add_argument("--seed", type=int, default=0, help="PRNG seed for random starts")
   e.add_argument("--json", help="where to write the JSON report (default <run-dir>/evaluation.json)")
   e.add_argument("--no-checks", action="store_true",

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 
 from jaxrobust.attacks.registry import attack_names, get_attack
 from jaxrobust.configs import apply_overrides, config_names, load_config, validate_config
+from jaxrobust.evaluate.robust import EVALUATOR_KEYS
 from jaxrobust.methods.registry import get_method, method_names
 from jaxrobust.models import MODEL_NAMES, get_model
 
@@ -56,7 +56,7 @@ def test_config_names_resolve(name):
   get_model(model.pop("name"), 10, **model)
   for spec in cfg["eval"]["attacks"]:
     assert spec["name"] in attack_names(), f"{name}: unknown attack {spec['name']!r}"
-    get_attack(spec["name"], **{k: v for k, v in spec.items() if k not in ("name", "label")})
+    get_attack(spec["name"], **{k: v for k, v in spec.items() if k not in EVALUATOR_KEYS})
   labels = [s.get("label", s["name"]) for s in cfg["eval"]["attacks"]]
   assert len(set(labels)) == len(labels), f"{name}: duplicate attack labels {labels}"
 
@@ -136,6 +136,15 @@ def test_cifar10_mart_protocol():
   assert c["train"]["epochs"] == 120
 
 
+def test_mail_aa_on_the_first_1000_points_variant():
+  from jaxrobust.configs.cifar10_mail_at import mail_eval_attacks
+  default = {s["label"]: s for s in mail_eval_attacks()}
+  code = {s["label"]: s for s in mail_eval_attacks(aa_max_examples=1000)}
+  assert "max_examples" not in default["AA"] and code["AA"]["max_examples"] == 1000
+  assert all("max_examples" not in s for label, s in code.items() if label != "AA")
+  get_attack("autoattack", **{k: v for k, v in code["AA"].items() if k not in EVALUATOR_KEYS})
+
+
 def test_cifar10_mail_protocols():
   expect = {"cifar10_mail_at": ("mail_at", 10.0, -0.5, None),
             "cifar10_mail_trades": ("mail_trades", 2.0, 0.0, 5.0),
@@ -194,6 +203,10 @@ def test_cifar10_awp_at_protocol():
   assert (c["optim"]["lr"], c["optim"]["weight_decay"], c["optim"]["boundaries"]) == (0.1, 5e-4, (100, 150))
   assert c["train"]["epochs"] == 200
   assert {"PGD-100", "AA", "CW-L2 c=0.5"} <= _labels(c)
+  # UDR's code keeps the best test-PGD-20 epoch.
+  t = c["train"]
+  assert (t["select_best"], t["eval_every_epochs"]) == (True, 1)
+  assert t["select_attack"] == _attack(c, "PGD-20")
 
 
 def test_mnist_protocols():

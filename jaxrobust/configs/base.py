@@ -18,7 +18,12 @@ def base_config() -> dict:
       "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
                 "schedule": "piecewise", "boundaries": (), "decay": 0.1, "warmup_epochs": 0.0},
       "train": {"epochs": 10, "batch_size": 128, "checkpoint_every_steps": 200, "log_every_steps": 20,
-                "eval_every_epochs": 0, "num_devices": None},
+                "num_devices": None,
+                # Model selection (UDR's code keeps the best test PGD-20 epoch): every eval_every_epochs
+                # epochs score the model on the first select_examples test points, clean accuracy or
+                # robust accuracy under select_attack (an eval attack spec), and keep the best
+                # checkpoint in <output_dir>/best; the final evaluation then uses it.
+                "eval_every_epochs": 0, "select_best": False, "select_attack": None, "select_examples": None},
       "eval": {"batch_size": 256, "max_examples": None, "eps_grid": (),
                # each attack: {'name': registry name, 'label': shown name, ...config}
                "attacks": [], "checks": False},
@@ -34,6 +39,13 @@ def validate_config(cfg: dict) -> None:
     raise ValueError(f"train.epochs must be >= 1; got {t['epochs']}")
   if int(t["batch_size"]) < 1:
     raise ValueError(f"train.batch_size must be >= 1; got {t['batch_size']}")
+  if t.get("select_best"):
+    if int(t.get("eval_every_epochs") or 0) < 1:
+      raise ValueError("train.select_best needs train.eval_every_epochs >= 1 (how often to score the model)")
+    sa = t.get("select_attack")
+    if sa is not None and (not isinstance(sa, dict) or "name" not in sa):
+      raise ValueError(f"train.select_attack must be an attack spec with a 'name' (or null for clean accuracy); "
+                       f"got {sa!r}")
   for a in cfg["eval"].get("attacks", []):
     if "name" not in a:
       raise ValueError(f"every eval attack needs a 'name'; got {a}")

@@ -122,11 +122,18 @@ def reduce_split(ds: "ArrayDataset", n: int, seed=None, what: str = "subset") ->
   """
   if seed is not None:
     return ds.sample(n, seed)
-  out = ds.take(n)
+  check_prefix_classes(ds, n, f"data.{what}={n}",
+                       "set data.subset_seed (e.g. data.subset_seed=0) to draw a random subset instead")
+  return ds.take(n)
+
+
+def check_prefix_classes(ds: "ArrayDataset", n: int, what: str, fix: str = "") -> None:
+  """Raises if the first n rows (n >= 2 x #classes) miss classes the split has: a class-sorted file."""
+  head = np.asarray(ds.labels[:int(n)])
   classes_all = np.unique(ds.labels).size
-  classes_kept = np.unique(out.labels).size
-  if classes_kept < min(classes_all, len(out)) and len(out) >= 2 * classes_all:
-    raise ValueError(f"data.{what}={n} takes the first {len(out)} rows, which hold only {classes_kept} of the "
-                     f"split's {classes_all} classes (the files are ordered by class); set data.subset_seed "
-                     f"(e.g. data.subset_seed=0) to draw a random subset instead")
-  return out
+  classes_kept = np.unique(head).size
+  if classes_kept < classes_all and head.size >= 2 * classes_all:
+    fix = fix or ("use data in the official order (official files or tfds) or evaluate every point: the first "
+                  "rows of a class-sorted split measure only a few classes")
+    raise ValueError(f"{what} takes the first {head.size} rows, which hold only {classes_kept} of the split's "
+                     f"{classes_all} classes (the file is ordered by class); {fix}")

@@ -30,8 +30,12 @@ def _spec_label(spec: dict) -> str:
   return " ".join(parts)
 
 
+# Spec keys the evaluator reads itself; the rest configure the attack.
+EVALUATOR_KEYS = ("name", "label", "max_examples")
+
+
 def _attack_kwargs(spec: dict) -> dict:
-  return {k: v for k, v in spec.items() if k not in ("name", "label")}
+  return {k: v for k, v in spec.items() if k not in EVALUATOR_KEYS}
 
 
 class RobustEvaluator:
@@ -80,6 +84,11 @@ class RobustEvaluator:
                keep_adversarials: bool = False, checks: bool = False) -> dict:
     """Returns {'n', 'clean_acc', 'robust_acc': {label: acc}, 'worst_case_acc', 'seconds': {...}}.
 
+    A spec's own ``max_examples`` runs that attack on the first m points only (e.g. AutoAttack on the
+    first 1000 test images, as MAIL's and UDR's code do): its accuracy is over those m points,
+    ``n_attacked[label]`` says how many, and the worst case is over the points every attack saw
+    (``n_worst``). ``check_prefix_classes`` refuses a prefix that misses classes (class-sorted files).
+
     checks=True adds 'checks': the gradient-masking checks of ``jaxrobust.evaluate.checks`` on
     the first batch and across the attacks' results (flagged ones are also printed).
     """
@@ -98,6 +107,16 @@ class RobustEvaluator:
     labels = [_spec_label(s) for s in attacks]
     if len(set(labels)) != len(labels):
       raise ValueError(f"attack labels must be unique; got {labels}")
+    limits = {}
+    for label, s in zip(labels, attacks):
+      m = s.get("max_examples")
+      if m is not None:
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+          raise ValueError(f"max_examples of attack {label!r} must be a positive int; got {m!r}")
+        if m < len(dataset):
+          from jaxrobust.data.dataset import check_prefix_classes
+          check_prefix_classes(dataset, m, f"max_examples={m} of attack {label!r}")
+          limits[label] = m
     steps = [self._attack_step(s) for s in attacks]
     n = 0
     clean_correct, clean_scores = [], []
@@ -130,6 +149,9 @@ class RobustEvaluator:
       if single_logit:
         clean_scores.append(clean_logits.reshape(len(mask))[mask])
       for label, spec, step in zip(labels, attacks, steps):
+        keep = mask & (n + np.cumsum(mask) - 1 < limits.get(label, n + len(mask)))  # rows inside the limit
+        if not keep.any():
+          continue
         k = jax.random.fold_in(jax.random.fold_in(key, b), labels.index(label))
         eps = jnp.asarray(float(spec.get("eps", 0.0)), jnp.float32)
         t0 = time.perf_counter()
@@ -137,11 +159,11 @@ class RobustEvaluator:
         adv_logits = np.asarray(adv_logits)
         adv_pred = np.asarray(losses_lib.predict(adv_logits))
         if single_logit:
-          adv_scores[label].append(adv_logits.reshape(len(mask))[mask])
+          adv_scores[label].append(adv_logits.reshape(len(mask))[keep])
         seconds[label] += time.perf_counter() - t0
-        robust[label].append((correct & (adv_pred == np.asarray(batch["label"])))[mask])
+        robust[label].append((correct & (adv_pred == np.asarray(batch["label"])))[keep])
         if keep_adversarials:
-          adversarials[label].append(np.asarray(x_adv)[mask])
+          adversarials[label].append(np.asarray(x_adv)[keep])
       n += int(mask.sum())
       if bar is not None:
         bar.update(1)
@@ -151,19 +173,22 @@ class RobustEvaluator:
     if bar is not None:
       bar.close()
     clean = np.concatenate(clean_correct)
-    flags = {l: np.concatenate(robust[l]) for l in labels}
-    worst = clean.copy()
+    flags = {l: np.concatenate(robust[l]) if robust[l] else np.zeros((0,), bool) for l in labels}
+    n_worst = min([n] + [len(f) for f in flags.values()])
+    worst = clean[:n_worst].copy()
     for l in labels:
-      worst &= flags[l]
+      worst &= flags[l][:n_worst]
     report = {"n": n, "clean_acc": float(clean.mean()),
               "robust_acc": {l: float(flags[l].mean()) for l in labels},
-              "worst_case_acc": float(worst.mean()), "seconds": seconds,
+              "worst_case_acc": float(worst.mean()), "n_worst": n_worst,
+              "n_attacked": {l: int(len(flags[l])) for l in labels}, "seconds": seconds,
               "attacks": [dict(s, label=l) for s, l in zip(attacks, labels)]}
     if clean_scores:  # single-logit (binary) model: AP of clean and adversarial scores, all points
       from jaxrobust.evaluate.average_precision import average_precision
       y_all = np.asarray(dataset.labels[:n])
       report["clean_ap"] = average_precision(y_all, np.concatenate(clean_scores))
-      report["robust_ap"] = {l: average_precision(y_all, np.concatenate(adv_scores[l])) for l in labels}
+      report["robust_ap"] = {l: average_precision(y_all[:len(flags[l])], np.concatenate(adv_scores[l]))
+                             for l in labels}
     if checks and first_batch is not None:
       from jaxrobust.evaluate.checks import run_checks
       x0, y0 = first_batch

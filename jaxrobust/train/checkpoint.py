@@ -57,6 +57,19 @@ class Checkpointer:
     self._manager.wait_until_finished()
     return True
 
+  def meta(self, step: int | None = None) -> dict:
+    """The JSON metadata saved with a checkpoint (newest by default), without reading the arrays."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint found in {self.directory!r}")
+    try:
+      meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # orbax raises many types for unreadable files
+      raise CheckpointError(f"checkpoint {os.path.join(self.directory, str(step))!r} is unreadable or corrupt "
+                            f"({type(e).__name__}: {e})") from e
+    meta.pop("tree_shapes", None)
+    return meta
+
   def restore(self, target_state, step: int | None = None):
     """Restores ``(state, meta)`` into the structure of ``target_state`` (shapes checked)."""
     step = self.latest_step() if step is None else step

@@ -76,6 +76,7 @@ class Trainer:
     if train_ds is None:
       train_ds, test_ds = load_splits(cfg)
     self.train_ds, self.test_ds = train_ds, test_ds
+    _check_eval_prefixes(cfg, test_ds)  # fail before training, not after it
     t = cfg["train"]
     self.batch_size = int(t["batch_size"])
     self.mesh = parallel.make_mesh(t.get("num_devices"))
@@ -107,6 +108,7 @@ class Trainer:
     self.step_fn = jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=(0,))
     self.checkpointer = Checkpointer(os.path.join(self.output_dir, "checkpoints"),
                                      every_steps=int(t.get("checkpoint_every_steps", 200)))
+    self.selector = ModelSelector(self) if t.get("select_best") else None
 
   # -------------------------------------------------------------------------------------
   def init_state(self) -> TrainState:
@@ -187,6 +189,8 @@ class Trainer:
               bar.set_postfix(loss=f"{record['loss']:.3f}",
                               acc=f"{record.get('adv_acc', record.get('acc', float('nan'))):.3f}")
             pending, t_last = [], now
+          if self.selector is not None:  # before the checkpoint: a resume redoes a selection, never skips one
+            self.selector.maybe_select(step, state, final=step == self.total_steps)
           if self.checkpointer.should_save(step):  # meta only when saving: no per-step host sync
             self.checkpointer.save(step, state, self._meta(step))
           if on_step is not None:
@@ -227,13 +231,87 @@ def _ensure_writable(path: str) -> None:
     raise PermissionError(f"output directory {path!r} is not writable")
 
 
+class ModelSelector:
+  """``train.select_best``: score the model every ``eval_every_epochs`` epochs, keep the best checkpoint.
+
+  score = clean accuracy, or robust accuracy under ``train.select_attack``, on the first
+  ``select_examples`` test points (UDR's code selects on the test set's PGD-20 accuracy; that makes the
+  reported test numbers optimistic, as the papers' are). Each score is a line of selection.jsonl; the best
+  state goes to <output_dir>/best (one orbax checkpoint, its metadata holding epoch, step and score), so a
+  resumed run continues with the same best-so-far. Ties keep the earlier epoch.
+  """
+
+  def __init__(self, trainer: "Trainer"):
+    from jaxrobust.evaluate.robust import RobustEvaluator
+    from jaxrobust.models import make_apply
+    t = trainer.cfg["train"]
+    self.trainer = trainer
+    self.every = int(t["eval_every_epochs"])
+    self.attack = t.get("select_attack")
+    self.label = None if self.attack is None else str(self.attack.get("label", self.attack["name"]))
+    if self.attack is not None:
+      self.attack = dict(self.attack, label=self.label)
+    n = t.get("select_examples")
+    self.dataset = trainer.test_ds.take(int(n)) if n else trainer.test_ds
+    if n:
+      from jaxrobust.data.dataset import check_prefix_classes
+      check_prefix_classes(trainer.test_ds, int(n), f"train.select_examples={n}")
+    self.evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
+    self.checkpointer = Checkpointer(os.path.join(trainer.output_dir, "best"), every_steps=1 << 62, max_to_keep=1)
+    self.path = os.path.join(trainer.output_dir, "selection.jsonl")
+
+  def best(self) -> dict | None:
+    """{'epoch', 'step', 'score', ...} of the kept checkpoint, or None."""
+    return None if self.checkpointer.latest_step() is None else self.checkpointer.meta()
+
+  def _scored_steps(self) -> set:
+    if not os.path.exists(self.path):
+      return set()
+    with open(self.path) as f:
+      return {json.loads(l)["step"] for l in f if l.strip()}
+
+  def maybe_select(self, step: int, state, *, final: bool = False) -> None:
+    epoch, rest = divmod(step, self.trainer.steps_per_epoch)
+    if not final and (rest or epoch % self.every):
+      return
+    if step in self._scored_steps():  # a resumed run passing a step it already scored
+      return
+    variables = self.trainer.variables(state)
+    attacks = [] if self.attack is None else [self.attack]
+    rep = self.evaluator.evaluate(variables, self.dataset, attacks, progress=False,
+                                  batch_size=int(self.trainer.cfg["eval"]["batch_size"]),
+                                  key=jax.random.PRNGKey(int(self.trainer.cfg["seed"]) + 7919))
+    score = rep["clean_acc"] if self.label is None else rep["robust_acc"][self.label]
+    best = self.best()
+    improved = best is None or score > best["score"]
+    record = {"step": int(step), "epoch": step / self.trainer.steps_per_epoch, "score": float(score),
+              "clean_acc": rep["clean_acc"], "metric": self.label or "clean", "n": rep["n"], "best": improved}
+    if improved:
+      self.checkpointer.save(step, state, dict(self.trainer._meta(step), epoch=record["epoch"], score=float(score),
+                                               metric=record["metric"]), force=True)
+    if parallel.is_main_process():
+      with open(self.path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+  def restore(self, like_state) -> tuple[Any, dict]:
+    """(best state, its metadata); raises CheckpointError if there is none."""
+    state, meta = self.checkpointer.restore(like_state)
+    meta.pop("tree_shapes", None)
+    return state, meta
+
+
 def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True) -> dict[str, Any]:
-  """Trains per config, evaluates the final model with ``cfg['eval']`` and writes report.json."""
+  """Trains per config, evaluates the final (or, with train.select_best, the selected) model with
+  ``cfg['eval']`` and writes report.json."""
   from jaxrobust.evaluate.robust import evaluate_from_config
   t0 = time.perf_counter()
   trainer = Trainer(cfg, progress=progress)
   state = trainer.fit(resume=resume)
   train_s = time.perf_counter() - t0
+  selected = None
+  if trainer.selector is not None:
+    state, selected = trainer.selector.restore(state)
+    selected = {k: selected[k] for k in ("step", "epoch", "score", "metric")}
   variables = trainer.variables(state)
   from jaxrobust.models import make_apply
   eval_report = evaluate_from_config(make_apply(trainer.module), variables, trainer.test_ds, cfg,
@@ -243,11 +321,14 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True)
     eval_report["average_precision"] = evaluate_ap(make_apply(trainer.module), variables, trainer.test_ds,
                                                    cfg["eval"]["ap_attacks"], mesh=trainer.mesh,
                                                    batch_size=int(cfg["eval"]["batch_size"]))
-  report = {"config": cfg, "steps": int(state.step), "train_seconds": train_s,
+  report = {"config": cfg, "steps": trainer.total_steps, "evaluated_step": int(state.step), "selected": selected,
+            "train_seconds": train_s,
             "devices": int(trainer.mesh.devices.size), "backend": jax.default_backend(),
             "evaluation": eval_report}
   write_json(os.path.join(trainer.output_dir, "report.json"), report)
   trainer.checkpointer.close()
+  if trainer.selector is not None:
+    trainer.selector.checkpointer.close()
   return report
 
 
@@ -256,3 +337,16 @@ def _decay(value):
   if isinstance(value, (list, tuple)):
     return tuple(float(v) for v in value)
   return float(value)
+
+
+def _check_eval_prefixes(cfg: dict, test_ds) -> None:
+  """An evaluation attack limited to the first m test points must see every class (see evaluate)."""
+  from jaxrobust.data.dataset import check_prefix_classes
+  if test_ds is None:
+    return
+  limit = cfg["eval"].get("max_examples")
+  ds = test_ds.take(int(limit)) if limit else test_ds
+  for spec in cfg["eval"].get("attacks", ()):
+    m = spec.get("max_examples")
+    if m and int(m) < len(ds):
+      check_prefix_classes(ds, int(m), f"eval attack {spec.get('label', spec['name'])!r} with max_examples={m}")

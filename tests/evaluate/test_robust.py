@@ -127,3 +127,24 @@ def test_single_logit_model_reports_robust_ap_equal_to_sklearn():
   assert r["robust_ap"]["p"] == pytest.approx(average_precision_score(data.labels, adv_scores), abs=1e-9)
   assert r["robust_ap"]["p"] < r["clean_ap"]  # the BCE attack pushes positives down, negatives up
   assert "clean AP" in format_table({"m": r})
+
+
+def test_per_attack_max_examples(linear_digits):
+  # An attack limited to the first m points (AutoAttack on 1000 images in MAIL's / UDR's code): its accuracy is
+  # over exactly those points, the worst case over the points every attack saw, the others over all points.
+  apply, v, test = linear_digits
+  full = {"name": "pgd", "label": "pgd", "eps": 0.1, "steps": 5, "step_size": 0.03, "init": "none"}
+  short = dict(full, label="pgd-150", max_examples=150)
+  ev = RobustEvaluator(apply)
+  r = ev.evaluate(v, test, [full, short], batch_size=64, progress=False, keep_adversarials=True)
+  assert r["n"] == 359 and r["n_attacked"] == {"pgd": 359, "pgd-150": 150} and r["n_worst"] == 150
+  flags_full, flags_short = r["robust_flags"]["pgd"], r["robust_flags"]["pgd-150"]
+  np.testing.assert_array_equal(flags_short, flags_full[:150])  # same deterministic attack on the same points
+  assert r["robust_acc"]["pgd-150"] == pytest.approx(flags_full[:150].mean())
+  assert r["worst_case_acc"] == pytest.approx(flags_full[:150].mean())
+  assert r["adversarials"]["pgd-150"].shape[0] == 150
+  with pytest.raises(ValueError, match="max_examples of attack 'bad' must be a positive int"):
+    ev.evaluate(v, test, [dict(full, label="bad", max_examples=0)], progress=False)
+  by_class = test.subset(np.argsort(test.labels, kind="stable"))  # a class-sorted file
+  with pytest.raises(ValueError, match="first 150 rows, which hold only 5 of the split's 10 classes"):
+    ev.evaluate(v, by_class, [short], progress=False)
