@@ -72,7 +72,19 @@ def cmd_train(args) -> int:
   from jaxrobust.configs import load_config
   from jaxrobust.evaluate.robust import format_table
   from jaxrobust.train.loop import train_and_evaluate
-  cfg = load_config(args.config, args.overrides)
+  if args.method:
+    from jaxrobust.configs import apply_overrides, validate_config
+    from jaxrobust.methods.registry import switch_method
+    cfg = load_config(args.config)
+    cfg["method"], dropped = switch_method(cfg["method"], args.method)
+    if dropped:
+      print(f"--method {cfg['method']['name']}: kept {sorted(k for k in cfg['method'] if k != 'name')} of "
+            f"{args.config}'s method section, dropped {dropped}; the method's other hyper-parameters are its "
+            "defaults (set them with method.KEY=VALUE)")
+    cfg = apply_overrides(cfg, args.overrides)
+    validate_config(cfg)
+  else:
+    cfg = load_config(args.config, args.overrides)
   if args.output_dir:
     cfg["output_dir"] = args.output_dir
   report = train_and_evaluate(cfg, progress=not args.no_progress, resume=not args.no_resume)
@@ -169,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "key.sub=value, e.g. method.eps=0.1 train.epochs=5 data.train_subset=2000. "
                                  "Resumes from the newest checkpoint in <output_dir>/checkpoints.")
   t.add_argument("--config", required=True, help="config name (module in jaxrobust/configs)")
+  t.add_argument("--method", help="training method (see `jaxrobust list`); keeps the config's eps/step_size/steps, "
+                                  "other method hyper-parameters at their defaults unless overridden")
   t.add_argument("--output-dir", help="run directory (checkpoints, metrics.jsonl, report.json)")
   t.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints (fails if any exist)")
   t.add_argument("--no-progress", action="store_true", help="no progress bars")

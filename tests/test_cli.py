@@ -35,7 +35,29 @@ def test_train_evaluate_attack_roundtrip(tmp_path, capsys):
     assert f["x_adv"].min() >= 0 and f["x_adv"].max() <= 1
 
 
+def test_train_method_flag_switches_the_method(tmp_path, capsys):
+  run = tmp_path / "mart"
+  assert main(["train", "--config", "quickstart_digits", "--method", "mart", "--output-dir", str(run),
+               "--no-progress", "train.epochs=1", "data.train_subset=128", "method.steps=2",
+               "method.beta=5.0", "eval.attacks=[]"]) == 0
+  cfg = json.loads((run / "config.json").read_text())
+  assert cfg["method"] == {"name": "mart", "steps": 2, "beta": 5.0}  # quickstart's method is 'standard'
+  assert (run / "report.json").exists()
+
+
+def test_switch_method_keeps_only_the_threat_model():
+  from jaxrobust.methods.registry import switch_method
+  trades = {"name": "trades", "eps": 0.3, "step_size": 0.01, "steps": 40, "beta": 1.0}
+  sec, dropped = switch_method(trades, "gairat")
+  assert sec == {"name": "gairat", "eps": 0.3, "step_size": 0.01, "steps": 40} and dropped == ["beta"]
+  assert switch_method(trades, "standard") == ({"name": "standard"}, ["beta", "eps", "step_size", "steps"])
+  assert switch_method(trades, "TRADES") == (trades, [])
+  with pytest.raises(ValueError, match="unknown method 'magic'"):
+    switch_method(trades, "magic")
+
+
 @pytest.mark.parametrize("argv,message", [
+    (["train", "--config", "quickstart_digits", "--method", "magic"], "unknown method"),
     (["train", "--config", "nope"], "unknown config"),
     (["train", "--config", "quickstart_digits", "method.eps=-1"], "must be >= 0"),
     (["train", "--config", "quickstart_digits", "data.name=imagenet"], "unknown dataset"),

@@ -7,8 +7,8 @@ decay, batch 128, 100 epochs, lr x0.1 at epochs 55, 75, 90 (spec C7, the schedul
 attack: 40 steps of 0.01 on KL(p(x) || p(x')) from x + 0.001 N(0, I), eps 0.3; beta 1.
 The TRADES script itself decays only once: its ``if epoch >= 55 / elif >= 75 / elif >= 90`` never
 reaches the later branches, so lr is 0.001 from (1-indexed) epoch 55 on:
-``"optim.boundaries=(54,)"``. Its SmallCNN has Dropout(0.5) after fc1 (``model.dropout_rate``
-needs a dropout key that the train step does not pass; off here).
+``"optim.boundaries=(54,)"``. Its SmallCNN has Dropout(0.5) after fc1, as here
+(``model.dropout_rate=0.5``; the train step gives every train-mode forward its own dropout key).
 Evaluation: FGSM, PGD-20 (SPAT Table 4), PGD-40 without random start (TRADES
 ``pgd_attack_mnist.py``), PGD-200 (UDR), CW-Linf and AutoAttack standard, eps 0.3, step 0.01.
 Reference numbers: UDR Table 1 TRADES 99.4 / PGD-200 95.1 / AA 90.9; SPAT Table 4 TRADES 99.10 /
@@ -39,7 +39,7 @@ def get_config() -> dict:
   cfg = base_config()
   cfg["output_dir"] = "runs/mnist_trades"
   cfg["data"].update(name="mnist", source="auto", augment=False)
-  cfg["model"] = {"name": "small_cnn", "head": "linear", "channels": (32, 64), "hidden": 200}
+  cfg["model"] = {"name": "small_cnn", "head": "linear", "channels": (32, 64), "hidden": 200, "dropout_rate": 0.5}
   cfg["method"] = {"name": "trades", "eps": EPS, "step_size": STEP, "steps": 40, "beta": 1.0}
   cfg["optim"].update(name="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0,
                       schedule="piecewise", boundaries=(55, 75, 90), decay=0.1)

@@ -6,6 +6,7 @@ Modules listed here expose ``REGISTRY = {name: factory}``; the CLI only reads th
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 from jaxrobust.methods.base import Method
@@ -24,6 +25,8 @@ _METHOD_MODULES = (
     "jaxrobust.methods.adap",
 )
 
+# The threat model of a config: what ``switch_method`` carries over to another method.
+THREAT_KEYS = ("eps", "step_size", "steps", "norm")
 
 
 def _collect() -> dict[str, Callable[..., Method]]:
@@ -55,3 +58,23 @@ def get_method(name: str, **hparams) -> Method:
   if key not in registry:
     raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(registry))}")
   return registry[key](**hparams)
+
+
+def switch_method(section: dict, name: str) -> tuple[dict, list[str]]:
+  """``jaxrobust train --method NAME``: a method section for NAME from another method's section.
+
+  Keeps the threat model (eps, step_size, steps, norm) where NAME's factory takes it; every other
+  hyper-parameter of NAME starts at its default (set them with method.KEY=VALUE overrides). Returns
+  (new section, names of the dropped hyper-parameters).
+  """
+  registry = _collect()
+  key = name.lower().replace("-", "_")
+  if key not in registry:
+    raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(registry))}")
+  params = inspect.signature(registry[key]).parameters
+  named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+  if key == section.get("name"):
+    return dict(section), []
+  kept = {k: v for k, v in section.items() if k in THREAT_KEYS and k in named}
+  dropped = sorted(k for k in section if k != "name" and k not in kept)
+  return {"name": key, **kept}, dropped

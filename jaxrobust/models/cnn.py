@@ -41,9 +41,9 @@ class SmallCNN(nn.Module):
   Convs are 3x3 'valid' (no padding) with bias; on 28x28 inputs the flattened map is
   64*4*4 = 1024. Features are the fc2 output (B, 200), the input to the last FC.
   channels/hidden/conv_padding give the C&W CIFAR variant (channels=(64, 128), hidden=256).
-  dropout_rate: the reference puts Dropout(0.5) after fc1; it defaults to 0 here because a
-    non-zero rate needs ``rngs={'dropout': key}`` in train mode, which generic train steps do
-    not pass.
+  dropout_rate: TRADES's reference puts Dropout(0.5) after fc1 (``mnist_trades`` sets it); the
+    default 0 matches the other papers' nets. Train mode then needs ``rngs={'dropout': key}``,
+    which the train step passes (``train.step.make_forwards``).
   TRADES also zero-inits fc3 (the head); we keep the head's default init, since all-zero logits
   give attacks a zero input gradient at initialisation.
   """

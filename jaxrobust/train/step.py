@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 import jax
@@ -21,12 +22,20 @@ def _variables(params, batch_stats):
   return v
 
 
-def make_forwards(module, microbatch: Microbatch = "auto"):
+def make_forwards(module, microbatch: Microbatch = "auto", dropout_key=None):
   """(train_forward, eval_forward) threading BN statistics functionally.
 
   eval_forward (inference mode, used by training attacks) runs in micro-batches (see
   ``models.microbatch``); train_forward always sees the whole batch (BN statistics couple rows).
+  dropout_key: train-mode dropout masks come from fold_in(dropout_key, c), c counting the
+  train_forward calls of one traced step, so every forward draws its own masks (as each call of a
+  torch module in train mode does) and the same step key gives the same masks. Modules without
+  dropout ignore it.
   """
+  calls = itertools.count()
+
+  def rngs():
+    return {} if dropout_key is None else {"dropout": jax.random.fold_in(dropout_key, next(calls))}
 
   def eval_forward(params, batch_stats, x) -> ModelOutput:
     variables = _variables(params, batch_stats)
@@ -35,17 +44,17 @@ def make_forwards(module, microbatch: Microbatch = "auto"):
 
   def train_forward(params, batch_stats, x):
     if not jax.tree.leaves(batch_stats):
-      out = module.apply({"params": params}, x, train=True, return_features=True)
+      out = module.apply({"params": params}, x, train=True, return_features=True, rngs=rngs())
       return out, batch_stats
     out, updates = module.apply(_variables(params, batch_stats), x, train=True,
-                                return_features=True, mutable=["batch_stats"])
+                                return_features=True, mutable=["batch_stats"], rngs=rngs())
     return out, updates["batch_stats"]
 
   return train_forward, eval_forward
 
 
-def make_context(module, step, steps_per_epoch: int, num_classes: int) -> StepContext:
-  train_forward, eval_forward = make_forwards(module)
+def make_context(module, step, steps_per_epoch: int, num_classes: int, dropout_key=None) -> StepContext:
+  train_forward, eval_forward = make_forwards(module, dropout_key=dropout_key)
   epoch = step.astype(jnp.float32) / float(max(steps_per_epoch, 1))
   return StepContext(forward=train_forward, eval_forward=eval_forward, step=step, epoch=epoch,
                      num_classes=num_classes)
@@ -65,7 +74,10 @@ def make_train_step(module, method: Method, tx: optax.GradientTransformation, *,
     key, aug_key, attack_key, loss_key = jax.random.split(key, 4)
     if augment is not None:
       batch = dict(batch, image=augment(aug_key, batch["image"]))
-    ctx = make_context(module, state.step, steps_per_epoch, num_classes)
+    # A key of its own for dropout, folded from loss_key so the other keys (and so every run without
+    # dropout) are unchanged.
+    ctx = make_context(module, state.step, steps_per_epoch, num_classes,
+                       dropout_key=jax.random.fold_in(loss_key, 0x64726F70))
 
     if method.attack is not None:
       x_adv, attack_aux = method.attack(state.params, state.batch_stats, batch, attack_key,
