@@ -19,8 +19,9 @@ stage (each target of APGD-T / FAB-T, each restart) the still-robust points are 
 reference does, into buckets of ``bucket_rows(n)`` rows: n rounded up to ..., 40, 48, 56, 64, 80, 96, ...
 (at most ``batch_size`` rows; padding rows are inactive). So the work follows the number of points left,
 with at most 25% padding and a handful of compiled shapes; the run index is a traced argument, so the
-9 targets share one program. On a robust SmallCNN (100 Fashion-MNIST points, 46 left after APGD-CE) this
-made the cascade 2.x times faster than one 128-row masked bucket per stage (BENCHMARKS.md).
+9 targets share one program. On a robust SmallCNN (100 Fashion-MNIST points, 62 clean-correct, 46 left
+after APGD-CE) this and the APGD/FAB loop changes of the same round took the cascade from 225.8 s (one
+128-row masked bucket per stage) to 88.1 s (BENCHMARKS.md section 1b).
 ``compact=False`` keeps fixed buckets of ``batch_size`` rows and runs all targets/restarts inside one call
 (``lax.while_loop`` that stops when no point of the bucket is left): one compiled shape per stage.
 Randomness is per example (``fold_in(key, global index)``) and every stage uses the same ``key``, as the
