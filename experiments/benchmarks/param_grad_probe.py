@@ -6,7 +6,8 @@
    update) and of TRADES's two forwards (CE + 6 KL), JAX (``train.step.make_forwards``) against
    the same network ported to torch; interleaved medians of 5 after warm-up.
 2. Single 3x3 convolutions at ResNet-18's four stage shapes: forward, kernel gradient and input
-   gradient, ``models.conv.conv2d`` against ``torch.nn.functional.conv2d`` / ``torch.nn.grad``.
+   gradient, ``models.conv.conv2d`` against ``torch.nn.functional.conv2d`` / ``torch.nn.grad``; for
+   the first stage also the kernel gradient written as nine shifted GEMMs (the alternative tried).
 Needs the [torch] extra.
 """
 import sys
@@ -102,7 +103,18 @@ def conv_layers(b):
                torch_kgrad=med(lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, gt, padding=1)),
                jax_igrad=med(lambda: jax.block_until_ready(ig(x, w, g))),
                torch_igrad=med(lambda: torch.nn.grad.conv2d_input(xt.shape, wt, gt, padding=1)))
+    if h == 32:  # the alternative tried for the slow first-stage kernel gradient: nine shifted GEMMs
+      nine = jax.jit(lambda x, g: _nine_gemm_kernel_grad(x, g))
+      r["jax_kgrad_nine_gemms"] = med(lambda: jax.block_until_ready(nine(x, g)))
     print("conv ms:", (b, h, c, co), r, flush=True)
+
+
+def _nine_gemm_kernel_grad(x, g):
+  """dW[i, j] = sum_{b,h,w} pad(x)[b, h+i, w+j, :]^T g[b, h, w, :] for a 3x3, padding-1 convolution."""
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h, w = g.shape[1], g.shape[2]
+  return jnp.stack([jnp.stack([jnp.einsum("bhwc,bhwo->co", xp[:, i:i + h, j:j + w, :], g) for j in range(3)])
+                    for i in range(3)])
 
 
 if __name__ == "__main__":

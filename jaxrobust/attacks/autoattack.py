@@ -164,6 +164,9 @@ def bucket_rows(n: int, cap: int) -> int:
   """Rows of a bucket for n points: at least 8, else n rounded up to a multiple of 2^(ceil(log2 n) - 3)
   (..., 40, 48, 56, 64, 80, 96, 112, 128, 160, ...): at most 4 sizes per octave, so few compiled shapes,
   and less than 25% padding; never above cap."""
+  if int(n) != n or int(cap) != cap or n < 1 or cap < 1:
+    raise ValueError(f"bucket_rows needs integers n >= 1 and cap >= 1; got n={n!r}, cap={cap!r}")
+  n, cap = int(n), int(cap)
   if n <= 8:
     rows = 8
   else:

@@ -71,7 +71,9 @@ class Trainer:
     self.progress = progress
     self.output_dir = os.path.abspath(cfg["output_dir"])
     _ensure_writable(self.output_dir)
-    if parallel.is_main_process():
+    # The run's record: written by the run that starts it, never by a resume or by `jaxrobust evaluate`
+    # (which load it, possibly with overrides, and may then fail the config check).
+    if parallel.is_main_process() and not _has_checkpoints(os.path.join(self.output_dir, "checkpoints")):
       write_json(os.path.join(self.output_dir, "config.json"), cfg)
     if train_ds is None:
       train_ds, test_ds = load_splits(cfg)
@@ -217,6 +219,8 @@ def _fingerprint(cfg) -> str:
   """Hash of everything that changes the training trajectory (not output_dir / eval)."""
   import hashlib
   keep = {k: cfg[k] for k in ("seed", "data", "model", "method", "optim") if k in cfg}
+  if keep.get("data", {}).get("subset_seed", None) is None:  # added later; unset = the old behaviour,
+    keep["data"] = {k: v for k, v in keep["data"].items() if k != "subset_seed"}  # so older runs resume
   keep["train"] = {k: v for k, v in cfg["train"].items()
                    if k in ("epochs", "batch_size")}
   return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -350,3 +354,7 @@ def _check_eval_prefixes(cfg: dict, test_ds) -> None:
     m = spec.get("max_examples")
     if m and int(m) < len(ds):
       check_prefix_classes(ds, int(m), f"eval attack {spec.get('label', spec['name'])!r} with max_examples={m}")
+
+
+def _has_checkpoints(directory: str) -> bool:
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))

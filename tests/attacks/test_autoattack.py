@@ -106,6 +106,9 @@ def test_bucket_rows_padding_and_sizes():
   for lo in (8, 16, 32, 64, 128, 256, 512):  # at most 4 shapes per octave
     assert len([r for r in sizes if lo < r <= 2 * lo]) <= 4
   assert AA.bucket_rows(100, 64) == 64 and AA.bucket_rows(3, 5) == 5
+  for bad in ((0, 8), (4, 0), (2.5, 8)):
+    with pytest.raises(ValueError, match="bucket_rows needs integers"):
+      AA.bucket_rows(*bad)
 
 
 def test_compact_buckets_follow_the_robust_points(standard, monkeypatch):

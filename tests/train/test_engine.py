@@ -122,6 +122,18 @@ def test_mismatched_checkpoint_gives_clear_error(tmp_path):
   other["model"].pop("conv_padding")
   with pytest.raises(CheckpointError, match="does not match|different config"):
     Trainer(other, progress=False).restore_or_init()
+  # The refused config did not overwrite the run's record.
+  import json
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["name"] == cfg["model"]["name"]
+
+
+def test_older_run_without_subset_seed_still_resumes(tmp_path):
+  # data.subset_seed was added after runs existed; unset, it must not change the config fingerprint.
+  from jaxrobust.train.loop import _fingerprint
+  cfg = _tiny_cfg(tmp_path)
+  old = {**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "subset_seed"}}
+  assert cfg["data"]["subset_seed"] is None and _fingerprint(old) == _fingerprint(cfg)
+  assert _fingerprint({**cfg, "data": dict(cfg["data"], subset_seed=0)}) != _fingerprint(cfg)
 
 
 def test_unwritable_output_dir(tmp_path):
