@@ -185,3 +185,40 @@ def test_missing_torch_message_names_the_pip_command(monkeypatch):
   monkeypatch.setattr(builtins, "__import__", fake_import)
   with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
     tr.require_torch()
+
+
+@pytest.mark.torch
+def test_torch_compile_variants_are_built_for_pgd_and_train_rows():
+  """--torch-compile adds a compiled-network variant to the train rows too (built, not run:
+  inductor takes 15-60 s per model; the benchmark itself times it)."""
+  torch = pytest.importorskip("torch")
+  cfg = {"quick": True, "seed": 0, "warmup": 1, "torch_compile": True}
+  bench = benchmark.Bench(cfg, torch, lambda *a: None)
+  for kind in ("pgd_at", "trades"):
+    v = benchmark.torch_train_variant(bench, kind, "small_cnn", 4, 1, compile_model=True)
+    assert v.name == "torch_compile" and v.info["torch_compile"] is True and v.warmup >= 2
+    eager = benchmark.torch_train_variant(bench, kind, "small_cnn", 4, 1)
+    assert eager.name == "torch_eager" and eager.info["torch_compile"] is False and eager.warmup is None
+  v = benchmark.torch_pgd_variant(bench, "torch_compile", "small_cnn", 4, 1, compile_model=True)
+  assert v.info["torch_compile"] is True and v.warmup >= 2
+
+
+def test_device_scaling_script_shards_over_simulated_devices(tmp_path):
+  """experiments/benchmarks/device_scaling.py: one process per device count, batch split N ways."""
+  import pathlib
+  import subprocess
+  import sys
+  script = pathlib.Path(__file__).parents[1] / "experiments" / "benchmarks" / "device_scaling.py"
+  r = subprocess.run([sys.executable, str(script), "--devices", "1,2", "--batch-size", "8", "--steps", "1",
+                      "--repeats", "1", "--out", str(tmp_path)], capture_output=True, text=True, check=False)
+  assert r.returncode == 0, r.stderr[-2000:]
+  report = json.loads((tmp_path / "device_scaling.json").read_text())
+  assert [run["num_devices"] for run in report["runs"]] == [1, 2]
+  assert [run["batch_shards"] for run in report["runs"]] == [1, 2]
+  for run in report["runs"]:
+    for prog in ("pgd", "pgd_at_step"):
+      assert run[prog]["median_s"] > 0 and run[prog]["compile_s"] > 0
+  assert (tmp_path / "device_scaling.md").read_text().count("\n| ") == 3  # header + 2 rows
+  bad = subprocess.run([sys.executable, str(script), "--devices", "3", "--batch-size", "8"],
+                       capture_output=True, text=True, check=False)
+  assert bad.returncode == 2 and "divisible" in bad.stderr
