@@ -23,7 +23,7 @@ from jaxrobust.models import MODEL_NAMES, get_model
 NAMES = config_names()
 PAPER_CONFIGS = ("cifar10_pgd_at", "cifar10_trades", "cifar10_mart", "cifar10_gairat", "cifar10_mail_at",
                  "cifar10_mail_trades", "cifar10_mail_mart", "cifar10_spat", "cifar10_awp_at",
-                 "mnist_trades", "mnist_spat")
+                 "mnist_trades", "mnist_spat", "cifar10_udr", "cifar10_udr_awp_at", "mnist_udr")
 
 
 def test_paper_configs_are_listed():
@@ -207,6 +207,29 @@ def test_cifar10_awp_at_protocol():
   t = c["train"]
   assert (t["select_best"], t["eval_every_epochs"]) == (True, 1)
   assert t["select_attack"] == _attack(c, "PGD-20")
+
+
+def test_udr_protocols():
+  """Spec C6/C7: ResNet-18 with MART's recipe, WRN-34-10 with AWP's, MNIST with beta 1; lambda 1 / 0.02 / 10."""
+  c = load_config("cifar10_udr")
+  m = c["method"]
+  assert (m["name"], m["beta"], m["steps"], m["lam_init"], m["lam_lr"], m["lam_period"]) == (
+      "udr_trades", 6.0, 10, 1.0, 0.02, 10)
+  assert math.isclose(m["eps"], 8 / 255) and math.isclose(m["step_size"], 2 / 255)
+  assert c["model"]["name"] == "resnet18" and c["data"]["augment"]
+  assert (c["optim"]["lr"], c["optim"]["weight_decay"], c["optim"]["boundaries"]) == (0.01, 3.5e-3, (75, 90, 100))
+  assert c["train"]["epochs"] == 200 and {"PGD-200", "AA"} <= _labels(c)
+  assert _attack(c, "PGD-200")["steps"] == 200
+  from jaxrobust.configs.cifar10_udr import udr_eval_attacks
+  assert udr_eval_attacks(aa_max_examples=1000)[1]["max_examples"] == 1000
+  w = load_config("cifar10_udr_awp_at")
+  assert (w["method"]["name"], w["method"]["gamma"], w["method"]["lam_lr"]) == ("udr_awp_at", 0.01, 0.001)
+  assert w["model"]["name"] == "wrn34_10" and w["train"]["select_best"]
+  assert get_method(**w["method"]).hparams["natural"] == 0.0       # UDR-PGD*: no natural term
+  n = load_config("mnist_udr")
+  assert (n["method"]["name"], n["method"]["beta"], n["method"]["eps"], n["method"]["steps"]) == (
+      "udr_trades", 1.0, 0.3, 40)
+  assert n["model"]["name"] == "small_cnn" and "dropout_rate" not in n["model"]
 
 
 def test_mnist_protocols():

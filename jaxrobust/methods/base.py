@@ -39,12 +39,15 @@ class StepContext(NamedTuple):
   step: scalar int32, optimiser steps taken so far.
   epoch: scalar float32, step / steps_per_epoch (fractional), for burn-in schedules.
   num_classes: static int.
+  steps_per_epoch: static int, or 0 where the caller has no epochs (tests); with it a method
+    can tell the batch index within the epoch (step % steps_per_epoch), e.g. UDR's lambda period.
   """
   forward: Callable[[PyTree, PyTree, Array], tuple[ModelOutput, PyTree]]
   eval_forward: Callable[[PyTree, PyTree, Array], ModelOutput]
   step: Array
   epoch: Array
   num_classes: int
+  steps_per_epoch: int = 0
 
 
 class LossAux(NamedTuple):

@@ -20,6 +20,7 @@ _METHOD_MODULES = (
     "jaxrobust.methods.mail",
     "jaxrobust.methods.spat",
     "jaxrobust.methods.awp",
+    "jaxrobust.methods.udr",
     "jaxrobust.methods.alp",
     "jaxrobust.methods.fat",
     "jaxrobust.methods.adap",

@@ -57,7 +57,7 @@ def make_context(module, step, steps_per_epoch: int, num_classes: int, dropout_k
   train_forward, eval_forward = make_forwards(module, dropout_key=dropout_key)
   epoch = step.astype(jnp.float32) / float(max(steps_per_epoch, 1))
   return StepContext(forward=train_forward, eval_forward=eval_forward, step=step, epoch=epoch,
-                     num_classes=num_classes)
+                     num_classes=num_classes, steps_per_epoch=int(steps_per_epoch))
 
 
 def make_train_step(module, method: Method, tx: optax.GradientTransformation, *,

@@ -1,0 +1,103 @@
+"""UDR's soft-ball attack (Bui et al. 2022, Unified Wasserstein Distributional Robustness; spec C4).
+
+Code form (``attack_udr`` in UDR's ``train_cifar10_udr.py``, authoritative for its tables), per
+pixel, with delta = x' - x and lam >= 0 the learned dual variable::
+
+    delta_0 = clip(U(-eps, eps), -x, 1 - x)
+    repeat k times:
+        delta = delta + alpha * sign(grad_delta g(x + delta))              push (sign on grad g)
+        delta = delta - lam * (alpha / tau) * (delta - sign(delta) eps) * 1{|delta| > eps}
+                                                                           pull = eta lam grad c_hat
+        delta = clip(delta, -x, 1 - x)                                     box
+
+The pull is eta * lam * grad of the per-pixel cost c_hat(delta) = (1 / (2 tau)) sum_i (|delta_i| - eps)_+^2:
+zero inside the Linf ball, so pixels with |delta_i| <= eps never move back. With lam = 1 and
+tau = alpha (the code's tau) the pull maps every |delta_i| > eps exactly to eps, i.e. this *is*
+PGD's hard clip (spec U1); lam = 0 does not project at all (U2); for 0 < lam < 1 the excess
+e = (|delta| - eps)_+ obeys e_k <= (1 - lam) alpha / lam (1 - (1 - lam)^k) (U3).
+
+The pull is written (1 - c) delta + c sign(delta) eps on the excess pixels (c = lam alpha / tau),
+which equals the code's delta - c (delta - sign(delta) eps) and is exact at c = 1. The result
+lies in the [0, 1] box but, for lam < 1, *outside* the eps-ball: it is a training attack, not an
+evaluation one, so it is not in the attack registry (the evaluator would reject its points).
+
+``smoothed_cost`` is the paper's eq. 16 cost c_hat_X, used by the paper-form lambda update and
+tested for its limits (U7).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust.attacks.pgd import (as_bcast, example_keys, loss_and_grad, random_init, resolve_unroll,
+                                   validate)
+from jaxrobust.types import Array, LogitsFn
+
+
+def soft_ball_pull(delta: Array, eps, lam, step_size, tau) -> Array:
+  """delta - lam (alpha / tau) (delta - sign(delta) eps) 1{|delta| > eps}, per pixel (code form).
+
+  eps, step_size: scalar or broadcastable to delta; lam, tau: scalars (lam may be traced).
+  """
+  c = jnp.asarray(lam, delta.dtype) * (jnp.asarray(step_size, delta.dtype) / jnp.asarray(tau, delta.dtype))
+  eps = jnp.asarray(eps, delta.dtype)
+  pulled = (1.0 - c) * delta + c * jnp.sign(delta) * eps
+  return jnp.where(jnp.abs(delta) > eps, pulled, delta)
+
+
+def smoothed_cost(c_x: Array, eps, tau) -> Array:
+  """Paper eq. 16: c_hat = c_X inside the ball (c_X < eps), eps + (c_X - eps) / tau outside.
+
+  Continuous at c_X = eps, slope 1/tau outside, and -> the hard-ball cost (inf outside) as tau -> 0.
+  """
+  return jnp.where(c_x < eps, c_x, eps + (c_x - eps) / tau)
+
+
+def udr_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: int, lam,
+            tau=None, loss="ce", unroll: int | bool | None = None) -> Array:
+  """UDR's soft-ball sign-gradient attack (code form). Returns x + delta, in the [0, 1] box.
+
+  Args:
+    logits_fn: pure ``x -> logits``.
+    x: (B, ...) images in [0, 1]; y: (B,) labels.
+    key: one PRNG key (example i starts from fold_in(key, i), as ``pgd``) or (B,) keys.
+    eps, step_size: scalar or (B,); the Linf radius of the soft ball and the push alpha.
+    steps: k (static).
+    lam: the dual variable, a scalar >= 0 (may be traced: it is training state).
+    tau: the cost temperature; None = step_size (the code's choice; the paper suggests 2 alpha).
+    loss: the craft loss g's x'-part, a name or ``loss(logits, y, ref_logits) -> (B,)``.
+  """
+  validate(x, y, eps=eps, step_size=step_size)
+  if int(steps) != steps or steps < 0:
+    raise ValueError(f"udr_pgd needs steps >= 0; got {steps}")
+  with jax.ensure_compile_time_eval():
+    for name, v in (("lam", lam), ("tau", tau)):
+      if v is not None and not isinstance(v, jax.core.Tracer):
+        if jnp.ndim(v) != 0:
+          raise ValueError(f"udr_pgd {name} must be a scalar; got shape {jnp.shape(v)}")
+        if not float(v) >= 0 or (name == "tau" and float(v) == 0):
+          raise ValueError(f"udr_pgd {name} must be {'> 0' if name == 'tau' else '>= 0'}; got {v}")
+  alpha = as_bcast(step_size, x)
+  eps_b = as_bcast(eps, x)
+  tau_b = alpha if tau is None else jnp.asarray(tau, x.dtype)
+  grad_fn, _ = loss_and_grad(logits_fn, loss, x, y)
+  keys = example_keys(key, x.shape[0])
+  # The same start as pgd(init='uniform'): x + U(-eps, eps), box-clipped.
+  delta0 = random_init(keys, x, eps, "linf", "uniform") - x
+  lo, hi = -x, 1.0 - x
+
+  def step(_, delta):
+    g, _ = grad_fn(x + delta)
+    delta = delta + alpha * jnp.sign(g)
+    delta = soft_ball_pull(delta, eps_b, lam, alpha, tau_b)
+    return jnp.clip(delta, lo, hi)
+
+  delta = jax.lax.fori_loop(0, steps, step, delta0, unroll=resolve_unroll(unroll, steps))
+  return jnp.clip(x + delta, 0.0, 1.0)
+
+
+def mean_abs_perturbation(x_adv: Array, x: Array) -> Array:
+  """(B,) per-example mean |x' - x| over pixels: the code's ``mynorm(order=1)`` statistic for lam."""
+  d = jnp.abs(x_adv - x).reshape(x.shape[0], -1)
+  return jnp.mean(d, axis=1)
