@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         "pgd20": q.get("pgd20"), "aa_lite": q.get("aa"), "clean_quoted": q.get("clean")}
     print(f"{name}: clean {rep['clean_accuracy']:.3f} AA {rep['robust_accuracy']:.3f} ({seconds:.0f} s)", flush=True)
     trainer.checkpointer.close()
-    _write(args.out, command, results, time.perf_counter() - t_start)
+    _write(args.out, command, results, time.perf_counter() - t_start, args.tables)
   return 0
 
 
@@ -95,7 +95,7 @@ def _pct(v):
   return "-" if v is None else f"{100 * v:.1f}"
 
 
-def _write(out: str, command: str, results: dict, total_s: float) -> None:
+def _write(out: str, command: str, results: dict, total_s: float, tables=DEFAULT_TABLES) -> None:
   meta = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
           "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPU cores; "
                      f"jax {jax.__version__} {jax.default_backend()}",
@@ -106,7 +106,8 @@ def _write(out: str, command: str, results: dict, total_s: float) -> None:
     json.dump({"meta": meta, "results": results}, f, indent=2)
   lines = ["# AutoAttack standard on the longer reduced protocol (Fashion-MNIST, eps 0.1)", "", "```", command, "```",
            "", f"- date: {meta['date']}", f"- machine: {meta['machine']}", f"- attack: {meta['attack']}",
-           "- clean / PGD-20 / AA-lite: quoted from results_reduced_long{,_rest}.json (same checkpoints, same points)",
+           "- clean / PGD-20 / AA-lite: quoted from " + ", ".join(os.path.basename(t) for t in tables)
+           + " (same checkpoints, same points)",
            f"- total wall time: {total_s / 60:.1f} min", "",
            "| method | clean | PGD-20 | AA-lite | AA standard | after APGD-CE | after APGD-T | after FAB-T | seconds |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
