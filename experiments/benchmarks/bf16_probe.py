@@ -6,7 +6,8 @@
 Times, on this machine, the forward of two 3x3 convolutions the benchmark models spend their
 time in (SmallCNN's 32->32 on 128x26x26, PreAct ResNet-18's first stage 64->64 on 128x32x32,
 'SAME' padding) and a 4096x1024x1024 matmul, in float32 and bfloat16 (float32 accumulation),
-under JAX and under PyTorch (oneDNN). ``--sweep`` re-runs the JAX half in fresh processes with
+under JAX and under PyTorch (oneDNN), and (JAX only) the 64->64 convolution written as an im2col
+matmul and as nine shifted-tap matmuls. ``--sweep`` re-runs the JAX half in fresh processes with
 XLA's other CPU paths switched on (oneDNN dot fusions and custom calls, YNNPACK fusions), since
 XLA fixes its flags when the backend starts. Medians of 10 calls after 2 warm-up calls, ms.
 """
@@ -64,6 +65,24 @@ def jax_times() -> dict:
   for dt in ("float32", "bfloat16"):
     a, b = jnp.ones((m, k), dt), jnp.ones((k, n), dt)
     out[f"matmul {m}x{k}x{n} {dt}"] = _median_ms(lambda: matmul(a, b).block_until_ready())
+  # The ResNet first-stage convolution written as matmuls, the only way to reach a library's fast
+  # bf16 dot (YNNPACK's, with the "YNNPACK dots only" flags): im2col patches, or nine shifted taps.
+  n_, h, c, o = CONVS[1]
+  x = jax.random.normal(jax.random.key(0), (n_, h, h, c))
+  w = jax.random.normal(jax.random.key(1), (3, 3, c, o))
+
+  def shifted(x):
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return [xp[:, i:i + h, j:j + h, :] for i in range(3) for j in range(3)]
+
+  im2col = jax.jit(lambda x, w: jnp.einsum("bhwk,ko->bhwo", jnp.concatenate(shifted(x), -1), w.reshape(9 * c, o),
+                                           preferred_element_type=jnp.float32))
+  taps = jax.jit(lambda x, w: sum(jnp.einsum("bhwc,co->bhwo", s, w[t // 3, t % 3], preferred_element_type=jnp.float32)
+                                  for t, s in enumerate(shifted(x))))
+  for dt in ("float32", "bfloat16"):
+    xx, ww = x.astype(dt), w.astype(dt)
+    for name, f in (("im2col matmul", im2col), ("nine-tap matmuls", taps)):
+      out[f"conv {n_}x{h}x{h} {c}->{o} as {name} {dt}"] = _median_ms(lambda: f(xx, ww).block_until_ready())
   return out
 
 

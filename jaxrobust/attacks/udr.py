@@ -51,6 +51,9 @@ def smoothed_cost(c_x: Array, eps, tau) -> Array:
 
   Continuous at c_X = eps, slope 1/tau outside, and -> the hard-ball cost (inf outside) as tau -> 0.
   """
+  with jax.ensure_compile_time_eval():
+    if not isinstance(tau, jax.core.Tracer) and not float(tau) > 0:
+      raise ValueError(f"smoothed_cost needs tau > 0; got {tau}")
   return jnp.where(c_x < eps, c_x, eps + (c_x - eps) / tau)
 
 

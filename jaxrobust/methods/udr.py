@@ -69,6 +69,10 @@ def lambda_update(state: dict, dis, batch_index, *, eps: float, lam_lr: float, p
   lam goes down while the attack stays inside the ball on average (mean distance < eps), so the
   soft ball grows, and up otherwise (Danskin's gradient of the dual in lam, eq. 19).
   """
+  if int(period) != period or period < 1:
+    raise ValueError(f"lambda_update period must be an integer >= 1; got {period}")
+  if lam_lr < 0:
+    raise ValueError(f"lambda_update lam_lr must be >= 0; got {lam_lr}")
   total = state["dis_sum"] + jnp.asarray(dis, jnp.float32)
   count = state["dis_count"] + 1.0
   fire = jnp.asarray(batch_index) % period == 0

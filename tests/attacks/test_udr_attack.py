@@ -100,6 +100,8 @@ def test_u7_smoothed_cost():
   outside = [float(smoothed_cost(jnp.asarray(0.6), eps, t)) for t in (1.0, 0.1, 1e-3, 1e-6)]
   assert outside == sorted(outside) and outside[-1] > 1e4                  # -> the hard cost as tau -> 0
   assert float(smoothed_cost(jnp.asarray(0.3), eps, 1e-6)) == pytest.approx(0.3)
+  with pytest.raises(ValueError, match="tau"):
+    smoothed_cost(c, eps, 0.0)
 
 
 def test_u8_positive_loss_scale_does_not_change_the_craft():

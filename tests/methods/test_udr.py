@@ -176,6 +176,10 @@ def test_rejects_bad_hyperparameters(kw):
       factory(**kw)
   with pytest.raises(ValueError, match="loss_form"):
     make_udr_mart(loss_form="thesis")
+  with pytest.raises(ValueError, match="period"):
+    lambda_update(init_lambda_state(1.0), 0.1, 0, eps=0.1, lam_lr=0.1, period=0)
+  with pytest.raises(ValueError, match="lam_lr"):
+    lambda_update(init_lambda_state(1.0), 0.1, 0, eps=0.1, lam_lr=-0.1, period=1)
 
 
 def test_registry_and_switch_method_keep_the_threat_model():
