@@ -2,7 +2,9 @@
 
 Each attack lives in its own module (``jaxrobust.attacks.pgd``, ``.fgsm``, ``.mim``, ``.cw``,
 ``.lm_pgd``, ``.apgd``, ``.fab``, ``.square``, ``.autoattack``); ``get_attack(name, **config)``
-returns a configured attack by name and ``attack_names()`` lists them.
+returns a configured attack by name and ``attack_names()`` lists them. Training-only attacks
+whose points may leave the eps-ball (UDR's soft ball, ``jaxrobust.attacks.udr.udr_pgd``) are not
+in the registry, so the evaluator never reports them as robust accuracy.
 """
 
 from jaxrobust.attacks.registry import attack_names, get_attack
