@@ -19,9 +19,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-import numpy as np
+from _timing import median_ms  # this folder (the script's directory is on sys.path)
 
 CONVS = [(128, 26, 32, 32), (128, 32, 64, 64)]
 MATMUL = (4096, 1024, 1024)
@@ -36,15 +35,8 @@ SWEEP = {
 }
 
 
-def _median_ms(f, n=10, warmup=2):
-  for _ in range(warmup):
-    f()
-  ts = []
-  for _ in range(n):
-    t = time.perf_counter()
-    f()
-    ts.append(time.perf_counter() - t)
-  return round(1e3 * float(np.median(ts)), 1)
+def _median_ms(f):
+  return median_ms(f, n=10, warmup=2)
 
 
 def jax_times() -> dict:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from _timing import median_ms  # this folder (the script's directory is on sys.path)
 
 from jaxrobust import losses as L
 from jaxrobust import torch_reference as tr
@@ -29,13 +30,7 @@ torch.set_num_threads(2)
 
 
 def med(f, n=7):
-  f()
-  ts = []
-  for _ in range(n):
-    t = time.perf_counter()
-    f()
-    ts.append(time.perf_counter() - t)
-  return round(1e3 * float(np.median(ts)), 1)
+  return median_ms(f, n=n, warmup=1)
 
 
 def train_grads(b):

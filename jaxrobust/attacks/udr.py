@@ -40,6 +40,12 @@ def soft_ball_pull(delta: Array, eps, lam, step_size, tau) -> Array:
 
   eps, step_size: scalar or broadcastable to delta; lam, tau: scalars (lam may be traced).
   """
+  with jax.ensure_compile_time_eval():
+    for name, v in (("lam", lam), ("tau", tau)):
+      if not isinstance(v, jax.core.Tracer) and jnp.ndim(v) == 0 and not float(v) >= 0:
+        raise ValueError(f"soft_ball_pull {name} must be >= 0; got {v}")
+    if not isinstance(tau, jax.core.Tracer) and jnp.ndim(tau) == 0 and float(tau) == 0:
+      raise ValueError("soft_ball_pull tau must be > 0; got 0")
   c = jnp.asarray(lam, delta.dtype) * (jnp.asarray(step_size, delta.dtype) / jnp.asarray(tau, delta.dtype))
   eps = jnp.asarray(eps, delta.dtype)
   pulled = (1.0 - c) * delta + c * jnp.sign(delta) * eps
@@ -102,5 +108,7 @@ def udr_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, ste
 
 def mean_abs_perturbation(x_adv: Array, x: Array) -> Array:
   """(B,) per-example mean |x' - x| over pixels: the code's ``mynorm(order=1)`` statistic for lam."""
+  if x_adv.shape != x.shape:
+    raise ValueError(f"mean_abs_perturbation needs x_adv and x of the same shape; got {x_adv.shape} and {x.shape}")
   d = jnp.abs(x_adv - x).reshape(x.shape[0], -1)
   return jnp.mean(d, axis=1)

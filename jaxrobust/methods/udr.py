@@ -96,7 +96,7 @@ def _distance(x_adv, x, kind):
   return jnp.max(jnp.abs(x_adv - x).reshape(x.shape[0], -1), axis=1)
 
 
-def _check(name, eps, step_size, steps, lam_init, lam_lr, lam_period, tau, lam_distance, norm, **nonneg):
+def _check(name, eps, step_size, steps, lam_init, lam_lr, lam_period, tau, lam_distance, norm):
   if eps < 0 or step_size < 0 or steps < 0 or int(steps) != steps:
     raise ValueError(f"{name} needs eps, step_size >= 0 and an integer steps >= 0; got {eps}, {step_size}, {steps}")
   if lam_init < 0:
@@ -111,9 +111,6 @@ def _check(name, eps, step_size, steps, lam_init, lam_lr, lam_period, tau, lam_d
     raise ValueError(f"{name} lam_distance must be one of {LAMBDA_DISTANCES}; got {lam_distance!r}")
   if norm != "linf":
     raise ValueError(f"{name} is defined for the Linf soft ball (the code form); got norm={norm!r}")
-  for key, v in nonneg.items():
-    if v < 0:
-      raise ValueError(f"{name} {key} must be >= 0; got {v}")
 
 
 def make_udr(name: str, theta_loss, *, craft_loss: str, eps: float, step_size: float, steps: int,

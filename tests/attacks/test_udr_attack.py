@@ -80,6 +80,16 @@ def test_u4_no_pull_inside_the_ball():
     np.testing.assert_array_equal(soft_ball_pull(u, EPS, lam, ALPHA, ALPHA), u)
 
 
+def test_pull_and_distance_reject_bad_input():
+  u = jnp.zeros((2, 3))
+  with pytest.raises(ValueError, match="lam"):
+    soft_ball_pull(u, EPS, -0.5, ALPHA, ALPHA)
+  with pytest.raises(ValueError, match="tau"):
+    soft_ball_pull(u, EPS, 0.5, ALPHA, 0.0)
+  with pytest.raises(ValueError, match="same shape"):
+    mean_abs_perturbation(jnp.zeros((4, 3)), jnp.zeros((1, 3)))
+
+
 def test_u6_box_and_distance_statistic():
   f, x, y = _setup("mlp", b=8)
   for lam in (0.0, 0.4, 1.0):
