@@ -55,6 +55,7 @@ import numpy as np
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.types import Array
+from jaxrobust.attacks.registry import AttackInfo
 
 # Trace-time counters (name -> number of traces) so tests can check that a config compiles once.
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -537,8 +538,9 @@ def _targeted_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, n_target_cl
   return attack
 
 
-REGISTRY: dict[str, Any] = {
-    "apgd_ce": _factory("ce"),
-    "apgd_dlr": _factory("dlr"),
-    "apgd_t": _targeted_factory,
+REGISTRY = {
+    "apgd_ce": AttackInfo(_factory("ce"), norms=("linf", "l2"), summary="APGD on cross-entropy (Croce & Hein 2020)"),
+    "apgd_dlr": AttackInfo(_factory("dlr"), norms=("linf", "l2"), summary="APGD on the DLR loss (Croce & Hein 2020)"),
+    "apgd_t": AttackInfo(_targeted_factory, norms=("linf", "l2"),
+                         summary="APGD on the targeted DLR loss, top-k targets (Croce & Hein 2020)"),
 }

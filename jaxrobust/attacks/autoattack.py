@@ -51,6 +51,7 @@ from jaxrobust.attacks import apgd as apgd_lib
 from jaxrobust.attacks import fab as fab_lib
 from jaxrobust.attacks import square as square_lib
 from jaxrobust.types import Array
+from jaxrobust.attacks.registry import AttackInfo
 
 VERSIONS: dict[str, tuple[tuple[str, dict], ...]] = {
     "standard": (
@@ -333,8 +334,10 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
 def _autoattack_factory(*, eps, norm="linf", version="standard", **kw):
   def attack(logits_fn, x, y, key):
     return run_autoattack(logits_fn, x, y, key, eps=eps, norm=norm, version=version, **kw)[0]
-  attack.jittable = False  # a host-side cascade of compiled stages; the evaluator calls it directly
   return attack
 
 
-REGISTRY: dict[str, Any] = {"autoattack": _autoattack_factory}
+REGISTRY = {
+    "autoattack": AttackInfo(_autoattack_factory, norms=("linf", "l2"), jittable=False,
+                             summary="AutoAttack cascade: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020)"),
+}

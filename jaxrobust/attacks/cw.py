@@ -39,6 +39,7 @@ from jaxrobust import threat
 from jaxrobust.attacks.pgd import (bshape, check_logits, fooled, per_example,
                                      pgd, resolve_unroll, validate)
 from jaxrobust.types import Array, LogitsFn
+from jaxrobust.attacks.registry import AttackInfo
 
 _BIG = 1e10  # torchattacks' initial best_L2 and Carlini's "no upper bound yet"
 
@@ -162,4 +163,7 @@ def _factory(fn):
   return make
 
 
-REGISTRY = {"cw_l2": _factory(cw_l2), "cw_linf": _factory(cw_linf)}
+REGISTRY = {
+    "cw_l2": AttackInfo(_factory(cw_l2), norms=("l2",), summary="Carlini & Wagner 2017 L2 attack (Adam on tanh space)"),
+    "cw_linf": AttackInfo(_factory(cw_linf), summary="PGD on the CW margin loss (Carlini & Wagner 2017)"),
+}

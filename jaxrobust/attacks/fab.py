@@ -38,6 +38,7 @@ from jaxrobust import threat
 from jaxrobust.attacks.apgd import (as_partial, bcast_b, check_n_target_classes, eps_vector, example_keys,
                                     fold_each, num_classes, top_k_targets, validate_inputs)
 from jaxrobust.types import Array
+from jaxrobust.attacks.registry import AttackInfo
 
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
@@ -345,4 +346,7 @@ def _fab_t_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, n_target_class
   return attack
 
 
-REGISTRY: dict[str, Any] = {"fab": _fab_factory, "fab_t": _fab_t_factory}
+REGISTRY = {
+    "fab": AttackInfo(_fab_factory, norms=("linf", "l2"), summary="fast adaptive boundary (Croce & Hein 2020)"),
+    "fab_t": AttackInfo(_fab_t_factory, norms=("linf", "l2"), summary="targeted FAB, top-k targets"),
+}

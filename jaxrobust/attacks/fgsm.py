@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxrobust import threat
 from jaxrobust.attacks.pgd import as_bcast, example_keys, loss_and_grad, pgd, validate
 from jaxrobust.types import Array, LogitsFn
+from jaxrobust.attacks.registry import AttackInfo
 
 
 def fgsm(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, loss="ce",
@@ -71,7 +72,7 @@ def _factory(fn):
 
 
 REGISTRY = {
-    "fgsm": _factory(fgsm),
-    "rfgsm": _factory(rfgsm),
-    "fgsm_rs": _factory(fgsm_rs),
+    "fgsm": AttackInfo(_factory(fgsm), summary="fast gradient sign method (Goodfellow et al. 2015)"),
+    "rfgsm": AttackInfo(_factory(rfgsm), summary="R+FGSM: random step, then FGSM (Tramer et al. 2018)"),
+    "fgsm_rs": AttackInfo(_factory(fgsm_rs), summary="FGSM from a uniform random start (Wong et al. 2020)"),
 }

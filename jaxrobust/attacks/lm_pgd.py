@@ -24,6 +24,7 @@ from jaxrobust import threat
 from jaxrobust.attacks.pgd import (as_bcast, bshape, example_keys, loss_and_grad,
                                      per_example, random_init, resolve_unroll, validate)
 from jaxrobust.types import Array, LogitsFn
+from jaxrobust.attacks.registry import AttackInfo
 
 
 def lm_pgd(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, steps: int = 50,
@@ -80,4 +81,4 @@ def _factory(**config):
   return attack
 
 
-REGISTRY = {"lm_pgd": _factory}
+REGISTRY = {"lm_pgd": AttackInfo(_factory, summary="LM-PGD: PGD with momentum and a line search over the step (Wang et al. 2021, MAIL appendix A)")}

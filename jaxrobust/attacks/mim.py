@@ -18,6 +18,7 @@ from jaxrobust import threat
 from jaxrobust.attacks.pgd import (as_bcast, bshape, example_keys, loss_and_grad,
                                      random_init, resolve_unroll, validate)
 from jaxrobust.types import Array, LogitsFn
+from jaxrobust.attacks.registry import AttackInfo
 
 
 def _normalise(g: Array, grad_norm: str) -> Array:
@@ -78,4 +79,7 @@ def _mim_factory(**config):
   return attack
 
 
-REGISTRY = {"mim": _mim_factory, "mifgsm": _mim_factory}
+REGISTRY = {
+    "mim": AttackInfo(_mim_factory, norms=("linf", "l2"), summary="momentum iterative FGSM (Dong et al. 2018)"),
+    "mifgsm": AttackInfo(_mim_factory, norms=("linf", "l2"), summary="alias of mim"),
+}

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.types import Array, LogitsFn
+from jaxrobust.attacks.registry import AttackInfo
 
 INITS = ("uniform", "normal", "none")
 RESTART_SELECT = ("loss", "fooled")
@@ -246,8 +247,9 @@ def _bim_factory(*, eps, step_size=None, steps=10, **kw):
 
 
 REGISTRY = {
-    "pgd": _pgd_factory,
-    "pgd_linf": lambda **kw: _pgd_factory(norm="linf", **kw),
-    "pgd_l2": lambda **kw: _pgd_factory(norm="l2", **kw),
-    "bim": _bim_factory,
+    "pgd": AttackInfo(_pgd_factory, norms=("linf", "l2", "l1"), summary="projected gradient descent (Madry et al. 2018)"),
+    "pgd_linf": AttackInfo(lambda **kw: _pgd_factory(norm="linf", **kw), summary="PGD with norm='linf'"),
+    "pgd_l2": AttackInfo(lambda **kw: _pgd_factory(norm="l2", **kw), norms=("l2",), summary="PGD with norm='l2'"),
+    "bim": AttackInfo(_bim_factory, norms=("linf", "l2", "l1"),
+                      summary="basic iterative method: PGD without a random start (Kurakin et al. 2016)"),
 }

@@ -1,12 +1,15 @@
 """Attacks by name: ``get_attack(name, **config) -> attack(logits_fn, x, y, key) -> x_adv``.
 
-Each attack module defines ``REGISTRY: dict[str, Callable[..., AttackFn]]`` mapping names to
-factories that take the attack's configuration (eps, steps, ...) as keyword arguments and
-return the configured pure attack. The evaluator and the CLI only talk to this module.
+Each attack module declares ``REGISTRY: dict[str, AttackInfo]``: the factory that takes the
+attack's configuration (eps, steps, ...) as keyword arguments and returns the configured pure
+attack, and what a caller needs to know about it without running it (threat models, white or
+black box, whether the configured attack can be traced inside ``jax.jit``). The evaluator and
+the CLI only talk to this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Callable
 
@@ -14,7 +17,7 @@ from jaxrobust.types import Array, LogitsFn
 
 AttackFn = Callable[[LogitsFn, Array, Array, Array], Array]
 
-# Modules that contribute attacks; a module that fails to import is an error, not a skip.
+# Every module that contributes attacks; each must import.
 _ATTACK_MODULES = (
     "jaxrobust.attacks.pgd",
     "jaxrobust.attacks.fgsm",
@@ -28,19 +31,39 @@ _ATTACK_MODULES = (
 )
 
 
-def _collect() -> dict[str, Callable[..., AttackFn]]:
-  out: dict[str, Callable[..., AttackFn]] = {}
+@dataclasses.dataclass(frozen=True)
+class AttackInfo:
+  """One registry entry.
+
+  factory: ``factory(**config) -> attack(logits_fn, x, y, key) -> x_adv``.
+  norms: the threat models the attack supports ('linf', 'l2', 'l1').
+  box: 'white' (uses input gradients) or 'black' (model outputs only).
+  jittable: the configured attack can run inside ``jax.jit``; False for a cascade with host-side
+    control (AutoAttack), which the evaluator calls directly with a ``jax.tree_util.Partial`` model.
+  summary: one line for listings.
+  """
+  factory: Callable[..., AttackFn]
+  norms: tuple[str, ...] = ("linf",)
+  box: str = "white"
+  jittable: bool = True
+  summary: str = ""
+  name: str = ""
+
+  def __post_init__(self):
+    if self.box not in ("white", "black"):
+      raise ValueError(f"AttackInfo.box must be 'white' or 'black'; got {self.box!r}")
+
+
+def _collect() -> dict[str, AttackInfo]:
+  out: dict[str, AttackInfo] = {}
   for mod_name in _ATTACK_MODULES:
-    try:
-      mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-      if e.name == mod_name:  # module not written yet
-        continue
-      raise
-    for name, factory in getattr(mod, "REGISTRY", {}).items():
+    mod = importlib.import_module(mod_name)
+    for name, info in mod.REGISTRY.items():
       if name in out:
         raise RuntimeError(f"attack name {name!r} registered twice")
-      out[name] = factory
+      if not isinstance(info, AttackInfo):
+        raise TypeError(f"{mod_name}.REGISTRY[{name!r}] must be an AttackInfo; got {type(info).__name__}")
+      out[name] = dataclasses.replace(info, name=name)
   return out
 
 
@@ -48,10 +71,19 @@ def attack_names() -> list[str]:
   return sorted(_collect())
 
 
-def get_attack(name: str, **config) -> AttackFn:
-  """Returns the configured attack; unknown names raise ValueError listing the valid ones."""
+def _canonical(name: str) -> str:
+  return name.lower().replace("-", "_")
+
+
+def attack_info(name: str) -> AttackInfo:
+  """The registry entry of ``name``; unknown names raise ValueError listing the valid ones."""
   registry = _collect()
-  key = name.lower().replace("-", "_")
+  key = _canonical(name)
   if key not in registry:
     raise ValueError(f"unknown attack {name!r}; available: {', '.join(sorted(registry))}")
-  return registry[key](**config)
+  return registry[key]
+
+
+def get_attack(name: str, **config) -> AttackFn:
+  """Returns the configured attack; unknown names raise ValueError listing the valid ones."""
+  return attack_info(name).factory(**config)

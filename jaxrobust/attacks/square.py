@@ -43,6 +43,7 @@ from jaxrobust import threat
 from jaxrobust.attacks.apgd import (as_partial, bcast_b, eps_vector, example_keys, fold_each, num_classes,
                                     validate_inputs)
 from jaxrobust.types import Array
+from jaxrobust.attacks.registry import AttackInfo
 
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
@@ -351,4 +352,7 @@ def _square_factory(*, eps, norm="linf", n_queries=5000, p_init=0.8, n_restarts=
   return attack
 
 
-REGISTRY: dict[str, Any] = {"square": _square_factory}
+REGISTRY = {
+    "square": AttackInfo(_square_factory, norms=("linf", "l2"), box="black",
+                         summary="Square attack, score-based random search (Andriushchenko et al. 2020)"),
+}

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import parallel
-from jaxrobust.attacks.registry import get_attack
+from jaxrobust.attacks.registry import attack_info, get_attack
 from jaxrobust.types import ApplyFn
 
 
@@ -63,7 +63,7 @@ class RobustEvaluator:
         kw["step_size"] = kw.pop("step_size_ratio") * eps_value
       return get_attack(name, eps=eps_value, **kw) if has_eps else get_attack(name, **kw)
 
-    if getattr(build(1.0), "jittable", True):
+    if attack_info(name).jittable:
       def run(v, x, y, key, eps_value):
         x_adv = build(eps_value)(lambda xx: apply(v, xx), x, y, key)
         return apply(v, x_adv), x_adv
