@@ -1,4 +1,6 @@
-"""AdAP paper protocol, CelebA attribute tasks (Gray_Hair 4.24% positives, Mustache 4.08%; Li, Tong, Yang, NeurIPS 2023, Table 6).
+"""AdAP paper protocol, CelebA attribute tasks (Li, Tong, Yang, NeurIPS 2023, Table 6).
+
+Gray_Hair has 4.24% positives, Mustache 4.08%.
 
 ResNet-18 (ImageNet stem) single logit, Adam lr 1e-3 with coupled L2 1e-5, 32 epochs, x0.1 after 16
 and 24, batch 128 = 64 + 64, training PGD 6 x 0.01 at eps 0.031; official train / validation / test
