@@ -1,11 +1,11 @@
 """The ``jaxrobust`` command line: thin parsing over the library.
 
     jaxrobust quickstart                      # standard vs PGD-AT on the shipped digits
-    jaxrobust train --config NAME [key=value ...]
+    jaxrobust train --config NAME_OR_FILE.py [key=value ...]
     jaxrobust evaluate --run-dir DIR [--attack SPEC ...] [key=value ...]
     jaxrobust attack --run-dir DIR --attack SPEC --out adv.npz
     jaxrobust benchmark [--quick]
-    jaxrobust list                            # configs, methods, attacks, models, datasets
+    jaxrobust list [--keys]                   # configs, methods, attacks, models, datasets (config keys)
 """
 
 from __future__ import annotations
@@ -33,35 +33,19 @@ def _parse_attack_spec(text: str) -> dict:
   return spec
 
 
-def _load_run(run_dir: str, overrides=(), best: bool = False):
-  """Config (from report/config.json) + restored final (or, with ``best``, the selected) state of a run."""
-  from jaxrobust.configs import apply_overrides, validate_config
+def _load_run(args, best: bool = False):
+  """``jaxrobust.runs.load_run`` for a command; a folder that is not a usable run exits with its reason."""
+  from jaxrobust.runs import load_run
   from jaxrobust.train.checkpoint import CheckpointError
-  from jaxrobust.train.loop import Trainer
-  cfg_path = os.path.join(run_dir, "config.json")
-  if not os.path.exists(cfg_path):
-    raise SystemExit(f"error: {run_dir!r} is not a jaxrobust run directory (no config.json); "
-                     "pass the --output-dir of a `jaxrobust train` run")
-  with open(cfg_path) as f:
-    cfg = json.load(f)
-  cfg = apply_overrides(cfg, [o for o in overrides if not o.startswith("eval.")])
-  eval_over = [o for o in overrides if o.startswith("eval.")]
-  cfg = apply_overrides(cfg, eval_over)
-  validate_config(cfg)
-  cfg["output_dir"] = run_dir
-  trainer = Trainer(cfg, progress=False)
-  if trainer.checkpointer.latest_step() is None:
-    raise SystemExit(f"error: no checkpoint in {trainer.checkpointer.directory!r}")
   try:
-    state = trainer.restore_or_init(resume=True)
-    if best:
-      if trainer.selector is None or trainer.selector.best() is None:
-        raise SystemExit(f"error: {run_dir!r} has no selected checkpoint (train with train.select_best=true "
-                         "train.eval_every_epochs=N)")
-      state, _ = trainer.selector.restore(state)
-  except CheckpointError as e:
+    return load_run(args.run_dir, best=best, overrides=args.overrides)
+  except (FileNotFoundError, CheckpointError) as e:
     raise SystemExit(f"error: {e}")
-  return cfg, trainer, state
+
+
+def _test_split(cfg):
+  from jaxrobust.train.loop import load_splits
+  return load_splits(cfg)[1]
 
 
 def cmd_train(args) -> int:
@@ -100,15 +84,16 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
   import jax
+  from jaxrobust import parallel
   from jaxrobust.evaluate.robust import RobustEvaluator, format_table
-  from jaxrobust.models import make_apply
   from jaxrobust.train.checkpoint import write_json
-  cfg, trainer, state = _load_run(args.run_dir, args.overrides, best=args.best)
+  run = _load_run(args, best=args.best)
+  cfg = run.config
   attacks = [_parse_attack_spec(a) for a in args.attack] if args.attack else cfg["eval"]["attacks"]
   if not attacks:
     print("note: no attacks given (use --attack pgd:eps=...,steps=20); reporting clean accuracy only")
-  evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
-  report = evaluator.evaluate(trainer.variables(state), trainer.test_ds, attacks,
+  evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
+  report = evaluator.evaluate(run.variables, _test_split(cfg), attacks,
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               checks=not args.no_checks)
@@ -122,13 +107,14 @@ def cmd_evaluate(args) -> int:
 def cmd_attack(args) -> int:
   import jax
   import numpy as np
+  from jaxrobust import parallel
   from jaxrobust.evaluate.robust import RobustEvaluator
-  from jaxrobust.models import make_apply
-  cfg, trainer, state = _load_run(args.run_dir, args.overrides)
+  run = _load_run(args)
+  cfg = run.config
   spec = _parse_attack_spec(args.attack)
   spec["label"] = spec.get("label", spec["name"])
-  evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
-  report = evaluator.evaluate(trainer.variables(state), trainer.test_ds, [spec],
+  evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
+  report = evaluator.evaluate(run.variables, _test_split(cfg), [spec],
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               keep_adversarials=True)
@@ -159,10 +145,15 @@ def cmd_benchmark(args) -> int:
 
 def cmd_list(args) -> int:
   from jaxrobust.attacks.registry import attack_names
-  from jaxrobust.configs import config_names
+  from jaxrobust.configs import KEYS, config_names
   from jaxrobust.methods.registry import method_names
   from jaxrobust.models import MODEL_NAMES
   from jaxrobust.data import DATASET_NAMES
+  if args.keys:
+    width = max(map(len, KEYS))
+    for key, meaning in KEYS.items():
+      print(f"{key:<{width}}  {meaning}")
+    return 0
   print("configs: ", ", ".join(config_names()))
   print("methods: ", ", ".join(method_names()))
   print("attacks: ", ", ".join(attack_names()))
@@ -177,10 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
   sub = p.add_subparsers(dest="command", required=True)
 
   t = sub.add_parser("train", help="train a model with a named config, then evaluate it",
-                     description="Train with a named config (see `jaxrobust list`); overrides are "
-                                 "key.sub=value, e.g. method.eps=0.1 train.epochs=5 data.train_subset=2000. "
+                     description="Train with a built-in config (see `jaxrobust list`) or your own config file; "
+                                 "overrides are key.sub=value, e.g. method.eps=0.1 train.epochs=5 "
+                                 "data.train_subset=2000 (`jaxrobust list --keys` shows every key). "
                                  "Resumes from the newest checkpoint in <output_dir>/checkpoints.")
-  t.add_argument("--config", required=True, help="config name (module in jaxrobust/configs)")
+  t.add_argument("--config", required=True,
+                 help="a built-in config name (a module of jaxrobust/configs, see `jaxrobust list`) or the path "
+                      "of your own .py file defining get_config() -> dict (start from "
+                      "jaxrobust.configs.base.base_config() or a built-in config's get_config())")
   t.add_argument("--method", help="training method (see `jaxrobust list`); keeps the config's eps/step_size/steps, "
                                   "other method hyper-parameters at their defaults unless overridden")
   t.add_argument("--output-dir", help="run directory (checkpoints, metrics.jsonl, report.json)")
@@ -240,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
   b.set_defaults(fn=cmd_benchmark)
 
   l = sub.add_parser("list", help="list configs, methods, attacks, models and datasets")
+  l.add_argument("--keys", action="store_true", help="list every config key with its meaning instead")
   l.set_defaults(fn=cmd_list)
   return p
 

@@ -15,6 +15,13 @@ def test_list(capsys):
     assert word in out
 
 
+def test_list_keys(capsys):
+  assert main(["list", "--keys"]) == 0
+  out = capsys.readouterr().out
+  for key in ("data.sampler", "train.init_from", "eval.ap_attacks", "method.name"):
+    assert key in out
+
+
 def test_train_evaluate_attack_roundtrip(tmp_path, capsys):
   run = tmp_path / "run"
   assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
@@ -64,6 +71,9 @@ def test_switch_method_keeps_only_the_threat_model():
     (["train", "--config", "quickstart_digits", "method.name=magic"], "unknown method"),
     (["train", "--config", "quickstart_digits", "model.name=vgg"], "unknown model"),
     (["train", "--config", "quickstart_digits", "train.nope=1"], "unknown key"),
+    (["train", "--config", "quickstart_digits", "train.epoch=1"], "did you mean train.epochs"),
+    (["train", "--config", "quickstart_digits", "--method", "trades", "method.bta=1"], "did you mean method.beta"),
+    (["train", "--config", "no/such/config.py"], "not found"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
   assert main(argv + ["--output-dir", str(tmp_path / "r"), "--no-progress"]) == 2
@@ -73,6 +83,16 @@ def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
 def test_evaluate_rejects_non_run_dir(tmp_path):
   with pytest.raises(SystemExit, match="not a jaxrobust run directory"):
     main(["evaluate", "--run-dir", str(tmp_path)])
+
+
+def test_evaluate_best_without_selection_is_a_clear_error(tmp_path):
+  from jaxrobust.configs import load_config
+  from jaxrobust.train.checkpoint import write_json
+  write_json(str(tmp_path / "config.json"), load_config("quickstart_digits"))
+  with pytest.raises(SystemExit, match="no checkpoint in"):
+    main(["evaluate", "--run-dir", str(tmp_path)])
+  with pytest.raises(SystemExit, match="has no selected checkpoint"):
+    main(["evaluate", "--run-dir", str(tmp_path), "--best"])
 
 
 def test_quickstart_runs_and_writes_report_and_plot(tmp_path, capsys):

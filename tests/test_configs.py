@@ -251,3 +251,81 @@ def test_reduced_config_is_small():
   c = load_config("fashion_mnist_reduced")
   assert c["data"]["name"] == "fashion_mnist" and c["data"]["train_subset"] <= 10_000
   assert c["train"]["epochs"] <= 5
+
+
+# ---------------------------------------------------------------------------------------------
+# The declared contract: every key has a meaning, unknown keys are refused with the nearest one.
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_config_key_is_declared(name):
+  from jaxrobust.configs.base import KEYS, OPEN_SECTIONS
+  cfg = load_config(name)
+  for section in ("data", "optim", "train", "eval"):
+    assert section not in OPEN_SECTIONS
+    for k in cfg[section]:
+      assert f"{section}.{k}" in KEYS, f"{name}: {section}.{k} is not declared in configs/base.py"
+
+
+def test_every_key_read_by_the_library_is_declared():
+  """Grep the package for section.get('key') / section['key'] reads of config sections."""
+  import pathlib
+  import re
+  from jaxrobust.configs.base import KEYS
+  root = pathlib.Path(__file__).resolve().parents[1] / "jaxrobust"
+  reads = set()
+  pattern = re.compile(r"cfg\[\"(data|optim|train|eval)\"\](?:\.get\(|\[)\"(\w+)\"")
+  for path in root.rglob("*.py"):
+    for section, key in pattern.findall(path.read_text()):
+      reads.add(f"{section}.{key}")
+  for key in ("data.sampler", "data.pos_num", "data.binary_task", "data.binary_positive_class",
+              "data.val_fraction", "data.split_seed", "train.init_from", "train.init_reinit_head",
+              "eval.ap_attacks", "eval.eps_grid"):
+    reads.add(key)
+  assert reads and not sorted(reads - set(KEYS))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("method.bta=6", "did you mean method.beta"),
+    ("train.epoch=3", "did you mean train.epochs"),
+    ("optimizer.lr=0.1", "did you mean optim.lr"),
+    ("model.widht=2", "did you mean model.width"),
+    ("eval.atacks=[]", "did you mean eval.attacks"),
+    ("optim.learning_rate=0.1", "valid keys: optim.boundaries"),
+])
+def test_unknown_key_names_the_nearest(override, message):
+  name = "cifar10_mart" if override.startswith("model.") else "cifar10_trades"
+  with pytest.raises(ValueError, match=message):
+    load_config(name, [override])
+
+
+def test_forwarded_method_keys_are_checked():
+  # adap_lpn's factory forwards **kw: the key is checked where it lands.
+  with pytest.raises(ValueError, match="did you mean method.lam"):
+    load_config("adap_reduced", ["method.lamda=1"])
+  assert load_config("adap_reduced", ["method.lam=1.5"])["method"]["lam"] == 1.5
+
+
+def test_declared_optional_keys_can_be_set():
+  cfg = load_config("quickstart_digits", ["data.sampler=shuffle", "train.init_from=None"])
+  assert cfg["data"]["sampler"] == "shuffle" and cfg["train"]["init_from"] is None
+
+
+def test_validate_config_refuses_a_hand_built_unknown_key():
+  cfg = load_config("mnist_trades")
+  cfg["eval"]["transfer_from"] = "runs/ce"
+  with pytest.raises(ValueError, match="unknown key 'eval.transfer_from'"):
+    validate_config(cfg)
+
+
+def test_user_config_file(tmp_path):
+  path = tmp_path / "my_protocol.py"
+  path.write_text("from jaxrobust.configs.base import base_config\n\n"
+                  "def get_config():\n  cfg = base_config()\n  cfg['method'] = {'name': 'trades', 'beta': 3.0}\n"
+                  "  return cfg\n")
+  cfg = load_config(str(path), ["train.epochs=2"])
+  assert cfg["method"]["beta"] == 3.0 and cfg["train"]["epochs"] == 2 and cfg["config_name"] == str(path)
+  with pytest.raises(FileNotFoundError, match="not found"):
+    load_config(str(tmp_path / "missing.py"))
+  (tmp_path / "empty.py").write_text("X = 1\n")
+  with pytest.raises(ValueError, match="defines no get_config"):
+    load_config(str(tmp_path / "empty.py"))

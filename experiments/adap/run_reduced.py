@@ -1,19 +1,19 @@
 """AdAP reduced protocol on CPU: CE, AP Max., PGD, TRADES, MART, AdAP_LN, AdAP_LPN + a lambda sweep.
 
-    python experiments/adap/run_reduced.py                   # ~10-15 min on 2 shared CPU cores
-    python experiments/adap/run_reduced.py --quick           # smoke run (1 epoch, small subsets)
+    python -m experiments.adap.run_reduced                   # ~10-15 min on 2 shared CPU cores
+    python -m experiments.adap.run_reduced --quick --out /tmp/adap_quick   # smoke run (1 epoch, small subsets)
 
 Protocol (``jaxrobust/configs/adap_reduced.py``): Fashion-MNIST class 4 vs rest, 8000 train / 2000
 validation (80/20 per class of the first 10000), 2000 test, MLP 784-256-128-1, Adam 1e-3 (coupled L2
 2e-4), 8 epochs, batch 128 (64 + 64 for AP-type methods), eps 0.1. Per epoch the validation clean AP and
 PGD-10 robust AP are recorded; the reported model is the epoch with the best validation robust AP (clean
 AP for CE / AP Max.), and lambda (TRADES, AdAP_LN, AdAP_LPN) is picked the same way from the sweep grid
-(spec 1.7). AP Max. is fine-tuned from the selected CE model with a fresh head. Test robust AP under
+(Li, Tong, Yang, NeurIPS 2023, Section 5). AP Max. is fine-tuned from the selected CE model with a fresh head. Test robust AP under
 PGD-10 (BCE), APGD-CE-10 on [0, z] and PGD-20 transferred from the CE model. The trade-off plot (paper
 Fig. 2) uses last-epoch models for every lambda.
 
-Writes experiments/adap/results_reduced.json, results_reduced.md and tradeoff.png; training runs
-(checkpoints) go to runs/adap_reduced/ (git-ignored).
+Writes experiments/adap/results/results_reduced.json, results_reduced.md and tradeoff.png; training
+runs (checkpoints) go to runs/adap_reduced/ (git-ignored). Run it from the repository root.
 """
 
 from __future__ import annotations
@@ -22,25 +22,22 @@ import argparse
 import copy
 import json
 import os
-import pathlib
 import shutil
-import sys
 import time
 
 import jax
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from jaxrobust.configs import load_config
+from jaxrobust.data.binary import load_binary_splits, positive_rate
+from jaxrobust.evaluate.average_precision import APEvaluator, select_best_epoch, transfer_spec
+from jaxrobust.models import make_apply
+from jaxrobust.runs import model_of
+from jaxrobust.train.init_from import init_state_from_config
+from jaxrobust.train.loop import Trainer
 
-from jaxrobust.configs import load_config  # noqa: E402
-from jaxrobust.data.binary import load_binary_splits, make_batches, positive_rate  # noqa: E402
-from jaxrobust.evaluate.average_precision import APEvaluator, select_best_epoch, transfer_spec  # noqa: E402
-from jaxrobust.methods.adap import init_state_from_config  # noqa: E402
-from jaxrobust.models import make_apply  # noqa: E402
-from jaxrobust.train.loop import Trainer  # noqa: E402
-
-OUT = ROOT / "experiments" / "adap"
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+RUNS = os.path.join("runs", "adap_reduced")
 # (row label, method, lambda grid or None); the first lambda-tuned entry per method is swept.
 METHODS = [
     ("CE Min.", "bce", None),
@@ -51,14 +48,12 @@ METHODS = [
     ("AdAP_LN", "adap_ln", (0.1, 0.8, 4.0)),
     ("AdAP_LPN", "adap_lpn", (0.1, 0.8, 4.0)),
 ]
-CLEAN_SELECTED = ("bce", "ap_max")  # selected by validation clean AP (spec 1.7)
+CLEAN_SELECTED = ("bce", "ap_max")  # selected by validation clean AP (the paper's protocol)
 
 
-class BinaryTrainer(Trainer):
-  """Trainer fed by ``make_batches`` (positive-balanced sampler for AP-type methods)."""
-
-  def batches(self, epoch, skip=0):
-    return make_batches(self.train_ds, self.cfg, epoch, skip)
+def transfer_attack(eps: float) -> dict:
+  """PGD-20 transferred from the CE model, step eps * 0.003 / 0.031 (the paper's 0.003 at eps 0.031)."""
+  return dict(eps=eps, steps=20, step_size=eps * 0.003 / 0.031)
 
 
 def train_one(base_cfg, splits, evaluator, val_attack, *, method, lam=None, init_from=None, tag):
@@ -67,10 +62,10 @@ def train_one(base_cfg, splits, evaluator, val_attack, *, method, lam=None, init
   if lam is not None:
     cfg["method"]["lam"] = float(lam)
   cfg["train"]["init_from"] = init_from
-  cfg["output_dir"] = str(ROOT / "runs" / "adap_reduced" / tag)
+  cfg["output_dir"] = os.path.join(RUNS, tag)
   shutil.rmtree(cfg["output_dir"], ignore_errors=True)
   t0 = time.perf_counter()
-  trainer = BinaryTrainer(cfg, train_ds=splits.train, test_ds=splits.test, progress=False)
+  trainer = Trainer(cfg, train_ds=splits.train, test_ds=splits.test, progress=False)
   spe = trainer.steps_per_epoch
   records, per_epoch = [], {}
 
@@ -100,7 +95,7 @@ def main(argv=None):
   ap.add_argument("--positive-class", type=int, default=None)
   ap.add_argument("--no-sweep", action="store_true", help="only the first lambda of each grid")
   ap.add_argument("--methods", default=None, help="comma-separated method names (default: all)")
-  ap.add_argument("--out", default=str(OUT))
+  ap.add_argument("--out", default=OUT)
   args = ap.parse_args(argv)
   t_start = time.perf_counter()
   over = []
@@ -118,20 +113,17 @@ def main(argv=None):
   methods = [m for m in METHODS if args.methods is None or m[1] in args.methods.split(",")]
   val_attack = dict(cfg["eval"]["ap_attacks"][0])
   runs = {}
-  tr = cfg["eval"]["transfer"]
+  tr = transfer_attack(cfg["method"]["eps"])
   ce_vars = None
   for label, method, grid in methods:
     lams = [None] if grid is None else (grid[:1] if args.no_sweep else list(grid))
     for lam in lams:
       tag = method if lam is None else f"{method}_lam{lam:g}"
-      init_from = str(ROOT / "runs" / "adap_reduced" / "bce") if method == "ap_max" else None
+      init_from = os.path.join(RUNS, "bce") if method == "ap_max" else None
       if method == "ap_max" and "bce" not in runs:
         raise SystemExit("AP Max. fine-tunes from the CE run: include 'bce' before 'ap_max'")
       if module is None:
-        probe = BinaryTrainer(dict(copy.deepcopy(cfg), output_dir=str(ROOT / "runs" / "adap_reduced" / "_probe")),
-                              train_ds=splits.train, test_ds=splits.test, progress=False)
-        module = probe.module
-        probe.checkpointer.close()
+        module, _ = model_of(cfg)
         apply = make_apply(module)  # one function object: the transfer program then compiles once
         evaluator = APEvaluator(apply)
       print(f"[{time.perf_counter() - t_start:6.0f}s] train {tag}", flush=True)

@@ -1,11 +1,10 @@
-"""AutoAttack standard on the models of the longer reduced protocol (issue 4).
+"""AutoAttack standard on the models of the longer reduced protocol.
 
-    python experiments/classification/aa_standard_reduced.py \
+    python -m experiments.classification.aa_standard_reduced \
         [--runs runs/classification_reduced_long2 runs/classification_reduced_long3] \
-        [--out experiments/classification/results_reduced_long_aa_standard]
+        [--out experiments/classification/results/results_reduced_long_aa_standard]
 
-Loads every run directory's checkpoint (``jaxrobust.cli._load_run``: config, model and the
-last checkpoint) and runs ``run_autoattack(version='standard')`` with the original parameters
+Loads every run directory's last checkpoint (``jaxrobust.runs.load_run``) and runs ``run_autoattack(version='standard')`` with the original parameters
 (APGD-CE 100 it, APGD-T 9 x 100 it, FAB-T 9 x 100 it, Square 5000 queries) on the run's own test
 subset (the first 300 Fashion-MNIST test images), Linf eps of the run's PGD-20 evaluation, key
 PRNGKey(seed + 2) as ``run_reduced.py``'s AA-lite column. The clean, PGD-20 and AA-lite numbers
@@ -27,10 +26,10 @@ import time
 import jax
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DEFAULT_RUNS = [os.path.join("runs", "classification_reduced_long2"), os.path.join("runs", "classification_reduced_long3")]
-DEFAULT_TABLES = [os.path.join(HERE, "results_reduced_long.json"), os.path.join(HERE, "results_reduced_long_rest.json")]
+DEFAULT_TABLES = [os.path.join(RESULTS, "results_reduced_long.json"),
+                  os.path.join(RESULTS, "results_reduced_long_rest.json")]
 ORDER = ("standard", "pgd_at", "trades", "mart", "gairat", "mail_at", "mail_trades", "mail_mart", "spat", "awp_at",
          "alp", "fat")
 
@@ -40,12 +39,12 @@ def main(argv=None) -> int:
   p.add_argument("--runs", nargs="*", default=DEFAULT_RUNS, help="directories holding one run per method")
   p.add_argument("--tables", nargs="*", default=DEFAULT_TABLES, help="run_reduced.py JSON results to quote")
   p.add_argument("--methods", nargs="*", default=None, help="only these methods")
-  p.add_argument("--out", default=os.path.join(HERE, "results_reduced_long_aa_standard"))
+  p.add_argument("--out", default=os.path.join(RESULTS, "results_reduced_long_aa_standard"))
   args = p.parse_args(argv)
 
   from jaxrobust.attacks.autoattack import run_autoattack
-  from jaxrobust.cli import _load_run
-  from jaxrobust.models import make_apply
+  from jaxrobust.runs import load_run
+  from jaxrobust.train.loop import load_splits
 
   quoted = {}
   for path in args.tables:
@@ -61,18 +60,18 @@ def main(argv=None) -> int:
   if args.methods:
     names = [m for m in names if m in args.methods]
 
-  command = "python experiments/classification/aa_standard_reduced.py " + " ".join(
+  command = "python -m experiments.classification.aa_standard_reduced " + " ".join(
       sys.argv[1:] if argv is None else argv)
   applies = {}  # one apply per architecture: compiled stages are reused across models
   results = {}
   t_start = time.perf_counter()
   for name in names:
-    cfg, trainer, state = _load_run(run_dirs[name])
+    run = load_run(run_dirs[name])
+    cfg = run.config
     arch = json.dumps(cfg["model"], sort_keys=True)
-    if arch not in applies:
-      applies[arch] = make_apply(trainer.module)
-    fn = jax.tree_util.Partial(applies[arch], trainer.variables(state))
-    ds = trainer.test_ds
+    applies.setdefault(arch, run.apply)
+    fn = jax.tree_util.Partial(applies[arch], run.variables)
+    ds = load_splits(cfg)[1]
     x, y = jax.numpy.asarray(ds.as_float()), jax.numpy.asarray(ds.labels)
     eps = float(cfg["eval"]["attacks"][0]["eps"])  # the PGD-20 column's eps (0.1 for Fashion-MNIST)
     t0 = time.perf_counter()
@@ -81,12 +80,11 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     q = quoted.get(name, {})
     results[name] = {
-        "run_dir": run_dirs[name], "n": int(x.shape[0]), "eps": eps, "step": int(state.step),
+        "run_dir": run_dirs[name], "n": int(x.shape[0]), "eps": eps, "step": run.step,
         "clean": rep["clean_accuracy"], "aa_standard": rep["robust_accuracy"],
         "aa_after": rep["robust_accuracy_after"], "stage_seconds": rep["seconds"], "seconds": seconds,
         "pgd20": q.get("pgd20"), "aa_lite": q.get("aa"), "clean_quoted": q.get("clean")}
     print(f"{name}: clean {rep['clean_accuracy']:.3f} AA {rep['robust_accuracy']:.3f} ({seconds:.0f} s)", flush=True)
-    trainer.checkpointer.close()
     _write(args.out, command, results, time.perf_counter() - t_start, args.tables)
   return 0
 

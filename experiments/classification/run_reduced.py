@@ -1,17 +1,16 @@
-"""Reduced CPU protocol for the classification adversarial-training methods (issue 4).
+"""Reduced CPU protocol for the classification adversarial-training methods.
 
 Trains every method (standard, pgd_at, trades, mart, gairat, mail_at, mail_trades, mail_mart,
 spat, awp_at, alp, fat) on the same small budget of real data from ../shared/data, evaluates each
 final model on the same test points (clean, PGD-20, an AutoAttack cascade) and writes
-results_reduced.json / results_reduced.md next to this file. The exact command:
+results/results_reduced.json / .md next to this file. From the repository root:
 
-    . .venv/bin/activate
-    nohup python experiments/classification/run_reduced.py > experiments/classification/run_reduced.log 2>&1 &
+    python -m experiments.classification.run_reduced > run_reduced.log 2>&1
 
-Options (defaults are the budget the committed results used; see README.md):
+Options (defaults are the short budget; see README.md for the longer one):
 
-    python experiments/classification/run_reduced.py --methods pgd_at trades --epochs 1   # a subset
-    python experiments/classification/run_reduced.py --aa standard                         # full AA (slow)
+    python -m experiments.classification.run_reduced --methods pgd_at trades --epochs 1   # a subset
+    python -m experiments.classification.run_reduced --aa standard                         # full AA (slow)
 
 Training goes through ``jaxrobust.train.loop.Trainer`` with a config built on
 the ``fashion_mnist_reduced`` config plus per-method overrides (the same code path as ``jaxrobust train``); each method's
@@ -34,15 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, REPO)
+from jaxrobust.attacks.autoattack import run_autoattack
+from jaxrobust.configs import load_config, validate_config
+from jaxrobust.evaluate.robust import RobustEvaluator
+from jaxrobust.models import make_apply
+from jaxrobust.train.loop import Trainer, load_splits
 
-from jaxrobust.attacks.autoattack import run_autoattack  # noqa: E402
-from jaxrobust.configs import load_config, validate_config  # noqa: E402
-from jaxrobust.evaluate.robust import RobustEvaluator  # noqa: E402
-from jaxrobust.models import make_apply  # noqa: E402
-from jaxrobust.train.loop import Trainer, load_splits  # noqa: E402
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 METHODS = ("standard", "pgd_at", "trades", "mart", "gairat", "mail_at", "mail_trades", "mail_mart",
            "spat", "awp_at", "alp", "fat", "udr_pgd", "udr_trades", "udr_mart", "udr_awp_at")
@@ -96,8 +93,8 @@ def method_section(name: str, *, eps: float, step_size: float, steps: int, epoch
     return dict(name="fat", tau=0, use_dynamic_tau=True, omega=0.001, **atk)
   if name.startswith("udr_"):
     # UDR's lambda falls by lam_lr (eps - mean|delta|) per update. The code's schedule (every 10
-    # batches, lr 0.02) gives ~8000 updates over 200 CIFAR epochs and lambda ~0.75 at the end (spec
-    # C4, Table 5); 640 reduced steps at that schedule would leave lambda at ~0.99, i.e. plain PGD.
+    # batches, lr 0.02) gives ~8000 updates over 200 CIFAR epochs and lambda ~0.75 at the end (UDR,
+    # Bui et al. 2022, Table 5); 640 reduced steps at that schedule would leave lambda at ~0.99, i.e. plain PGD.
     # So lambda updates every batch (lam_period 1, lr 0.02): the same order of total drift.
     udr = dict(lam_init=1.0, lam_lr=0.02, lam_period=1, **atk)
     if name == "udr_pgd":   # UDR-PGD* (CE on x' only), the soft-ball twin of pgd_at (mix 1)
@@ -186,13 +183,13 @@ def main(argv=None) -> int:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--awp-warmup", type=int, default=0, help="AWP starts at this (1-indexed) epoch; 0: from the start")
   p.add_argument("--aa", default="lite", choices=("lite", "standard", "none"))
-  p.add_argument("--runs-dir", default=os.path.join(REPO, "runs", "classification_reduced"))
-  p.add_argument("--out", default=os.path.join(HERE, "results_reduced"), help="output path without extension")
+  p.add_argument("--runs-dir", default=os.path.join("runs", "classification_reduced"))
+  p.add_argument("--out", default=os.path.join(RESULTS, "results_reduced"), help="output path without extension")
   args = p.parse_args(argv)
   bad = [m for m in args.methods if m not in METHODS]
   if bad:
     p.error(f"unknown methods {bad}; choose from {METHODS}")
-  command = "python experiments/classification/run_reduced.py " + " ".join(sys.argv[1:] if argv is None else argv)
+  command = "python -m experiments.classification.run_reduced " + " ".join(sys.argv[1:] if argv is None else argv)
   d = DATASETS[args.dataset]
   t_start = time.perf_counter()
   first, _ = reduced_config(args.methods[0], args)

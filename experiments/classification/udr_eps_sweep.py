@@ -1,12 +1,12 @@
 """UDR's Table 2 on the reduced protocol: PGD-20 robust accuracy at test eps above the training eps.
 
-    python experiments/classification/udr_eps_sweep.py \
+    python -m experiments.classification.udr_eps_sweep \
         [--baseline-runs runs/classification_reduced_long2 runs/classification_reduced_long3] \
         [--udr-runs runs/classification_reduced_udr] [--multipliers 1 1.25 1.5 1.75 2] \
         [--controls runs/classification_reduced_udr_control/pgd_at_eps0.13] \
-        [--out experiments/classification/results_reduced_long_udr_eps_sweep]
+        [--out experiments/classification/results/results_reduced_long_udr_eps_sweep]
 
-UDR's claim (spec C8, Table 2) is that the soft ball makes a model robust beyond the eps it was
+UDR's claim (Bui et al., ICLR 2022, Table 2) is that the soft ball makes a model robust beyond the eps it was
 trained at. For each pair (pgd_at, udr_pgd), (trades, udr_trades), (mart, udr_mart),
 (awp_at, udr_awp_at) this loads the trained checkpoints of ``run_reduced.py`` and evaluates
 PGD-20 (uniform start, step 2.5 eps / 20, the Madry rule) at eps = m x the training eps (0.1) on
@@ -28,13 +28,12 @@ import sys
 import jax
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, REPO)
+from jaxrobust import parallel
+from jaxrobust.evaluate.robust import RobustEvaluator
+from jaxrobust.runs import load_run
+from jaxrobust.train.loop import load_splits
 
-from jaxrobust.cli import _load_run  # noqa: E402
-from jaxrobust.evaluate.robust import RobustEvaluator  # noqa: E402
-from jaxrobust.models import make_apply  # noqa: E402
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 PAIRS = (("pgd_at", "udr_pgd"), ("trades", "udr_trades"), ("mart", "udr_mart"), ("awp_at", "udr_awp_at"))
 
@@ -57,32 +56,32 @@ def main(argv=None) -> int:
   p.add_argument("--multipliers", nargs="*", type=float, default=[1.0, 1.25, 1.5, 1.75, 2.0])
   p.add_argument("--eps", type=float, default=0.1, help="the training eps the multipliers scale")
   p.add_argument("--controls", nargs="*", default=[], help="extra run directories (rows named by directory)")
-  p.add_argument("--out", default=os.path.join(HERE, "results_reduced_long_udr_eps_sweep"))
+  p.add_argument("--out", default=os.path.join(RESULTS, "results_reduced_long_udr_eps_sweep"))
   args = p.parse_args(argv)
   runs = _runs(args.baseline_runs)
   runs.update(_runs(args.udr_runs))
   missing = [n for pair in PAIRS for n in pair if n not in runs]
   if missing:
     raise SystemExit(f"missing run directories for {missing}; train them with run_reduced.py first")
-  command = "python experiments/classification/udr_eps_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
+  command = "python -m experiments.classification.udr_eps_sweep " + " ".join(sys.argv[1:] if argv is None else argv)
   controls = {os.path.basename(os.path.normpath(d)): d for d in args.controls}
   runs.update(controls)
   eps_values = [round(m * args.eps, 6) for m in args.multipliers]
   results, evaluator = {}, None
   for name in [n for pair in PAIRS for n in pair] + list(controls):
-    cfg, trainer, state = _load_run(runs[name])
+    run = load_run(runs[name])
+    cfg = run.config
     if evaluator is None:  # one architecture for all: the compiled PGD programs are shared
-      evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
+      evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
     specs = [{"name": "pgd", "label": f"eps={e:g}", "eps": e, "steps": 20, "step_size": 2.5 * e / 20,
               "init": "uniform"} for e in eps_values]
-    rep = evaluator.evaluate(trainer.variables(state), trainer.test_ds, specs, batch_size=250, progress=False,
+    rep = evaluator.evaluate(run.variables, load_splits(cfg)[1], specs, batch_size=250, progress=False,
                              key=jax.random.PRNGKey(int(cfg.get("seed", 0)) + 1))
     results[name] = {"run_dir": runs[name], "n": rep["n"], "clean": rep["clean_acc"],
                      "train_eps": float(cfg["method"].get("eps", float("nan"))),
                      "eps": eps_values, "pgd20": [rep["robust_acc"][s["label"]] for s in specs]}
     print(f"{name}: clean {rep['clean_acc']:.3f} " + " ".join(
         f"{s['label']} {a:.3f}" for s, a in zip(specs, results[name]["pgd20"])), flush=True)
-    trainer.checkpointer.close()
   for base, udr in PAIRS + tuple(("pgd_at", c) for c in controls):  # controls: gain over PGD-AT at eps
     gain = np.asarray(results[udr]["pgd20"]) - np.asarray(results[base]["pgd20"])
     results[udr]["avg_gain_over_" + base] = float(gain.mean())

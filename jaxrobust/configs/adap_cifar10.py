@@ -1,14 +1,14 @@
-"""AdAP paper protocol, CIFAR-10 one-vs-all (Li, Tong, Yang, NeurIPS'23; spec 1.5-1.8).
+"""AdAP paper protocol, CIFAR-10 one-vs-all (Li, Tong, Yang, NeurIPS 2023, Section 5 and Table 6).
 
 ResNet-18 with the ImageNet stem (torchvision), single logit, ImageNet mean/std inside the model;
 Adam lr 1e-3 with coupled L2 weight decay 2e-4 (torch Adam), 60 epochs, lr x0.1 after epochs 30 and 45;
 batch 128 = 64 positives + 64 negatives (positive-balanced sampler) for AP-type methods, plain shuffled
-batches for the baselines (``data.sampler='auto'`` picks by method name); training attack PGD-Linf 6 steps, step 0.01, eps 0.031, start x + 0.001 N;
-lambda 0.8, gamma1 0.1, gamma2 0.9 (the code's defaults); RandomCrop(32, 4) + horizontal flip.
+batches for the baselines (``data.sampler='auto'`` picks by method); training attack PGD-Linf 6 steps,
+step 0.01, eps 0.031, start x + 0.001 N; lambda 0.8, gamma1 0.1, gamma2 0.9 (the authors' code
+defaults); RandomCrop(32, 4) + horizontal flip.
 Data: class ``binary_positive_class`` vs the rest, 80/20 per-class train/validation split (split_seed),
-the full test set (10% positives). Evaluation: AP clean, PGD-10 (BCE, step 0.007, eps 0.031), APGD-CE-10
-(eps 8/255) and, with ``eval.transfer_from=<CE run dir>``, PGD-20 transfer (step 0.003); model selection
-by validation robust AP (``jaxrobust.evaluate.average_precision.select_best_epoch``).
+the full test set (10% positives). Evaluation (``eval.ap_attacks``): AP clean, under PGD-10 (BCE, step
+0.007, eps 0.031) and APGD-CE-10 (eps 8/255), added to report.json by ``jaxrobust train``.
 
     jaxrobust train --config adap_cifar10                                       # AdAP_LPN, class 1
     jaxrobust train --config adap_cifar10 method.name=adap_ln data.binary_positive_class=0
@@ -16,10 +16,14 @@ by validation robust AP (``jaxrobust.evaluate.average_precision.select_best_epoc
     jaxrobust train --config adap_cifar10 method.name=ap_max train.init_from=runs/c10_ce  # AP Max. fine-tune
     jaxrobust train --config adap_cifar10 method.name=trades_binary method.lam=4
 
-These commands need the Trainer hooks described in ``jaxrobust/data/binary.py`` (binary splits, the
-sampler) and ``jaxrobust/methods/adap.py`` (``train.init_from``); until they are in ``Trainer``,
-``experiments/adap/run_reduced.py`` shows the same flow in Python. Runtime: about 3200 s per method on an
-A10 (paper Table 7); the paper's grid also tunes lr in {1e-3, 1e-4, 1e-5} and lambda / gammas.
+The Trainer builds the binary splits and the sampler and starts AP Max. from ``train.init_from``; it
+evaluates the last epoch. The paper's two other ingredients are produced by
+``experiments/adap/run_reduced.py`` (``python -m experiments.adap.run_reduced``, on the reduced
+protocol): model selection by validation robust AP (clean AP for CE / AP Max.), scored after every
+epoch, and the PGD-20 (step 0.003) transfer column from the selected CE model
+(``jaxrobust.evaluate.average_precision.transfer_spec``); neither has a config key yet.
+Runtime: about 3200 s per method on an A10 (paper Table 7); the paper's grid also tunes lr in
+{1e-3, 1e-4, 1e-5} and lambda / gammas.
 """
 
 from jaxrobust.configs.base import base_config
@@ -44,8 +48,7 @@ def adap_config(*, name: str, binary_task: str, positive_class, epochs: int, wei
            "step_size": 0.007}
   cfg["eval"].update(batch_size=500, attacks=[pgd10],  # accuracy report of the generic evaluator
                      ap_attacks=[{k: v for k, v in pgd10.items() if k not in ("loss", "init")},
-                                 {"name": "apgd_ce", "label": "APGD-CE-10", "eps": 8 / 255, "n_iter": 10}],
-                     transfer_from=None, select_metric="val_robust_ap")
+                                 {"name": "apgd_ce", "label": "APGD-CE-10", "eps": 8 / 255, "n_iter": 10}])
   return cfg
 
 

@@ -1,4 +1,4 @@
-"""AdAP paper protocol, CIFAR-100 coarse superclass one-vs-all (spec 1.8): 20 superclasses, tasks 0..9.
+"""AdAP paper protocol, CIFAR-100 superclass one-vs-all, tasks 0..9 (Li, Tong, Yang, NeurIPS 2023, Table 6).
 
 Same as ``adap_cifar10`` (ResNet-18 ImageNet stem, Adam 1e-3, wd 2e-4, 60 epochs, x0.1 at 30/45, batch
 128 = 64 + 64, PGD 6 x 0.01 at eps 0.031, lambda 0.8, gamma1 0.1, gamma2 0.9) on

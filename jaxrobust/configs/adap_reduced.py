@@ -5,9 +5,10 @@ per class into train / validation, the first 2000 test images; MLP 784-256-128-1
 slower per step on a shared 2-core CPU); Adam lr 1e-3, coupled L2 2e-4, 8 epochs, lr x0.1 after
 epochs 4 and 6; batch 128 (64 positives + 64 negatives for AP-type methods). eps = 0.1 (the usual
 Fashion-MNIST budget) with the paper's step ratios: training PGD 6 steps of eps/3.1, evaluation PGD-10
-with steps of eps/4.43 (0.007/0.031), APGD-CE-10, transfer PGD-20 with steps of eps*0.003/0.031.
+with steps of eps/4.43 (0.007/0.031) and APGD-CE-10; ``experiments/adap/run_reduced.py`` adds PGD-20
+transferred from the CE model, with steps of eps*0.003/0.031.
 
-    python experiments/adap/run_reduced.py            # all methods + lambda sweep -> experiments/adap/
+    python -m experiments.adap.run_reduced            # all methods + lambda sweep -> experiments/adap/results/
     jaxrobust train --config adap_reduced method.name=adap_ln
 """
 
@@ -26,6 +27,5 @@ def get_config() -> dict:
   cfg["train"].update(checkpoint_every_steps=100000, log_every_steps=20)
   pgd10 = {"name": "pgd", "label": "PGD-10", "eps": EPS, "steps": 10, "step_size": EPS * 0.007 / 0.031}
   cfg["eval"].update(batch_size=500, attacks=[dict(pgd10, loss="bce", init="normal")],
-                     ap_attacks=[pgd10, {"name": "apgd_ce", "label": "APGD-CE-10", "eps": EPS, "n_iter": 10}],
-                     transfer=dict(eps=EPS, steps=20, step_size=EPS * 0.003 / 0.031))
+                     ap_attacks=[pgd10, {"name": "apgd_ce", "label": "APGD-CE-10", "eps": EPS, "n_iter": 10}])
   return cfg

@@ -1,8 +1,78 @@
-"""The defaults every config starts from, and validation."""
+"""The defaults every config starts from, the meaning of every key, and validation.
+
+``KEYS`` declares every config key the library reads, ``"section.key": meaning``. ``base_config()``
+holds the default of each key every run has; the keys marked "(optional)" are absent unless a config
+sets them, and the code's default is the one the meaning names (keeping the binary-task keys out of
+``base_config`` keeps the config fingerprint, and with it the resumability, of existing runs).
+The ``model`` and ``method`` sections are open: besides ``name`` they take the keyword parameters of
+the model factory (``jaxrobust.models.get_model``) and of the method factory
+(``jaxrobust.methods.registry.get_method``), checked against those factories by ``validate_config``.
+"""
 
 from __future__ import annotations
 
 import copy
+import difflib
+import re
+
+SECTIONS = ("data", "model", "method", "optim", "train", "eval")
+OPEN_SECTIONS = ("model", "method")
+
+KEYS: dict[str, str] = {
+    "seed": "PRNG seed of the model init, the data order and the training attacks",
+    "output_dir": "run directory: config.json, checkpoints/, metrics.jsonl, report.json (best/ with selection)",
+    "config_name": "name (or file) of the config module it was loaded from; set by load_config",
+    # data
+    "data.name": "dataset name (`jaxrobust list`)",
+    "data.source": "where to load it from: 'auto', 'shipped', 'files' or 'tfds'",
+    "data.data_dir": "folder holding the dataset files (None: $JAXROBUST_DATA_DIR, the shared data, ~/.jaxrobust)",
+    "data.augment": "random 4-pixel crop + horizontal flip of training batches",
+    "data.train_subset": "train on n training images only (the first n, or n random ones with subset_seed)",
+    "data.test_subset": "evaluate on n test images only (the first n, or n random ones with subset_seed)",
+    "data.subset_seed": "None: subsets are the first rows; an int: a seeded random choice of rows",
+    "data.label_mode": "label variant of the dataset: 'fine' / 'coarse' for cifar100, 'attr:<Name>' for celeb_a",
+    "data.binary_task": "(optional) single-logit task: 'ova' (binary_positive_class vs rest), 'coarse' "
+                        "(a CIFAR-100 superclass vs rest) or 'attr:<Name>' (a CelebA attribute); absent: multi-class",
+    "data.binary_positive_class": "(optional) the positive class index (or a list) of a binary task",
+    "data.val_fraction": "(optional) fraction of each class held out for validation in a binary task (0.2; 0: none)",
+    "data.split_seed": "(optional) seed of the per-class train/validation split of a binary task (0)",
+    "data.sampler": "(optional) training batches: 'shuffle', 'positive_balanced' (half positives, AdAP) or "
+                    "'auto' (positive_balanced for AP-type methods); absent: 'shuffle'",
+    "data.pos_num": "(optional) positives per batch of the positive-balanced sampler (None: half the batch)",
+    # model (open: get_model's keyword parameters too)
+    "model.name": "model name (`jaxrobust list`); other keys are get_model / backbone keyword arguments",
+    # method (open: the method factory's keyword parameters too)
+    "method.name": "training method (`jaxrobust list`); other keys are the method factory's hyper-parameters",
+    # optim
+    "optim.name": "optimiser: 'sgd' or 'adam' (coupled L2 weight decay, as torch)",
+    "optim.lr": "peak learning rate",
+    "optim.momentum": "SGD momentum",
+    "optim.nesterov": "Nesterov momentum",
+    "optim.weight_decay": "L2 weight decay added to the gradient",
+    "optim.schedule": "learning-rate schedule: 'constant', 'piecewise' or 'cosine'",
+    "optim.boundaries": "epochs (0-indexed) after which a piecewise schedule multiplies the lr by decay",
+    "optim.decay": "piecewise factor: one value, or one per boundary",
+    "optim.warmup_epochs": "linear warm-up from 0 over this many epochs",
+    # train
+    "train.epochs": "training epochs",
+    "train.batch_size": "global batch size (split over the devices)",
+    "train.checkpoint_every_steps": "save a checkpoint every n steps (and at the end)",
+    "train.log_every_steps": "write a metrics.jsonl line every n steps",
+    "train.num_devices": "devices of the data-parallel mesh (None: all local devices)",
+    "train.eval_every_epochs": "score the model for model selection every n epochs (0: never)",
+    "train.select_best": "keep the best-scoring checkpoint in <output_dir>/best and evaluate it",
+    "train.select_attack": "attack spec the selection scores robust accuracy under (None: clean accuracy)",
+    "train.select_examples": "score the selection on the first n test points (None: all)",
+    "train.init_from": "start from the weights of this run directory's newest checkpoint (fine-tuning)",
+    "train.init_reinit_head": "with init_from: keep a freshly initialised head (AP Max. from a CE model)",
+    # eval
+    "eval.batch_size": "evaluation batch size",
+    "eval.max_examples": "evaluate the first n test points only (None: all)",
+    "eval.eps_grid": "eps values of the robust-accuracy-vs-eps curve (quickstart)",
+    "eval.attacks": "attack specs {'name': registry name, 'label': shown name, ...attack config} of the report",
+    "eval.checks": "run the gradient-masking checks after the evaluation",
+    "eval.ap_attacks": "attack specs under which the report adds robust average precision (binary tasks)",
+}
 
 
 def base_config() -> dict:
@@ -11,27 +81,100 @@ def base_config() -> dict:
       "output_dir": "runs/default",
       "data": {"name": "digits", "source": "auto", "data_dir": None, "augment": False,
                "train_subset": None, "test_subset": None, "subset_seed": None, "label_mode": None},
-      # Extra model kwargs (head, mean, std, ...) go in this section and reach get_model.
       "model": {"name": "small_cnn", "head": "linear"},
-      # Method hyper-parameters other than 'name' are passed to the method factory.
       "method": {"name": "standard"},
       "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
                 "schedule": "piecewise", "boundaries": (), "decay": 0.1, "warmup_epochs": 0.0},
+      # Model selection (UDR's code keeps the best test PGD-20 epoch; Bui et al. 2022): see KEYS.
       "train": {"epochs": 10, "batch_size": 128, "checkpoint_every_steps": 200, "log_every_steps": 20,
-                "num_devices": None,
-                # Model selection (UDR's code keeps the best test PGD-20 epoch): every eval_every_epochs
-                # epochs score the model on the first select_examples test points, clean accuracy or
-                # robust accuracy under select_attack (an eval attack spec), and keep the best
-                # checkpoint in <output_dir>/best; the final evaluation then uses it.
-                "eval_every_epochs": 0, "select_best": False, "select_attack": None, "select_examples": None},
-      "eval": {"batch_size": 256, "max_examples": None, "eps_grid": (),
-               # each attack: {'name': registry name, 'label': shown name, ...config}
-               "attacks": [], "checks": False},
+                "num_devices": None, "eval_every_epochs": 0, "select_best": False, "select_attack": None,
+                "select_examples": None, "init_from": None, "init_reinit_head": True},
+      "eval": {"batch_size": 256, "max_examples": None, "eps_grid": (), "attacks": [], "checks": False,
+               "ap_attacks": []},
   })
 
 
+def key_names(section: str | None = None) -> list[str]:
+  """Declared keys ('section.key', or top-level names), all or those of one section."""
+  if section is None:
+    return list(KEYS)
+  return [k for k in KEYS if k.startswith(section + ".")]
+
+
+def nearest(name: str, candidates) -> str:
+  """' (did you mean X?)' for the closest candidate, or '' when none is close."""
+  close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+  return f" (did you mean {close[0]}?)" if close else ""
+
+
+def unknown_key_error(path: str, candidates) -> ValueError:
+  """The error for an undeclared key: names the nearest valid key, else lists the section's keys.
+
+  Within one section the leaf names are compared (``optim.learning_rate`` is not "near" ``optim.name``).
+  """
+  candidates = list(candidates)
+  section, _, leaf = path.rpartition(".")
+  same = [c for c in candidates if section and c.startswith(section + ".")]
+  if same:
+    leaves = {c[len(section) + 1:]: c for c in same}
+    close = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)
+    hint = f" (did you mean {leaves[close[0]]}?)" if close else f"; valid keys: {', '.join(sorted(same))}"
+  else:
+    hint = nearest(path, candidates) or f"; valid keys: {', '.join(sorted(candidates))}"
+  return ValueError(f"unknown key {path!r}{hint}")
+
+
+def check_keys(cfg: dict) -> None:
+  """Refuses a key that no code reads: undeclared top-level or section keys, and model / method keys
+  the model or method factory does not take. The error names the nearest valid key."""
+  for k in cfg:
+    if k not in SECTIONS and k not in KEYS:
+      raise unknown_key_error(k, [*KEYS, *SECTIONS])
+  for section in SECTIONS:
+    if section in OPEN_SECTIONS:
+      continue
+    declared = key_names(section)
+    for k in cfg[section]:
+      if f"{section}.{k}" not in KEYS:
+        raise unknown_key_error(f"{section}.{k}", declared)
+  _check_model_keys(cfg["model"])
+  _check_method_keys(cfg["method"])
+
+
+def _check_model_keys(model: dict) -> None:
+  from jaxrobust.models import MODEL_NAMES, model_keywords
+  name = model.get("name")
+  if name not in MODEL_NAMES:
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+  valid = [f"model.{k}" for k in ("name", *model_keywords(name))]
+  for k in model:
+    if f"model.{k}" not in valid:
+      raise unknown_key_error(f"model.{k}", valid)
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def _check_method_keys(method: dict) -> None:
+  """Builds the method (cheap: no model, no tracing), so a key a factory forwards to another factory is
+  checked where it lands; the suggestions are the hyper-parameters the default method records."""
+  from jaxrobust.methods.registry import get_method
+  if "name" not in method:
+    raise ValueError("the method section needs a 'name'")
+  hparams = {k: v for k, v in method.items() if k != "name"}
+  try:
+    get_method(method["name"], **hparams)
+  except TypeError as e:
+    bad = _UNEXPECTED.search(str(e))
+    if bad is None:
+      raise
+    known = sorted(get_method(method["name"]).hparams)
+    raise unknown_key_error(f"method.{bad.group(1)}", [f"method.{k}" for k in ("name", *known)]) from None
+
+
 def validate_config(cfg: dict) -> None:
-  for section in ("data", "model", "method", "optim", "train", "eval"):
+  """Structure, declared keys and value ranges; raises ValueError before any training starts."""
+  for section in SECTIONS:
     if section not in cfg or not isinstance(cfg[section], dict):
       raise ValueError(f"config is missing the section {section!r}")
   t = cfg["train"]
@@ -54,3 +197,4 @@ def validate_config(cfg: dict) -> None:
   for k in ("eps",):
     if k in cfg["method"] and float(cfg["method"][k]) < 0:
       raise ValueError(f"method.{k} must be >= 0; got {cfg['method'][k]}")
+  check_keys(cfg)

@@ -1,4 +1,4 @@
-"""AWP-AT (Wu et al. 2020) on CIFAR-10, WRN-34-10, as UDR Table 4 trains its AWP-AT row (spec B4, C7).
+"""AWP-AT (Wu et al. 2020) on CIFAR-10, WRN-34-10, as UDR Table 4 trains its AWP-AT row (Bui et al., ICLR 2022).
 
     jaxrobust train --config cifar10_awp_at --output-dir runs/cifar10_awp_at
 

@@ -1,4 +1,4 @@
-"""MAIL-AT on CIFAR-10, ResNet-18: the MAIL protocol (``QizhouWang/MAIL`` ``train.py``; spec 2.4-2.6).
+"""MAIL-AT on CIFAR-10, ResNet-18: the MAIL protocol (Wang, Liu et al., NeurIPS 2021; ``QizhouWang/MAIL`` ``train.py``).
 
     jaxrobust train --config cifar10_mail_at --output-dir runs/cifar10_mail_at
 

@@ -1,4 +1,4 @@
-"""MAIL-MART on CIFAR-10, ResNet-18: the MAIL protocol (spec 2.3-2.6).
+"""MAIL-MART on CIFAR-10, ResNet-18: the MAIL protocol (Wang, Liu et al., NeurIPS 2021; ``mail_loss.py``).
 
     jaxrobust train --config cifar10_mail_mart --output-dir runs/cifar10_mail_mart
 

@@ -1,4 +1,4 @@
-"""MAIL-TRADES on CIFAR-10, ResNet-18: the MAIL protocol (spec 2.3-2.6).
+"""MAIL-TRADES on CIFAR-10, ResNet-18: the MAIL protocol (Wang, Liu et al., NeurIPS 2021, eq. 10).
 
     jaxrobust train --config cifar10_mail_trades --output-dir runs/cifar10_mail_trades
 

@@ -1,4 +1,4 @@
-"""SPAT (Hou, Han, Li 2023) on CIFAR-10, ResNet-18 with the cosine head (spec section 3).
+"""SPAT (Hou, Han, Li 2023) on CIFAR-10, ResNet-18 with the cosine head (AAAI 2023, eqs. 9-15).
 
     jaxrobust train --config cifar10_spat --output-dir runs/cifar10_spat
 

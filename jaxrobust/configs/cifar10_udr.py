@@ -1,4 +1,4 @@
-"""UDR (Bui et al. 2022) on CIFAR-10, ResNet-18: UDR Table 1's protocol (spec C6, C7).
+"""UDR (Bui et al., ICLR 2022) on CIFAR-10, ResNet-18: UDR Table 1's protocol.
 
     jaxrobust train --config cifar10_udr --output-dir runs/cifar10_udr_trades
     jaxrobust train --config cifar10_udr --method udr_pgd  --output-dir runs/cifar10_udr_pgd
@@ -10,13 +10,13 @@ Craft: x + U(-eps, eps), 10 sign steps of 2/255 with the soft-ball pull, eps 8/2
 (the code's); lambda from 1.0, lr 0.02, updated every 10 batches on the mean |delta| (clamped at 0).
 Training as MART's ``train_resnet.py`` recipe that UDR's ResNet-18 runs use: SGD lr 0.01,
 momentum 0.9, wd 3.5e-3, batch 128, 200 epochs, lr x0.1 at epochs 75, 90, 100; 4-pixel crop + flip.
-Evaluation (spec A9): PGD-200 (step 2/255) and AutoAttack standard, eps 8/255, on the whole test
+Evaluation (UDR Section 5): PGD-200 (step 2/255) and AutoAttack standard, eps 8/255, on the whole test
 set. The paper runs AA (and B&B, which jaxrobust does not implement) on the first 1000 test points:
 ``udr_eval_attacks(aa_max_examples=1000)``, with test data in the official order (the PNG strips
 are sorted by class, and the evaluator refuses a class-sorted prefix).
 UDR Table 1 (C10): UDR-PGD 86.4 / PGD 48.9 / AA 44.8; UDR-TRADES 84.4 / 53.6 / 49.9;
 UDR-MART 80.1 / 54.1 / 49.1 (PGD-AT 86.4 / 46.0 / 42.5, TRADES 80.8 / 51.9 / 49.1, MART 81.9 / 53.3 / 48.2).
-The ResNet-18 UDR code is not released (spec E1): losses follow the paper, the craft the WRN code.
+The ResNet-18 UDR code is not released: losses follow the paper, the craft the WRN code.
 
 Expected cost: ~2.5 GPU-hours training on one H100 (ResNet-18, 12 passes per step, 391 steps x
 200 epochs), plus ~0.5 h evaluation; an estimate.

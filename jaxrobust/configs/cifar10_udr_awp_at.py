@@ -1,4 +1,4 @@
-"""UDR-AWP-AT on CIFAR-10, WRN-34-10: UDR Table 4's code (``train_cifar10_udr.py``; spec C5-C7).
+"""UDR-AWP-AT on CIFAR-10, WRN-34-10: UDR Table 4's code (``train_cifar10_udr.py``; Bui et al., ICLR 2022).
 
     jaxrobust train --config cifar10_udr_awp_at --output-dir runs/cifar10_udr_awp_at
 

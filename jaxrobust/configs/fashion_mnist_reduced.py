@@ -1,9 +1,9 @@
-"""Reduced CPU protocol of issue 4 (experiments/classification): the shared small budget.
+"""The reduced CPU protocol of experiments/classification: one small budget shared by every method.
 
     jaxrobust train --config fashion_mnist_reduced method.name=trades method.eps=0.1 method.step_size=0.05 method.steps=5 method.beta=6.0
 
 One architecture, data subset, schedule and evaluation for every method; the method section is
-filled in per method by ``experiments/classification/run_reduced.py`` (which prints the exact
+filled in per method by ``python -m experiments.classification.run_reduced`` (which prints the exact
 ``jaxrobust train`` line of each run). About 3 minutes per method on 2 loaded CPU cores
 (training about 1, evaluation about 2).
 """

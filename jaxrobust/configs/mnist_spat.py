@@ -1,4 +1,4 @@
-"""SPAT (Hou, Han, Li 2023) on MNIST: the 4-conv + 3-FC CNN with the cosine head (spec 3.3-3.4).
+"""SPAT (Hou, Han, Li, AAAI 2023) on MNIST: the paper's 4-conv + 3-FC CNN with the cosine head.
 
     jaxrobust train --config mnist_spat --output-dir runs/mnist_spat
 

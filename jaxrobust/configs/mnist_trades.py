@@ -3,7 +3,7 @@
     jaxrobust train --config mnist_trades --output-dir runs/mnist_trades
 
 SmallCNN (conv32-conv32-pool-conv64-conv64-pool, fc200-fc200), SGD lr 0.01, momentum 0.9, no weight
-decay, batch 128, 100 epochs, lr x0.1 at epochs 55, 75, 90 (spec C7, the schedule behind UDR Table 1);
+decay, batch 128, 100 epochs, lr x0.1 at epochs 55, 75, 90 (the schedule behind UDR Table 1, Bui et al., ICLR 2022);
 attack: 40 steps of 0.01 on KL(p(x) || p(x')) from x + 0.001 N(0, I), eps 0.3; beta 1.
 The TRADES script itself decays only once: its ``if epoch >= 55 / elif >= 75 / elif >= 90`` never
 reaches the later branches, so lr is 0.001 from (1-indexed) epoch 55 on:

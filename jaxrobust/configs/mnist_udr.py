@@ -1,4 +1,4 @@
-"""UDR on MNIST, SmallCNN: UDR Table 1's MNIST protocol (spec A9, C6, C7).
+"""UDR on MNIST, SmallCNN: UDR Table 1's MNIST protocol (Bui et al., ICLR 2022).
 
     jaxrobust train --config mnist_udr --output-dir runs/mnist_udr_trades
     jaxrobust train --config mnist_udr --method udr_pgd method.beta=1.0 --output-dir runs/mnist_udr_pgd

@@ -16,7 +16,8 @@ from jaxrobust.models.common import (CIFAR10_MEAN, CIFAR10_STD, DEFAULT_INPUT_SH
                                      IMAGENET_STD, MNIST_MEAN, MNIST_STD)
 from jaxrobust.models.heads import HEADS, CosineHead, project_cosine_head
 from jaxrobust.models.registry import (BN_FREE_MODELS, MODEL_NAMES, count_params, get_model,
-                                       init_model, make_apply, make_features_apply)
+                                       init_model, make_apply, make_features_apply,
+                                       model_keywords)
 from jaxrobust.models.resnet import PreActResNet, ResNet
 from jaxrobust.models.wide_resnet import WideResNet
 
@@ -25,5 +26,5 @@ __all__ = [
   "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "MODEL_NAMES", "CosineHead",
   "ImageClassifier", "LeNet5", "MLP", "PreActResNet", "ResNet", "SmallCNN", "WideResNet",
   "count_params", "get_model", "init_model", "make_apply", "make_features_apply",
-  "project_cosine_head",
+  "model_keywords", "project_cosine_head",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from collections.abc import Mapping
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -26,10 +29,10 @@ _BACKBONES: Dict[str, Callable[..., nn.Module]] = {
   "resnet18": resnet.resnet18,
   "resnet18_imagenet": resnet.resnet18_imagenet,
   "resnet20": resnet.resnet20,
-  "wrn34_10": lambda **kw: wide_resnet.WideResNet(depth=34, widen=10, **kw),
-  "wrn28_10": lambda **kw: wide_resnet.WideResNet(depth=28, widen=10, **kw),
+  "wrn34_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
+  "wrn28_10": functools.partial(wide_resnet.WideResNet, depth=28, widen=10),
   # GAIRAT/MAIL "WRN-32-10" (Wide_ResNet_Madry, depth = 6n + 2) is WRN-34-10 in our convention.
-  "wrn32_10": lambda **kw: wide_resnet.WideResNet(depth=34, widen=10, **kw),
+  "wrn32_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
   "wide_resnet": wide_resnet.WideResNet,  # depth=..., widen=... (defaults 34, 10)
 }
 MODEL_NAMES: Tuple[str, ...] = tuple(_BACKBONES)
@@ -59,6 +62,26 @@ def get_model(name: str, num_classes: int = 10, *, head: str = "linear", mean=No
   return ImageClassifier(backbone=backbone, num_classes=1 if head == "single_logit" else num_classes,
                          head=head, mean=_channel_tuple(mean), std=_channel_tuple(std), dtype=dtype,
                          cosine_normalize_features=cosine_normalize_features)
+
+
+def model_keywords(name: str) -> Tuple[str, ...]:
+  """Keyword arguments ``get_model(name, ...)`` takes: head / normalisation ones and the backbone's.
+
+  A named depth or width (``wrn34_10``'s depth=34, widen=10) is fixed, not a keyword.
+  """
+  if name not in _BACKBONES:
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+  own = [k for k, p in inspect.signature(get_model).parameters.items() if p.kind == p.KEYWORD_ONLY]
+  return tuple(own) + tuple(k for k in _builder_keywords(_BACKBONES[name]) if k not in own)
+
+
+def _builder_keywords(builder) -> Tuple[str, ...]:
+  if isinstance(builder, functools.partial):
+    return tuple(k for k in _builder_keywords(builder.func) if k not in builder.keywords)
+  if dataclasses.is_dataclass(builder):  # a flax Module class: its constructor fields
+    return tuple(f.name for f in dataclasses.fields(builder) if f.init and f.name not in ("parent", "name"))
+  params = inspect.signature(builder).parameters.values()
+  return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 def init_model(module: nn.Module, key: PRNGKey, input_shape: Sequence[int]) -> Dict[str, PyTree]:

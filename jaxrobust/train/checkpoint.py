@@ -96,6 +96,31 @@ class Checkpointer:
     self._manager.close()
 
 
+def restore_variables(directory: str, step: int | None = None) -> tuple[dict, int]:
+  """({'params', 'batch_stats'}, step) of the newest (or given) checkpoint in ``directory``.
+
+  Restores without a target structure, so the run may have used any method or optimiser; only the
+  model's variables are kept. Raises FileNotFoundError when there is no checkpoint, CheckpointError
+  when it is unreadable.
+  """
+  directory = os.path.abspath(directory)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoint folder {directory!r}")
+  manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{directory!r} holds no checkpoint")
+    try:
+      state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    except Exception as e:  # orbax raises many types for unreadable files
+      raise CheckpointError(f"checkpoint {os.path.join(directory, str(step))!r} is unreadable or corrupt "
+                            f"({type(e).__name__}: {e})") from e
+  finally:
+    manager.close()
+  return {"params": state["params"], "batch_stats": state.get("batch_stats", {}) or {}}, int(step)
+
+
 def _check_compatible(saved: dict, target, path: str) -> None:
   """Raises CheckpointError naming the first leaf whose path/shape differs."""
   want = _leaf_shapes(target)

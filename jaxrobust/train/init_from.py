@@ -18,20 +18,15 @@ def load_run_variables(run_dir: str, step: int | None = None) -> dict:
 
   Restores without a target structure, so the source run may use another method/optimiser.
   """
-  import orbax.checkpoint as ocp
+  from jaxrobust.train.checkpoint import restore_variables
   ckpt_dir = os.path.join(os.path.abspath(run_dir), "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise FileNotFoundError(f"init_from={run_dir!r}: no checkpoints folder {ckpt_dir!r}; pass the output_dir "
                             "of a finished training run (e.g. the 'bce' run)")
-  mgr = ocp.CheckpointManager(ckpt_dir, item_names=("state", "meta"))
   try:
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"init_from={run_dir!r}: {ckpt_dir!r} holds no checkpoint")
-    state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-  finally:
-    mgr.close()
-  return {"params": state["params"], "batch_stats": state.get("batch_stats", {}) or {}}
+    return restore_variables(ckpt_dir, step)[0]
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"init_from={run_dir!r}: {e}") from None
 
 
 def finetune_state(trainer, run_dir: str, *, reinit_head: bool = True):

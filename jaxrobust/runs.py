@@ -1,0 +1,95 @@
+"""A trained run as a pure model: ``load_run(run_dir) -> LoadedRun(apply, variables, config, module, step)``.
+
+    run = load_run("runs/quickstart/pgd_at")           # the final checkpoint
+    logits = run.apply(run.variables, x)                 # x: (B, H, W, C) in [0, 1] -> (B, K)
+    best = load_run("runs/cifar10_awp_at", best=True)    # the checkpoint kept by train.select_best
+
+A run directory is the ``output_dir`` of ``jaxrobust train`` (or ``Trainer``): its ``config.json``
+says how to build the model (``jaxrobust.models``), ``checkpoints/`` (and ``best/``) hold orbax
+checkpoints of the train state, of which only the model variables are restored. Nothing else is
+built: no Trainer, no optimiser, no data (load the test split with the config's data section).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class LoadedRun(NamedTuple):
+  """apply(variables, x) -> logits (inference mode); variables {'params', 'batch_stats'}; config the
+  run's validated config (with overrides); module the Flax model; step the checkpoint's step."""
+  apply: Callable
+  variables: dict
+  config: dict
+  module: Any
+  step: int
+
+
+def load_run(run_dir: str, *, best: bool = False, overrides=()) -> LoadedRun:
+  """The model of a run directory, restored from its final checkpoint (``best``: ``<run_dir>/best``).
+
+  overrides: ``key.sub=value`` changes to the run's config (e.g. ``data.test_subset=1000`` or
+  ``eval.batch_size=100``); ones that change the model's shapes fail the shape check.
+  Raises FileNotFoundError for a folder that is not a run, a run without a checkpoint, or (``best``)
+  a run without a selected checkpoint; CheckpointError for an unreadable one or one of another model.
+  """
+  from jaxrobust.configs import apply_overrides, validate_config
+  from jaxrobust.models import make_apply
+  from jaxrobust.train.checkpoint import restore_variables
+  config_path = os.path.join(run_dir, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{run_dir!r} is not a jaxrobust run directory (no config.json); "
+                            "pass the --output-dir of a `jaxrobust train` run")
+  with open(config_path) as f:
+    cfg = apply_overrides(json.load(f), overrides)
+  validate_config(cfg)
+  cfg["output_dir"] = run_dir
+  folder = os.path.join(os.path.abspath(run_dir), "best" if best else "checkpoints")
+  if not _has_checkpoint(folder):
+    if best:
+      raise FileNotFoundError(f"{run_dir!r} has no selected checkpoint (train with train.select_best=true "
+                              "train.eval_every_epochs=N)")
+    raise FileNotFoundError(f"no checkpoint in {folder!r}")
+  module, image_shape = model_of(cfg)
+  variables, step = restore_variables(folder)
+  variables = _checked(variables, module, image_shape, folder)
+  return LoadedRun(make_apply(module), variables, cfg, module, step)
+
+
+def model_of(cfg: dict):
+  """(Flax module, image shape (H, W, C)) of a config, from the dataset's declared facts (no data read)."""
+  from jaxrobust.data import dataset_info
+  from jaxrobust.train.loop import build_model
+  d = cfg["data"]
+  info = dataset_info(d["name"], None if d.get("binary_task") else d.get("label_mode"))
+  num_classes = 2 if d.get("binary_task") else info.num_classes  # binary tasks relabel to {0, 1}
+  return build_model(cfg, num_classes), tuple(info.image_shape)
+
+
+def _has_checkpoint(folder: str) -> bool:
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
+def _checked(variables: dict, module, image_shape, folder: str) -> dict:
+  """variables cast to the model's dtypes, after checking they have exactly the model's entries and shapes."""
+  from jaxrobust.models import init_model
+  from jaxrobust.train.checkpoint import CheckpointError
+  expected = jax.eval_shape(lambda: init_model(module, jax.random.PRNGKey(0), image_shape))
+  expected = {"params": expected["params"], "batch_stats": expected.get("batch_stats", {})}
+  want = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
+  have = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]}
+  if set(want) != set(have):
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    raise CheckpointError(f"checkpoint in {folder!r} does not match the model of the run's config: "
+                          f"{len(missing)} entries missing (e.g. {missing[:3]}), {len(extra)} unexpected "
+                          f"(e.g. {extra[:3]})")
+  for k, leaf in want.items():
+    if tuple(jnp.shape(have[k])) != tuple(leaf.shape):
+      raise CheckpointError(f"checkpoint in {folder!r} does not match the model of the run's config: {k} has "
+                            f"shape {tuple(jnp.shape(have[k]))} in the checkpoint but {tuple(leaf.shape)} in the model")
+  return jax.tree.map(lambda s, v: jnp.asarray(v, s.dtype), expected, variables)
