@@ -34,9 +34,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from jaxrobust.configs import load_config  # noqa: E402
-from jaxrobust.data.binary import load_binary_splits, make_batches, positive_rate  # noqa: E402
+from jaxrobust.data.binary import positive_rate  # noqa: E402
+from jaxrobust.data.splits import load_binary_splits  # noqa: E402
 from jaxrobust.evaluate.average_precision import APEvaluator, select_best_epoch, transfer_spec  # noqa: E402
-from jaxrobust.methods.adap import init_state_from_config  # noqa: E402
+from jaxrobust.train.init_from import init_state_from_config  # noqa: E402
 from jaxrobust.models import make_apply  # noqa: E402
 from jaxrobust.train.loop import Trainer  # noqa: E402
 
@@ -54,13 +55,6 @@ METHODS = [
 CLEAN_SELECTED = ("bce", "ap_max")  # selected by validation clean AP (spec 1.7)
 
 
-class BinaryTrainer(Trainer):
-  """Trainer fed by ``make_batches`` (positive-balanced sampler for AP-type methods)."""
-
-  def batches(self, epoch, skip=0):
-    return make_batches(self.train_ds, self.cfg, epoch, skip)
-
-
 def train_one(base_cfg, splits, evaluator, val_attack, *, method, lam=None, init_from=None, tag):
   cfg = copy.deepcopy(base_cfg)
   cfg["method"]["name"] = method
@@ -70,7 +64,7 @@ def train_one(base_cfg, splits, evaluator, val_attack, *, method, lam=None, init
   cfg["output_dir"] = str(ROOT / "runs" / "adap_reduced" / tag)
   shutil.rmtree(cfg["output_dir"], ignore_errors=True)
   t0 = time.perf_counter()
-  trainer = BinaryTrainer(cfg, train_ds=splits.train, test_ds=splits.test, progress=False)
+  trainer = Trainer(cfg, train_ds=splits.train, test_ds=splits.test, progress=False)
   spe = trainer.steps_per_epoch
   records, per_epoch = [], {}
 
@@ -128,7 +122,7 @@ def main(argv=None):
       if method == "ap_max" and "bce" not in runs:
         raise SystemExit("AP Max. fine-tunes from the CE run: include 'bce' before 'ap_max'")
       if module is None:
-        probe = BinaryTrainer(dict(copy.deepcopy(cfg), output_dir=str(ROOT / "runs" / "adap_reduced" / "_probe")),
+        probe = Trainer(dict(copy.deepcopy(cfg), output_dir=str(ROOT / "runs" / "adap_reduced" / "_probe")),
                               train_ds=splits.train, test_ds=splits.test, progress=False)
         module = probe.module
         probe.checkpointer.close()

@@ -1,12 +1,23 @@
-"""Binary tasks, the 80/20 per-class split and the positive-balanced sampler (spec 1.5, 1.8, 1.11 T8)."""
+"""Binary tasks, the 80/20 per-class split and the positive-balanced sampler (AdAP reference
+``utils/imbalanced_cifar.py`` and ``losses.py::DataSampler``), and how training picks its sampler."""
 
 import numpy as np
 import pytest
 
-from jaxrobust.data.binary import (load_binary_splits, make_batches, one_vs_all, positive_balanced_iterator,
-                                   positive_balanced_rows, split_per_class)
+from jaxrobust.data.binary import one_vs_all, split_per_class
 from jaxrobust.data.dataset import ArrayDataset
 from jaxrobust.data.pipeline import batch_iterator
+from jaxrobust.data.positive_balanced import positive_balanced_iterator, positive_balanced_rows
+from jaxrobust.data.splits import load_binary_splits
+from jaxrobust.methods.registry import get_method
+from jaxrobust.train.batches import training_batches
+
+
+def make_batches(ds, cfg, epoch, skip=0):
+  """What ``Trainer.batches`` yields for a config (the method defaults to standard training)."""
+  method = get_method(cfg.get("method", {}).get("name", "standard"))
+  return training_batches(ds, method, cfg["data"], seed=cfg["seed"], batch_size=cfg["train"]["batch_size"],
+                          epoch=epoch, skip=skip)
 
 
 def _ds(n=1000, k=10, seed=0):
@@ -59,7 +70,7 @@ def _labels(n=1000, n_pos=90, seed=0):
   return y
 
 
-def test_t8_positives_first_exact_counts_and_no_repeat_within_a_pass():
+def test_positives_first_exact_counts_and_no_repeat_within_a_pass():
   y = _labels()
   rows = positive_balanced_rows(y, 64, seed=0, epoch=0)
   assert rows.shape == (1000 // 64, 64)
