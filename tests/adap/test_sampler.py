@@ -1,6 +1,8 @@
 """Binary tasks, the 80/20 per-class split and the positive-balanced sampler (AdAP reference
 ``utils/imbalanced_cifar.py`` and ``losses.py::DataSampler``), and how training picks its sampler."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,17 @@ def test_iterator_batches_sharding_and_make_batches():
     list(make_batches(ds, {"seed": 1, "train": {"batch_size": 32}, "data": {"sampler": "nope"}}, epoch=0))
   with pytest.raises(ValueError, match="positives and negatives"):
     positive_balanced_rows(np.zeros(100, np.int32), 32, seed=0, epoch=0)
+
+
+def test_methods_declare_their_batches_and_pos_num_overrides_the_default():
+  for name in ("adap_mm", "adap_pz", "adap_lz", "adap_ln", "adap_lpn", "ap_max"):
+    assert get_method(name).batches == "positive_balanced"
+  for name in ("bce", "pgd_bce", "trades_binary", "mart_binary", "standard", "trades"):
+    assert get_method(name).batches == "shuffle"
+  with pytest.raises(ValueError, match="batches"):
+    dataclasses.replace(get_method("standard"), batches="balanced")
+  ds = one_vs_all(_ds(700, seed=3), 2)
+  cfg = {"seed": 1, "train": {"batch_size": 32}, "data": {"sampler": "auto", "pos_num": 8},
+         "method": {"name": "ap_max"}}
+  first = next(iter(make_batches(ds, cfg, epoch=0)))
+  np.testing.assert_array_equal(first["label"], np.r_[np.ones(8), np.zeros(24)])
