@@ -1,4 +1,4 @@
-"""The lead's TRADES and PGD-AT against the reference formulas (Zhang et al. 2019; Madry et al. 2018)."""
+"""TRADES and PGD-AT against the reference formulas (Zhang et al. 2019; Madry et al. 2018)."""
 
 import jax
 import jax.numpy as jnp
