@@ -29,7 +29,8 @@ import jax
 import numpy as np
 
 from jaxrobust.configs import load_config
-from jaxrobust.data.binary import load_binary_splits, positive_rate
+from jaxrobust.data.binary import positive_rate
+from jaxrobust.data.splits import load_binary_splits
 from jaxrobust.evaluate.average_precision import APEvaluator, select_best_epoch, transfer_spec
 from jaxrobust.models import make_apply
 from jaxrobust.runs import model_of

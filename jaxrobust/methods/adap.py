@@ -1,11 +1,14 @@
-"""AdAP (Li, Tong, Yang, NeurIPS'23): adversarial AP maximisation, 5 variants + the paper's binary baselines.
+"""AdAP (Li, Tong, Yang 2023, NeurIPS): adversarial AP maximisation, 5 variants + the paper's binary baselines.
 
 Every method here needs a single-logit model (``model.head='single_logit'``), labels y in {0, 1}
 and the dataset index ``batch['index']`` (estimator slots). Score maps: s = sigmoid(z) for the AP
-surrogate, BCE and pointwise KL; h = tanh(z) / tau for the listwise term (spec 1.1).
+surrogate, BCE and pointwise KL; h = tanh(z) / tau for the listwise term (the reference code's
+``losses.py``). The AP-type methods (adap_*, ap_max) declare ``batches='positive_balanced'``: half of
+every batch are positives, the reference's ``DataSampler`` (a batch without positives has no AP
+estimate); the baselines train on shuffled batches.
 
-    loss_AP(s)    SOAP estimator of P(w) = -(1/n+) sum_i phi1_i/phi2_i     (adap_state.soap_loss, eqs. 2-3)
-    loss_R(h,h')  compositional estimator of R = KL(p_t(x) || p_t(x+delta)) (adap_state.listwise_loss, eqs. 11-12)
+    loss_AP(s)    SOAP estimator of P(w) = -(1/n+) sum_i phi1_i/phi2_i     (adap_state.soap_loss, eqs. 1-3)
+    loss_R(h,h')  compositional estimator of R = KL(p_t(x) || p_t(x+delta)) (adap_state.listwise_loss, eqs. 8, 11-12)
     KL_pt(q; p)   (1/|B|) sum_i KL(Bern(p_i) || Bern(q_i)), log(q + 1e-12)    (torch KLDivLoss(batchmean))
 
 | name       | attack (inner max, inference mode)              | outer loss                                  |
@@ -22,11 +25,11 @@ Paper symbols -> arguments: lambda = ``lam``; gamma_1 (AP estimators, also the M
 attack eps / step / T = ``eps`` / ``step_size`` / ``steps`` (0.031 / 0.01 / 6, start x + 0.001 N(0, I),
 no clip before the first step). Forward order is the code's: clean x, then x_adv, both in train mode
 (BN statistics updated twice). ``ap_max`` is the "AP Max." baseline; the paper fine-tunes it from a
-CE checkpoint with the head re-initialised: ``finetune_state(trainer, run_dir)`` (config key
-``train.init_from``).
+CE checkpoint with the head re-initialised: ``jaxrobust.train.init_from.finetune_state(trainer, run_dir)``
+(config key ``train.init_from``).
 
-Binary baselines in the AdAP repository's single-logit form (spec 1.4; plain shuffled loader, no
-positive oversampling; y in {0,1}, p = s(x), q = s(x_adv)):
+Binary baselines in the AdAP repository's single-logit form (the paper's Section 5 baselines; plain
+shuffled loader, no positive oversampling; y in {0,1}, p = s(x), q = s(x_adv)):
 
     bce           BCE(p, y)                                      ('standard' computes the same)
     pgd_bce       attack PGD-BCE; BCE(q, y)
@@ -51,7 +54,9 @@ from jaxrobust.methods.common import training_pgd
 from jaxrobust.methods.mart import mart_kl
 
 VARIANTS = ("mm", "pz", "lz", "ln", "lpn", "ap")
-# Training attack of every AdAP-repo method (spec 1.6).
+# Positives in a positive-balanced batch: the reference's pos_num = batch_size // 2 (64 of 128).
+POSITIVE_FRACTION = 0.5
+# Training attack of every AdAP-repo method: PGD-Linf, 6 steps of 0.01, eps 0.031 (the paper's Section 5).
 ATTACK = dict(eps=0.031, step_size=0.01, steps=6)
 
 
@@ -142,7 +147,8 @@ def make_adap(variant: str = "lpn", *, lam: float = 0.8, gamma1: float = 0.1, ga
   name = "ap_max" if variant == "ap" else f"adap_{variant}"
   return Method(name=name, loss=loss, attack=None if variant == "ap" else attack, init_state=init_state,
                 hparams=dict(variant=variant, lam=lam, gamma1=gamma1, gamma2=gamma2, margin=margin, tau=tau,
-                             eps=eps, step_size=step_size, steps=steps, norm=norm))
+                             eps=eps, step_size=step_size, steps=steps, norm=norm),
+                batches="positive_balanced", positive_fraction=POSITIVE_FRACTION)
 
 
 # Keys a protocol config carries for every method; AP Max. has no attack and no regulariser.
@@ -169,7 +175,8 @@ def _bce(logits, y, mask):
   return masked_mean(losses_lib.binary_cross_entropy(single_logit(logits), y), mask)
 
 
-# Default KL weights: TRADES' grid is {1, ..., 100}, MART's {0.1, ..., 10} (spec 1.7); the paper tunes them.
+# Default KL weights: the paper's grids are {1, ..., 100} for TRADES and {0.1, ..., 10} for MART (Section 5);
+# it tunes them on validation robust AP.
 BASELINE_LAM = {"trades_binary": 1.0, "mart_binary": 0.8}
 
 
@@ -220,14 +227,6 @@ def make_binary_baseline(kind: str, *, lam: float | None = None, eps: float = AT
                 hparams=dict(lam=lam, eps=eps, step_size=step_size, steps=steps, norm=norm))
 
 
-# -------------------------------------------------------------------------------------------
-# Fine-tuning from a CE run (the "AP Max." baseline)
-# -------------------------------------------------------------------------------------------
-
-# Fine-tuning from another run (AP Max.) lives in jaxrobust.train.init_from; re-exported here.
-from jaxrobust.train.init_from import finetune_state, init_state_from_config, load_run_variables  # noqa: E402,F401
-
-
 def _factory(variant):
   def make(**kw):
     return make_adap(variant, **kw)
@@ -253,5 +252,5 @@ REGISTRY = {
     "mart_binary": _baseline("mart_binary"),
 }
 
-__all__ = ["make_adap", "make_ap_max", "make_binary_baseline", "pointwise_kl", "finetune_state",
-           "load_run_variables", "init_state_from_config", "REGISTRY", "VARIANTS"]
+__all__ = ["make_adap", "make_ap_max", "make_binary_baseline", "pointwise_kl", "REGISTRY", "VARIANTS",
+           "POSITIVE_FRACTION"]

@@ -1,4 +1,4 @@
-"""AdAP's compositional estimators as pure functions over an explicit state pytree (spec 1.2-1.4).
+"""AdAP's compositional estimators (Li, Tong, Yang 2023) as pure functions over an explicit state pytree.
 
 SOAP AP surrogate (paper eqs. (1)-(3); code ``losses.py::AUPRC_Loss`` = LibAUC ``APLoss``)::
 
@@ -107,7 +107,7 @@ def scatter_last_write(table: Array, index: Array, values: Array, write: Array) 
 
 
 def moving_average(old: Array, new: Array, gamma: float) -> Array:
-  """u <- (1 - gamma) u + gamma sg(new): gamma weighs the new batch value (spec 1.2)."""
+  """u <- (1 - gamma) u + gamma sg(new): gamma weighs the new batch value (Li, Tong, Yang 2023, eq. 2)."""
   return (1.0 - gamma) * old + gamma * jax.lax.stop_gradient(new)
 
 

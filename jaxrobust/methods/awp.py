@@ -1,4 +1,4 @@
-"""Adversarial weight perturbation (Wu et al. 2020), as ``csdongxian/AWP`` ``utils_awp.py`` (spec B4).
+"""Adversarial weight perturbation (Wu, Xia, Wang 2020, NeurIPS), as ``csdongxian/AWP`` ``utils_awp.py`` computes it.
 
 After the input attack, with L(theta) the base method's training loss at the fixed x'::
 

@@ -15,8 +15,10 @@ A method is three pure pieces, all traced inside the one jitted train step:
   checkpointed with everything else.
 
 ``post_update(params) -> params`` runs after each optimiser step (e.g. SPAT's renormalised
-cosine head). Hyper-parameters are static: a factory closes over them, so changing data
-never recompiles.
+cosine head). ``batches`` declares what the method trains on: 'shuffle' (shuffled passes over the
+training set) or 'positive_balanced' (``positive_fraction`` of every batch positives, then
+negatives, as AP maximisation needs); ``jaxrobust.train.batches`` builds them. Hyper-parameters
+are static: a factory closes over them, so changing data never recompiles.
 """
 
 from __future__ import annotations
@@ -77,14 +79,33 @@ def _identity(params: PyTree) -> PyTree:
   return params
 
 
+# The training batches a method can ask for (jaxrobust.train.batches builds them).
+BATCHES = ("shuffle", "positive_balanced")
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
+  """A training method: the pieces above, its hyper-parameters and the batches it trains on.
+
+  batches: 'shuffle' (every example once per epoch in a seeded random order, remainder dropped) or
+    'positive_balanced' (every batch starts with int(batch_size * positive_fraction) label-1 examples,
+    then negatives; the positives are oversampled).
+  positive_fraction: share of positives in a positive-balanced batch (config ``data.pos_num`` overrides).
+  """
   name: str
   loss: Callable[..., tuple[Array, LossAux]]
   attack: Callable[..., tuple[Array, Any]] | None = None
   init_state: Callable[[DatasetInfo], PyTree] = _no_state
   post_update: Callable[[PyTree], PyTree] = _identity
   hparams: dict = dataclasses.field(default_factory=dict)
+  batches: str = "shuffle"
+  positive_fraction: float = 0.5
+
+  def __post_init__(self):
+    if self.batches not in BATCHES:
+      raise ValueError(f"method {self.name!r}: batches must be one of {BATCHES}; got {self.batches!r}")
+    if not 0.0 < self.positive_fraction < 1.0:
+      raise ValueError(f"method {self.name!r}: positive_fraction must be in (0, 1); got {self.positive_fraction}")
 
 
 def logits_fn_for(ctx: StepContext, params, batch_stats):

@@ -1,4 +1,4 @@
-"""GAIRAT (Zhang et al. 2021), as ``zjfheart/Geometry-aware-...`` computes it (spec 4.3, B3).
+"""GAIRAT (Zhang et al. 2021, ICLR), as ``zjfheart/Geometry-aware-Instance-reweighted-Adversarial-Training`` computes it.
 
 GA-PGD (``attack_generator.py::GA_PGD``, category 'Madry'), in inference mode::
 

@@ -1,4 +1,4 @@
-"""MAIL (Wang, Liu et al. 2021): probabilistic-margin instance reweighting (spec section 2).
+"""MAIL (Wang, Liu et al. 2021, NeurIPS): probabilistic-margin instance reweighting, as ``QizhouWang/MAIL`` computes it.
 
 Probabilistic margins (eqs. 4-7), p = softmax(f(.)), all treated as constants::
 

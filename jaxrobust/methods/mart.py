@@ -1,4 +1,4 @@
-"""MART (Wang et al. 2020), as ``YisenWang/MART/mart.py::mart_loss`` computes it (spec 4.2, B3).
+"""MART (Wang et al. 2020, ICLR), as ``YisenWang/MART/mart.py::mart_loss`` computes it.
 
     attack: x'_0 = x + 0.001 N(0, I);  x' <- clip_[0,1](Pi_eps(x' + alpha sign grad_x' sum_i CE(f(x'_i), y_i)))
     p' = softmax(f(x')),  p = softmax(f(x)),  y'_i = argmax_{k != y_i} p'_ik   (most probable wrong class)

@@ -41,3 +41,6 @@ def make_pgd_at(*, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int 
 
   return Method(name="pgd_at", loss=loss, attack=attack,
                 hparams=dict(eps=eps, step_size=step_size, steps=steps, mix=mix, norm=norm, init=init))
+
+
+REGISTRY = {"pgd_at": make_pgd_at}

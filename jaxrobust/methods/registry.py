@@ -1,6 +1,9 @@
 """Training methods by name: ``get_method(name, **hparams) -> Method``.
 
-Modules listed here expose ``REGISTRY = {name: factory}``; the CLI only reads this module.
+Each method module declares ``REGISTRY: dict[str, factory]``; ``factory(**hparams)`` takes the
+method's hyper-parameters as keyword arguments and returns the configured ``Method`` (its losses,
+training attack, state, and the batches it trains on). The Trainer, the configs and the CLI only
+talk to this module. Names are lower case; '-' and '_' are interchangeable in lookups.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from typing import Callable
 
 from jaxrobust.methods.base import Method
 
+MethodFactory = Callable[..., Method]
+
+# Every module that contributes methods; each must import and declare REGISTRY.
 _METHOD_MODULES = (
     "jaxrobust.methods.standard",
     "jaxrobust.methods.pgd_at",
@@ -30,21 +36,15 @@ _METHOD_MODULES = (
 THREAT_KEYS = ("eps", "step_size", "steps", "norm")
 
 
-def _collect() -> dict[str, Callable[..., Method]]:
-  from jaxrobust.methods.pgd_at import make_pgd_at
-  from jaxrobust.methods.standard import make_standard
-  from jaxrobust.methods.trades import make_trades
-  out = {"standard": make_standard, "pgd_at": make_pgd_at, "trades": make_trades}
+def _collect() -> dict[str, MethodFactory]:
+  out: dict[str, MethodFactory] = {}
   for mod_name in _METHOD_MODULES:
-    try:
-      mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-      if e.name == mod_name:
-        continue
-      raise
-    for name, factory in getattr(mod, "REGISTRY", {}).items():
-      if name in out and out[name] is not factory:
+    mod = importlib.import_module(mod_name)
+    for name, factory in mod.REGISTRY.items():
+      if name in out:
         raise RuntimeError(f"method name {name!r} registered twice")
+      if not callable(factory):
+        raise TypeError(f"{mod_name}.REGISTRY[{name!r}] must be a factory returning a Method; got {factory!r}")
       out[name] = factory
   return out
 
@@ -53,12 +53,22 @@ def method_names() -> list[str]:
   return sorted(_collect())
 
 
-def get_method(name: str, **hparams) -> Method:
+def _canonical(name: str) -> str:
+  return name.lower().replace("-", "_")
+
+
+def method_factory(name: str) -> MethodFactory:
+  """The factory registered as ``name``; unknown names raise ValueError listing the valid ones."""
   registry = _collect()
-  key = name.lower().replace("-", "_")
+  key = _canonical(name)
   if key not in registry:
     raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(registry))}")
-  return registry[key](**hparams)
+  return registry[key]
+
+
+def get_method(name: str, **hparams) -> Method:
+  """The configured Method; unknown names raise ValueError listing the valid ones."""
+  return method_factory(name)(**hparams)
 
 
 def switch_method(section: dict, name: str) -> tuple[dict, list[str]]:
@@ -68,11 +78,8 @@ def switch_method(section: dict, name: str) -> tuple[dict, list[str]]:
   hyper-parameter of NAME starts at its default (set them with method.KEY=VALUE overrides). Returns
   (new section, names of the dropped hyper-parameters).
   """
-  registry = _collect()
-  key = name.lower().replace("-", "_")
-  if key not in registry:
-    raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(registry))}")
-  params = inspect.signature(registry[key]).parameters
+  params = inspect.signature(method_factory(name)).parameters
+  key = _canonical(name)
   named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
   if key == section.get("name"):
     return dict(section), []

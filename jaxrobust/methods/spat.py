@@ -1,4 +1,4 @@
-"""SPAT (Hou, Han, Li 2023): self-paced hard-class-pair reweighting, as ``spat.py`` computes it (spec 3).
+"""SPAT (Hou, Han, Li 2023, AAAI): self-paced hard-class-pair reweighting (eqs. 9-15), as ``spat.py`` computes it.
 
 The model must have the cosine head: c_j = cos(theta_j) + b_j (unit features, unit class vectors,
 bias kept, **no** scale; the loss applies s). With one-hot mask M of y::
@@ -20,7 +20,7 @@ Paper -> code -> argument mapping (the paper's names collide with the code's)::
     paper alpha (KL weight)      = code n     = ``n``      (0.2)
     paper lambda (trade-off)     = code beta  = ``beta``   (6)
 
-Ablation switches (paper Table 2 / spec S5): ``self_paced=False`` sets g = 1 (L_acc = CE(s c, y),
+Ablation switches (paper Table 2): ``self_paced=False`` sets g = 1 (L_acc = CE(s c, y),
 the NCE); ``inc=False`` drops sum_j kl_ij^2 (L_rob = n KL). With both off, n = 1, s = 1 and an
 unnormalised (linear-head) model, SPAT is TRADES with lambda = beta.
 

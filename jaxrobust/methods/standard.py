@@ -20,3 +20,6 @@ def make_standard(**unused) -> Method:
     return value, LossAux(batch_stats, method_state, metrics)
 
   return Method(name="standard", loss=loss, attack=None)
+
+
+REGISTRY = {"standard": make_standard}

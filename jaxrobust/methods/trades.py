@@ -40,3 +40,6 @@ def make_trades(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10
 
   return Method(name="trades", loss=loss, attack=attack,
                 hparams=dict(eps=eps, step_size=step_size, steps=steps, beta=beta, norm=norm))
+
+
+REGISTRY = {"trades": make_trades}

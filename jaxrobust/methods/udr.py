@@ -4,7 +4,8 @@ Dual objective (paper eq. 17), with lam >= 0 a dual variable shared by the whole
 
     inf_{theta, lam >= 0}  lam eps + E_(x,y) [ sup_x' g_theta(x', x, y) - lam c_hat(x', x) ]
 
-One train step (Algorithm 1, in its code form; spec C4/C5):
+One train step (Algorithm 1 with the smoothed cost of eq. 16, in the form of the released code
+``Cifar10-WideResNet/train_cifar10_udr.py``):
 
 1. craft x^a with ``attacks.udr.udr_pgd``: sign steps on the x'-part of g, then the soft-ball pull
    of strength lam (zero pull inside the Linf ball; lam = 1, tau = alpha is PGD's hard clip);
@@ -26,22 +27,22 @@ udr_awp_at  CE                          UDR-PGD* under AWP (gamma 0.01): CE(f_{w
 ==========  ==========================  ========================================================
 
 Only the x'-dependent part of g matters when crafting, and the push uses sign(grad g), so a
-positive beta or MART's positive weight (1 - p_y) does not change the direction (spec U8).
+positive beta or MART's positive weight (1 - p_y) does not change the direction.
 lam lives in the method state (``{'lam', 'dis_sum', 'dis_count'}``), is checkpointed with the
 train state and updated only through the loss's ``LossAux.method_state``, so the step stays pure.
 
-Choices where paper and code differ (spec section E), code first unless noted:
-* pull: the code's per-pixel quadratic hinge (E2), tau = alpha by default (E3; the paper's
-  tau = 2 alpha is ``tau=2 * step_size``);
-* lam distance: the code's mean |delta| over a 10-batch window (E4; ``lam_distance='linf'``
-  uses the per-example Linf norm of Appendix G, ``lam_period=1`` updates every batch as eq. 19);
-* start: x + U(-eps, eps), box-clipped, for every variant (Algorithm 1; E9);
+Choices where paper and code differ, code first unless noted:
+* pull: the code's per-pixel quadratic hinge (zero inside the ball; eq. 16's cost pulls inside it
+  too), tau = alpha by default (the paper's tau = 2 alpha, Appendix E, is ``tau=2 * step_size``);
+* lam distance: the code's mean |delta| over a 10-batch window (``lam_distance='linf'`` uses the
+  per-example Linf norm of Appendix G, ``lam_period=1`` updates every batch as eq. 19);
+* start: x + U(-eps, eps), box-clipped, for every variant (Algorithm 1);
 * the craft runs the model in inference mode like every training attack here (the thesis's
-  text; the released code effectively crafts in train mode, E10);
-* UDR-MART takes the paper's BCE on the natural x by default (E6); UDR-TRADES/MART use the KL
-  direction KL(p(x) || p(x')) (E7).
+  text; the released code effectively crafts in train mode);
+* UDR-MART takes the paper's BCE on the natural x by default (its eq. 7 risk; MART's code uses x^a);
+  UDR-TRADES/MART use the code's KL direction KL(p(x) || p(x')), not the thesis's KL(h(x'), h(x)).
 Defaults are CIFAR-10's (eps 8/255, alpha 2/255, 10 steps, lam_init 1, lam_lr 0.02, period 10);
-MNIST uses eps 0.3, alpha 0.01, 40 steps and beta 1 for every method (spec A9, C6).
+MNIST uses eps 0.3, alpha 0.01, 40 steps and beta 1 for every method (the thesis's Ch. 5 setup).
 """
 
 from __future__ import annotations

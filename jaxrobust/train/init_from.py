@@ -1,8 +1,8 @@
 """Starting a run from another run's weights: ``train.init_from=<run dir>``.
 
-Used by AP Max. (fine-tuned from a CE model with the head re-initialised, AdAP reference
-``train_eval.py`` l.24-31) and by any fine-tuning protocol; the Trainer calls
-``init_state_from_config`` instead of ``init_state``.
+Used by AP Max., which Li, Tong, Yang (2023, Section 5) fine-tune from a CE model as Qi et al. (2021)
+do, with the head re-initialised (their ``train_eval.py`` l.24-31), and by any fine-tuning protocol;
+the Trainer calls ``init_state_from_config`` instead of ``init_state``.
 """
 
 from __future__ import annotations

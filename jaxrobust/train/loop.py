@@ -17,10 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrobust import data as data_lib
 from jaxrobust import parallel
 from jaxrobust.configs.base import validate_config
 from jaxrobust.methods.base import DatasetInfo
 from jaxrobust.methods.registry import get_method
+from jaxrobust.train.batches import training_batches
 from jaxrobust.train.checkpoint import Checkpointer, write_json
 from jaxrobust.train.optim import make_optimizer, make_schedule
 from jaxrobust.train.state import TrainState, create_train_state, variables_of
@@ -41,25 +43,9 @@ def build_model(cfg, num_classes: int):
 
 
 def load_splits(cfg):
-  """(train, test) ArrayDatasets, with optional subsets for reduced-scale runs."""
-  from jaxrobust.data import load_dataset
-  from jaxrobust.data.dataset import reduce_split
-  d = cfg["data"]
-  if d.get("binary_task"):  # one-vs-all / coarse / attribute tasks for single-logit (AP) training
-    from jaxrobust.data.binary import load_binary_splits
-    sp = load_binary_splits(d)
-    return sp.train, sp.test
-  kw = dict(source=d.get("source", "auto"), data_dir=d.get("data_dir"))
-  if d.get("label_mode"):
-    kw["label_mode"] = d["label_mode"]
-  train = load_dataset(d["name"], "train", **kw)
-  test = load_dataset(d["name"], "test", **kw)
-  seed = d.get("subset_seed")
-  if d.get("train_subset"):
-    train = reduce_split(train, int(d["train_subset"]), seed, "train_subset")
-  if d.get("test_subset"):
-    test = reduce_split(test, int(d["test_subset"]), seed, "test_subset")
-  return train, test
+  """(train, test) of ``jaxrobust.data.load_splits(cfg['data'])``."""
+  splits = data_lib.load_splits(cfg["data"])
+  return splits.train, splits.test
 
 
 class Trainer:
@@ -146,10 +132,10 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch}
 
   def batches(self, epoch: int, skip: int = 0):
-    """Training batches of ``epoch`` from the ``skip``-th on: shuffled, or the positive-balanced
-    sampler (``data.sampler``) for AP-type methods; a function of (seed, epoch) only."""
-    from jaxrobust.data.binary import make_batches
-    yield from make_batches(self.train_ds, self.cfg, epoch, skip)
+    """Training batches of ``epoch`` from the ``skip``-th on: the sampler ``data.sampler`` names or
+    the method declares (``jaxrobust.train.batches``); a function of (seed, epoch) only."""
+    yield from training_batches(self.train_ds, self.method, self.cfg["data"], seed=int(self.cfg["seed"]),
+                                batch_size=self.batch_size, epoch=epoch, skip=skip)
 
   # -------------------------------------------------------------------------------------
   def fit(self, state: TrainState | None = None, *, resume: bool = True,

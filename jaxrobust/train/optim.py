@@ -2,8 +2,8 @@
 
 Weight decay is PyTorch's coupled L2 (``torch.optim.SGD/Adam(weight_decay=wd)``): wd * w is
 added to the gradient *before* momentum / Adam moments, on every parameter (BN and biases
-included), which is what every reference script in ``../shared/spec`` uses. ``adamw`` gives
-decoupled decay for users who want it.
+included), which is what the authors' reference code of every method here uses (TRADES, MART,
+GAIRAT, AWP, MAIL, SPAT, UDR, AdAP). ``adamw`` gives decoupled decay for users who want it.
 """
 
 from __future__ import annotations

@@ -16,13 +16,8 @@ import numpy as np  # noqa: E402
 from jaxrobust import parallel  # noqa: E402
 from jaxrobust.configs.base import base_config  # noqa: E402
 from jaxrobust.data import load_dataset  # noqa: E402
-from jaxrobust.data.binary import make_batches, one_vs_all  # noqa: E402
+from jaxrobust.data.binary import one_vs_all  # noqa: E402
 from jaxrobust.train.loop import Trainer  # noqa: E402
-
-
-class BinaryTrainer(Trainer):
-  def batches(self, epoch, skip=0):
-    return make_batches(self.train_ds, self.cfg, epoch, skip)
 
 
 method, steps = sys.argv[1], int(sys.argv[2])
@@ -38,7 +33,7 @@ for nd in (1, 8):
   cfg["method"] = {"name": method, "eps": 0.1, "step_size": 0.04, "steps": 2, "lam": 0.8}
   cfg["optim"].update(name="adam", lr=1e-3, weight_decay=2e-4, schedule="constant")
   cfg["train"].update(epochs=1, batch_size=64, num_devices=nd, checkpoint_every_steps=10000)
-  trainer = BinaryTrainer(cfg, train_ds=train, test_ds=train, progress=False)
+  trainer = Trainer(cfg, train_ds=train, test_ds=train, progress=False)
   first = next(iter(trainer.batches(0)))
   state0 = trainer.init_state()
   s1, _ = trainer.step_fn(state0, parallel.shard_batch({k: first[k] for k in ("image", "label", "index")},

@@ -20,7 +20,7 @@ class RefAPLoss:
   """NumPy transcription of LibAUC ``AveragePrecisionLoss.forward`` (= AdAP ``AUPRC_Loss``).
 
   NumPy fancy assignment with repeated indices keeps the last value, the behaviour the
-  reference relies on (spec 1.5).
+  reference relies on when the positive-balanced sampler wraps within a batch.
   """
 
   def __init__(self, n, gamma, margin=0.6):

@@ -5,14 +5,9 @@ import numpy as np
 
 from jaxrobust.configs.base import base_config
 from jaxrobust.data import load_dataset
-from jaxrobust.data.binary import make_batches, one_vs_all
-from jaxrobust.methods.adap import init_state_from_config
+from jaxrobust.data.binary import one_vs_all
+from jaxrobust.train.init_from import init_state_from_config
 from jaxrobust.train.loop import Trainer
-
-
-class BinaryTrainer(Trainer):
-  def batches(self, epoch, skip=0):
-    return make_batches(self.train_ds, self.cfg, epoch, skip)
 
 
 def _cfg(tmp_path, method, **train):
@@ -28,10 +23,10 @@ def _cfg(tmp_path, method, **train):
 
 def test_ap_max_finetunes_from_ce_checkpoint_with_fresh_head(tmp_path):
   ds = one_vs_all(load_dataset("digits", "train").take(256), 3)
-  ce = BinaryTrainer(_cfg(tmp_path, "bce"), train_ds=ds, test_ds=ds, progress=False)
+  ce = Trainer(_cfg(tmp_path, "bce"), train_ds=ds, test_ds=ds, progress=False)
   ce_state = jax.device_get(ce.fit(resume=False))
   ce.checkpointer.close()
-  ap = BinaryTrainer(_cfg(tmp_path, "ap_max", init_from=str(tmp_path / "bce")), train_ds=ds, test_ds=ds,
+  ap = Trainer(_cfg(tmp_path, "ap_max", init_from=str(tmp_path / "bce")), train_ds=ds, test_ds=ds,
                      progress=False)
   fresh = jax.device_get(ap.init_state())
   start = jax.device_get(init_state_from_config(ap))

@@ -1,4 +1,4 @@
-"""Listwise top-one-probability regulariser in compositional form (spec 1.11 T5, T6)."""
+"""Listwise top-one-probability regulariser in compositional form (Li, Tong, Yang 2023, eqs. 8, 11, 12)."""
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ def _kl_softmax(h_, h_adv):
   return jnp.sum(p * (jnp.log(p) - jnp.log(q)))
 
 
-def test_t5_compositional_form_is_the_kl_of_top_one_probabilities():
+def test_compositional_form_is_the_kl_of_top_one_probabilities():
   z, z_adv = _scores(0)
   with h.x64():
     hh, ha = top_one_scores(jnp.asarray(z)), top_one_scores(jnp.asarray(z_adv)[:, None])
@@ -41,7 +41,7 @@ def test_t5_compositional_form_is_the_kl_of_top_one_probabilities():
     np.testing.assert_allclose(float(listwise_kl(hh, ha, mask)), float(_kl_softmax(hh[:15], ha[:15])), rtol=1e-12)
 
 
-def test_t6_estimator_value_and_gradient_at_gamma_one():
+def test_estimator_value_and_gradient_at_gamma_one():
   z, z_adv = _scores(1)
   with h.x64():
     hh, ha = jnp.tanh(jnp.asarray(z)), jnp.tanh(jnp.asarray(z_adv))
@@ -61,7 +61,7 @@ def test_t6_estimator_value_and_gradient_at_gamma_one():
     np.testing.assert_allclose(np.asarray(direct[1]), fd, atol=1e-8)
 
 
-def test_t6_lz_attack_gradient_is_grad_r_in_h_adv():
+def test_lz_attack_gradient_is_grad_r_in_h_adv():
   """At g2m = 1 the LZ attack objective's gradient in h' equals grad_{h'} R; the stored u_r is not written."""
   z, z_adv = _scores(2)
   with h.x64():

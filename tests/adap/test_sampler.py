@@ -1,12 +1,25 @@
-"""Binary tasks, the 80/20 per-class split and the positive-balanced sampler (spec 1.5, 1.8, 1.11 T8)."""
+"""Binary tasks, the 80/20 per-class split and the positive-balanced sampler (AdAP reference
+``utils/imbalanced_cifar.py`` and ``losses.py::DataSampler``), and how training picks its sampler."""
+
+import dataclasses
 
 import numpy as np
 import pytest
 
-from jaxrobust.data.binary import (load_binary_splits, make_batches, one_vs_all, positive_balanced_iterator,
-                                   positive_balanced_rows, split_per_class)
+from jaxrobust.data.binary import one_vs_all, split_per_class
 from jaxrobust.data.dataset import ArrayDataset
 from jaxrobust.data.pipeline import batch_iterator
+from jaxrobust.data.positive_balanced import positive_balanced_iterator, positive_balanced_rows
+from jaxrobust.data.splits import load_binary_splits
+from jaxrobust.methods.registry import get_method
+from jaxrobust.train.batches import training_batches
+
+
+def make_batches(ds, cfg, epoch, skip=0):
+  """What ``Trainer.batches`` yields for a config (the method defaults to standard training)."""
+  method = get_method(cfg.get("method", {}).get("name", "standard"))
+  return training_batches(ds, method, cfg["data"], seed=cfg["seed"], batch_size=cfg["train"]["batch_size"],
+                          epoch=epoch, skip=skip)
 
 
 def _ds(n=1000, k=10, seed=0):
@@ -59,7 +72,7 @@ def _labels(n=1000, n_pos=90, seed=0):
   return y
 
 
-def test_t8_positives_first_exact_counts_and_no_repeat_within_a_pass():
+def test_positives_first_exact_counts_and_no_repeat_within_a_pass():
   y = _labels()
   rows = positive_balanced_rows(y, 64, seed=0, epoch=0)
   assert rows.shape == (1000 // 64, 64)
@@ -119,3 +132,17 @@ def test_iterator_batches_sharding_and_make_batches():
     list(make_batches(ds, {"seed": 1, "train": {"batch_size": 32}, "data": {"sampler": "nope"}}, epoch=0))
   with pytest.raises(ValueError, match="positives and negatives"):
     positive_balanced_rows(np.zeros(100, np.int32), 32, seed=0, epoch=0)
+
+
+def test_methods_declare_their_batches_and_pos_num_overrides_the_default():
+  for name in ("adap_mm", "adap_pz", "adap_lz", "adap_ln", "adap_lpn", "ap_max"):
+    assert get_method(name).batches == "positive_balanced"
+  for name in ("bce", "pgd_bce", "trades_binary", "mart_binary", "standard", "trades"):
+    assert get_method(name).batches == "shuffle"
+  with pytest.raises(ValueError, match="batches"):
+    dataclasses.replace(get_method("standard"), batches="balanced")
+  ds = one_vs_all(_ds(700, seed=3), 2)
+  cfg = {"seed": 1, "train": {"batch_size": 32}, "data": {"sampler": "auto", "pos_num": 8},
+         "method": {"name": "ap_max"}}
+  first = next(iter(make_batches(ds, cfg, epoch=0)))
+  np.testing.assert_array_equal(first["label"], np.r_[np.ones(8), np.zeros(24)])

@@ -1,4 +1,4 @@
-"""SOAP AP surrogate and its per-positive estimators (spec 1.11 T1-T4, duplicates, the MM attack loss)."""
+"""SOAP AP surrogate and its per-positive estimators (Qi et al. 2021; Li, Tong, Yang 2023, eqs. 1-3), duplicates, the MM attack loss."""
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ def _batch(seed, b=24, n_pos=8):
   return s, y
 
 
-def test_t1_gradient_equals_direct_surrogate_at_gamma_one():
+def test_gradient_equals_direct_surrogate_at_gamma_one():
   """g1 = 1 and B = the whole (small) set: loss_AP == 0 and grad_s loss_AP == grad_s P."""
   s, y = _batch(0)
   idx = np.arange(len(s))
@@ -45,7 +45,7 @@ def test_t1_gradient_equals_direct_surrogate_at_gamma_one():
     np.testing.assert_allclose(np.asarray(g_direct), fd, atol=1e-7)
 
 
-def test_t2_indicator_surrogate_is_ap_and_hinge_bounds():
+def test_indicator_surrogate_is_ap_and_hinge_bounds():
   rng = np.random.default_rng(1)
   s = rng.permutation(200) / 200.0  # distinct scores
   y = (rng.uniform(size=200) < 0.2).astype(np.int32)
@@ -63,7 +63,7 @@ def test_t2_indicator_surrogate_is_ap_and_hinge_bounds():
     np.testing.assert_allclose(p, -r.mean(), rtol=1e-12)
 
 
-def test_t3_bookkeeping_and_reference_port_over_steps():
+def test_bookkeeping_and_reference_port_over_steps():
   """Tables change only at positive batch rows, u_all >= g1 m^2 / |B|, u_pos <= u_all; loss, tables and
   gradient match a NumPy port of LibAUC's forward step by step (with a duplicated index)."""
   n, b, g = 40, 16, 0.1
@@ -94,7 +94,7 @@ def test_t3_bookkeeping_and_reference_port_over_steps():
     assert ua.shape == (n,) and ua.dtype == jnp.float64
 
 
-def test_t4_moving_average_of_constant_batch():
+def test_moving_average_of_constant_batch():
   s, y = _batch(3, b=12, n_pos=4)
   idx = np.arange(12)
   g = 0.3

@@ -1,4 +1,4 @@
-"""The five AdAP variants, AP Max. and the binary baselines (spec 1.11 T7, T9; train-step properties)."""
+"""The five AdAP variants, AP Max. and the binary baselines (Li, Tong, Yang 2023, Table 1 and Section 5; train-step properties)."""
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,7 @@ def test_registry_names():
     get_method("adap_ln", gamma1=0.0)
 
 
-def test_t7_variant_relations():
+def test_variant_relations():
   z, z_adv, y, idx, st = _inputs()
   lam = 0.8
   ln, aux_ln = call_method_loss(make_adap("ln", lam=lam), z, z_adv, y, idx, st)
@@ -123,7 +123,7 @@ def test_train_step_runs_keeps_state_and_improves(name):
 
 
 @pytest.mark.parametrize("name", ["adap_mm", "adap_pz", "adap_lz", "adap_ln"])
-def test_t9_training_attack_stays_in_ball_and_box(name):
+def test_training_attack_stays_in_ball_and_box(name):
   x, y = h.digits(32, binary=True)
   model = h.TinyMLP(head="single_logit")
   variables = model.init(jax.random.key(0), jnp.asarray(x[:2]))

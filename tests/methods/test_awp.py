@@ -1,4 +1,4 @@
-"""AWP: the weight perturbation (spec B4, F T4), warm-up, and the perturbed-point gradient."""
+"""AWP: the weight perturbation (Wu, Xia, Wang 2020), warm-up, and the perturbed-point gradient."""
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ def _loss_fn(model, variables, batch):
   return loss
 
 
-def test_t4_relative_size_direction_and_untouched_leaves(setup):
+def test_relative_size_direction_and_untouched_leaves(setup):
   model, variables, batch = setup
   params = variables["params"]
   loss = _loss_fn(model, variables, batch)

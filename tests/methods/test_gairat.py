@@ -1,4 +1,4 @@
-"""GAIRAT: GA-PGD's kappa, GAIR weights (spec 4.3, B3), burn-in and the Lambda schedule."""
+"""GAIRAT: GA-PGD's kappa, GAIR weights (Zhang et al. 2021, as ``GAIR.py``), burn-in and the Lambda schedule."""
 
 import math
 
@@ -23,7 +23,7 @@ K = 10
 @pytest.mark.parametrize("fn", ["tanh", "sigmoid", "discrete"])
 @pytest.mark.parametrize("lam", [-1.0, 0.0, 2.0])
 def test_gair_weights_match_reference_sum_to_b_and_are_monotone(fn, lam):
-  """B3: normalised weights sum to B and are non-increasing in kappa."""
+  """Normalised weights sum to B and are non-increasing in kappa."""
   kappa = np.random.default_rng(0).integers(0, K + 1, 32).astype(np.float64)
   with h.x64():
     w = np.asarray(gair_weights(jnp.asarray(kappa), K, lam, fn))

@@ -1,4 +1,4 @@
-"""MAIL: probabilistic margins, weights, normalisations, burn-in (spec 2.9 M1-M6)."""
+"""MAIL: probabilistic margins, weights, normalisations, burn-in (Wang, Liu et al. 2021, eqs. 4-8)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""MART: the code form (spec 4.2, B2, T3) against the NumPy transcription of mart.py::mart_loss."""
+"""MART: the code form (Wang et al. 2020) against the NumPy transcription of mart.py::mart_loss."""
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ def test_thesis_variant_bce_on_natural():
 
 
 def test_new_y_is_most_likely_wrong_class_and_boost_term():
-  """B2/T3: y' != y, y' = argmax_{k != y} p'; BCE - CE = -log(1.0001 - max_{k != y} p' + 1e-12)."""
+  """y' != y, y' = argmax_{k != y} p'; BCE - CE = -log(1.0001 - max_{k != y} p' + 1e-12)."""
   z, y = h.random_logits(5, b=64, k=10)
   # Make half the batch confidently correct so the top-1 == y branch of the code is exercised.
   z[np.arange(32), y[:32]] += 10.0
@@ -56,7 +56,7 @@ def test_new_y_is_most_likely_wrong_class_and_boost_term():
 
 
 def test_weight_range_and_kl_nonnegative():
-  """T3: the weight (1.0000001 - p_y) lies in [1e-7, 1.0000001], also at saturated logits."""
+  """The weight (1.0000001 - p_y) lies in [1e-7, 1.0000001], also at saturated logits."""
   z, y = h.random_logits(6, b=32)
   z[:8] = 0.0
   z[np.arange(8, 16), y[8:16]] = 200.0   # p_y == 1 to double precision

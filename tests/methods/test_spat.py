@@ -1,4 +1,4 @@
-"""SPAT: sp_logits, L_rob, the attack, the cosine-head projection (spec 3.8 S1-S6)."""
+"""SPAT: sp_logits, L_rob, the attack, the cosine-head projection (Hou, Han, Li 2023, eqs. 9-15)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The lead's TRADES and PGD-AT against the reference formulas (spec 4.4 B1, F T1, T2, T5)."""
+"""TRADES and PGD-AT against the reference formulas (Zhang et al. 2019; Madry et al. 2018)."""
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ def _logits(seed):
 
 @pytest.mark.parametrize("beta", [6.0, 1.0, 0.0])
 def test_b1_t2_trades_loss_matches_reference(beta):
-  """B1: loss_robust == mean_i KL(p_nat,i || p_adv,i) (target = natural); T2: beta = 0 is natural CE."""
+  """loss_robust == mean_i KL(p_nat,i || p_adv,i) (target = natural); beta = 0 is natural CE."""
   z_nat, z_adv, y = _logits(0)
   with h.x64():
     value, metrics = h.call_loss(make_trades(beta=beta), z_nat, z_adv, y)
@@ -41,10 +41,10 @@ def test_b1_t2_trades_loss_matches_reference(beta):
     np.testing.assert_allclose(float(value), ref.cross_entropy(z_nat, y).mean(), rtol=1e-12)
 
 
-def test_t1_kl_nonnegative_zero_and_flat_at_clean():
+def test_kl_nonnegative_zero_and_flat_at_clean():
   """KL >= 0, == 0 at x' = x, and its input gradient there is 0 up to rounding.
 
-  Spec T1 adds "an attack started exactly at x does not move"; that holds only in exact
+  "An attack started exactly at x does not move" holds only in exact
   arithmetic: the gradient at x' = x is rounding noise (~1e-7 in float32, ~1e-16 in float64, as in
   PyTorch), and sign() turns it into full alpha steps. The 0.001 N start is what TRADES relies on.
   """
@@ -69,7 +69,7 @@ def test_t1_kl_nonnegative_zero_and_flat_at_clean():
 
 
 @pytest.mark.parametrize("mix", [0.0, 0.5, 1.0])
-def test_t5_pgd_at_mix(mix):
+def test_pgd_at_mix(mix):
   """(1 - lam) CE(x) + lam CE(x'); lam = 0 gives natural-training gradients, lam = 1 adversarial ones."""
   z_nat, z_adv, y = _logits(3)
   with h.x64():

@@ -1,4 +1,4 @@
-"""UDR-PGD/-TRADES/-MART/-AWP-AT (spec C2-C6, F U5): losses against NumPy, the lambda update
+"""UDR-PGD/-TRADES/-MART/-AWP-AT (Bui et al. 2022, eqs. 16-20, Algorithm 1): losses against NumPy, the lambda update
 against a transcription of the code's list logic, the reduction to PGD-AT, and training."""
 
 import jax
