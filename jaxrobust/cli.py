@@ -44,8 +44,8 @@ def _load_run(args, best: bool = False):
 
 
 def _test_split(cfg):
-  from jaxrobust.train.loop import load_splits
-  return load_splits(cfg)[1]
+  from jaxrobust.data import load_splits
+  return load_splits(cfg["data"]).test
 
 
 def cmd_train(args) -> int:

@@ -45,12 +45,12 @@ def test_user_config_file_trains(run_dir):
 
 
 def test_load_run_restores_the_evaluated_model(run_dir):
-  from jaxrobust.train.loop import load_splits
+  from jaxrobust.data import load_splits
   run = load_run(str(run_dir))
   assert isinstance(run, LoadedRun) and run.step == 4
   assert run.config["data"]["name"] == "digits" and run.config["output_dir"] == str(run_dir)
   assert set(run.variables) == {"params", "batch_stats"}
-  test = load_splits(run.config)[1]
+  test = load_splits(run.config["data"]).test
   x = np.asarray(test.images, np.float32) / 255.0
   logits = np.asarray(run.apply(run.variables, x))
   assert logits.shape == (len(test), 10)

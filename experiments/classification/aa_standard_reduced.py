@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
   from jaxrobust.attacks.autoattack import run_autoattack
   from jaxrobust.runs import load_run
-  from jaxrobust.train.loop import load_splits
+  from jaxrobust.data import load_splits
 
   quoted = {}
   for path in args.tables:
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     arch = json.dumps(cfg["model"], sort_keys=True)
     applies.setdefault(arch, run.apply)
     fn = jax.tree_util.Partial(applies[arch], run.variables)
-    ds = load_splits(cfg)[1]
+    ds = load_splits(cfg["data"]).test
     x, y = jax.numpy.asarray(ds.as_float()), jax.numpy.asarray(ds.labels)
     eps = float(cfg["eval"]["attacks"][0]["eps"])  # the PGD-20 column's eps (0.1 for Fashion-MNIST)
     t0 = time.perf_counter()

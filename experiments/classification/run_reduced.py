@@ -37,7 +37,8 @@ from jaxrobust.attacks.autoattack import run_autoattack
 from jaxrobust.configs import load_config, validate_config
 from jaxrobust.evaluate.robust import RobustEvaluator
 from jaxrobust.models import make_apply
-from jaxrobust.train.loop import Trainer, load_splits
+from jaxrobust.data import load_splits
+from jaxrobust.train.loop import Trainer
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
   d = DATASETS[args.dataset]
   t_start = time.perf_counter()
   first, _ = reduced_config(args.methods[0], args)
-  train_ds, test_ds = load_splits(first)  # one load shared by every method (same data section)
+  train_ds, _, test_ds = load_splits(first["data"])  # one load shared by every method (same data section)
   evaluators = {}  # one per architecture: its compiled clean/PGD programs take variables as input
   results = {}
   for name in args.methods:

@@ -31,7 +31,7 @@ import numpy as np
 from jaxrobust import parallel
 from jaxrobust.evaluate.robust import RobustEvaluator
 from jaxrobust.runs import load_run
-from jaxrobust.train.loop import load_splits
+from jaxrobust.data import load_splits
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
       evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
     specs = [{"name": "pgd", "label": f"eps={e:g}", "eps": e, "steps": 20, "step_size": 2.5 * e / 20,
               "init": "uniform"} for e in eps_values]
-    rep = evaluator.evaluate(run.variables, load_splits(cfg)[1], specs, batch_size=250, progress=False,
+    rep = evaluator.evaluate(run.variables, load_splits(cfg["data"]).test, specs, batch_size=250, progress=False,
                              key=jax.random.PRNGKey(int(cfg.get("seed", 0)) + 1))
     results[name] = {"run_dir": runs[name], "n": rep["n"], "clean": rep["clean_acc"],
                      "train_eps": float(cfg["method"].get("eps", float("nan"))),

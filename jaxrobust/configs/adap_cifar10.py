@@ -3,7 +3,7 @@
 ResNet-18 with the ImageNet stem (torchvision), single logit, ImageNet mean/std inside the model;
 Adam lr 1e-3 with coupled L2 weight decay 2e-4 (torch Adam), 60 epochs, lr x0.1 after epochs 30 and 45;
 batch 128 = 64 positives + 64 negatives (positive-balanced sampler) for AP-type methods, plain shuffled
-batches for the baselines (``data.sampler='auto'`` picks by method); training attack PGD-Linf 6 steps,
+batches for the baselines (``data.sampler='auto'``: each method declares its batches); training attack PGD-Linf 6 steps,
 step 0.01, eps 0.031, start x + 0.001 N; lambda 0.8, gamma1 0.1, gamma2 0.9 (the authors' code
 defaults); RandomCrop(32, 4) + horizontal flip.
 Data: class ``binary_positive_class`` vs the rest, 80/20 per-class train/validation split (split_seed),

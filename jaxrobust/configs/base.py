@@ -37,7 +37,7 @@ KEYS: dict[str, str] = {
     "data.val_fraction": "(optional) fraction of each class held out for validation in a binary task (0.2; 0: none)",
     "data.split_seed": "(optional) seed of the per-class train/validation split of a binary task (0)",
     "data.sampler": "(optional) training batches: 'shuffle', 'positive_balanced' (half positives, AdAP) or "
-                    "'auto' (positive_balanced for AP-type methods); absent: 'shuffle'",
+                    "'auto' (what the method declares in Method.batches: positive_balanced for AdAP / AP Max.); absent: 'shuffle'",
     "data.pos_num": "(optional) positives per batch of the positive-balanced sampler (None: half the batch)",
     # model (open: get_model's keyword parameters too)
     "model.name": "model name (`jaxrobust list`); other keys are get_model / backbone keyword arguments",
