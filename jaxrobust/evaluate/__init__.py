@@ -19,4 +19,5 @@ from jaxrobust.evaluate.specs import EVALUATOR_KEYS
 
 __all__ = ["RobustEvaluator", "evaluate", "evaluate_from_config", "format_table", "robust_accuracy_curve",
            "DEFAULT_METRICS", "Metric", "Points", "CleanAccuracy", "RobustAccuracy", "AdversarialAccuracy",
-           "AveragePrecision", "WorstCaseAP", "PositiveRate", "APEvaluator", "evaluate_ap", "inverted_ranking_ap", "select_best", "improves", "ScoreLog", "EVALUATOR_KEYS"]
+           "AveragePrecision", "WorstCaseAP", "PositiveRate", "APEvaluator", "evaluate_ap", "inverted_ranking_ap",
+           "select_best", "improves", "ScoreLog", "EVALUATOR_KEYS"]

@@ -8,7 +8,9 @@ b of attack a seeded with fold_in(fold_in(key, b), a). It returns per-point outp
 (clean accuracy, robust accuracy, and AP / robust AP for single-logit models by default).
 
 Every attack is built by ``jaxrobust.attacks.registry.get_attack``. Each distinct spec compiles once:
-eps is a traced argument, so an eps sweep reuses one program. A cascade with host-side control
+eps is a traced argument (unless ``trace_eps=False``), so an eps sweep reuses one program. The spec keys
+``two_class_logits`` and ``source`` (``specs.py``) choose what the attack crafts on; the evaluated model
+always scores the result. A cascade with host-side control
 (registry ``jittable=False``, e.g. AutoAttack) runs eagerly with its stages jitted inside.
 """
 
@@ -205,8 +207,9 @@ class RobustEvaluator:
     if checks and points.sample is not None:
       from jaxrobust.evaluate.checks import run_checks
       x0, y0 = points.sample
+      specs = [dict(s, label=r["label"]) for s, r in zip(attacks, points.attacks)]  # with any surrogate
       report["checks"] = run_checks(self.apply, parallel.replicate(variables, self.mesh), jnp.asarray(x0),
-                                    jnp.asarray(y0), report.get("robust_acc"), report["attacks"])
+                                    jnp.asarray(y0), report.get("robust_acc"), specs)
       for c in report["checks"]:
         if c["flagged"]:
           print(f"WARNING [{c['name']}]: {c['message']}")
