@@ -1,5 +1,23 @@
-"""Robust evaluation: clean/robust accuracy, robust AP, gradient-masking checks, reports."""
+"""Evaluation: one batch loop over a split, attacks from the registry, metrics as plug-ins.
 
-from jaxrobust.evaluate.robust import RobustEvaluator, evaluate, format_table, robust_accuracy_curve
+``RobustEvaluator`` (``robust.py``) is the evaluator: ``points`` runs the model and every attack spec
+(``specs.py``) once over the split, ``evaluate`` reports clean / robust accuracy and, for single-logit
+models, clean / robust AP with the plug-ins of ``metrics.py``. ``average_precision.py`` is the robust-AP
+protocol of Li, Tong & Yang (2023) on the same loop, ``checks.py`` the gradient-masking checks,
+``selection.py`` the one model-selection rule (best score so far, first on ties, NaN never wins).
+"""
 
-__all__ = ["RobustEvaluator", "evaluate", "format_table", "robust_accuracy_curve"]
+# (The AP function stays jaxrobust.evaluate.metrics.average_precision: exported here under that name it
+# would hide the module jaxrobust.evaluate.average_precision.)
+from jaxrobust.evaluate.average_precision import APEvaluator, evaluate_ap
+from jaxrobust.evaluate.metrics import (AdversarialAccuracy, AveragePrecision, CleanAccuracy, Metric, Points,
+                                        PositiveRate, RobustAccuracy, WorstCaseAP, inverted_ranking_ap)
+from jaxrobust.evaluate.robust import (DEFAULT_METRICS, RobustEvaluator, evaluate, evaluate_from_config,
+                                       format_table, robust_accuracy_curve)
+from jaxrobust.evaluate.selection import ScoreLog, improves, select_best
+from jaxrobust.evaluate.specs import EVALUATOR_KEYS
+
+__all__ = ["RobustEvaluator", "evaluate", "evaluate_from_config", "format_table", "robust_accuracy_curve",
+           "DEFAULT_METRICS", "Metric", "Points", "CleanAccuracy", "RobustAccuracy", "AdversarialAccuracy",
+           "AveragePrecision", "WorstCaseAP", "PositiveRate", "APEvaluator", "evaluate_ap", "inverted_ranking_ap",
+           "select_best", "improves", "ScoreLog", "EVALUATOR_KEYS"]

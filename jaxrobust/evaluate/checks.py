@@ -1,16 +1,17 @@
-"""Gradient-masking checks run inside the evaluator (after AutoAttack's ``checks.py``).
+"""Gradient-masking checks run inside the evaluator.
 
-Each check returns ``{'name', 'flagged': bool, 'value', 'message'}``; the evaluator reports
-them all and prints the flagged ones. They catch setups where a white-box robust accuracy
-would be a lie:
+Gradient masking (obfuscated gradients, Athalye, Carlini & Wagner 2018) makes white-box attacks
+fail while the model is not robust; the checks follow the flags of the AutoAttack code (Croce &
+Hein 2020). Each check returns ``{'name', 'flagged': bool, 'value', 'message'}``; the evaluator
+reports them all and prints the flagged ones:
 
 * zero_gradients: a fraction of points whose input gradient of CE is exactly zero (masked or
   saturated gradients make gradient attacks stall).
 * randomized: two forward passes on the same input disagree (use EoT / AutoAttack 'rand').
 * probabilities: outputs look like probabilities (rows in [0, 1] summing to 1): attacks
   expect logits; a softmax inside the model flattens CE gradients.
-* black_box_beats_white_box: a black-box (transfer or query) attack finds more adversarial
-  points than every white-box one, the classic sign of gradient masking.
+* black_box_beats_white_box: a black-box attack (the registry's ``box='black'``, or any attack
+  crafted on a ``source`` surrogate) finds more adversarial points than every white-box one.
 """
 
 from __future__ import annotations
@@ -71,7 +72,16 @@ def black_box_beats_white_box(robust_acc: dict, black_box_labels, white_box_labe
                      "the white-box gradients are likely masked."}
 
 
-BLACK_BOX_ATTACKS = frozenset({"square", "transfer"})
+def is_black_box(spec: dict) -> bool:
+  """Crafted without the evaluated model's gradients: on a surrogate (``source``), or a query attack."""
+  if spec.get("source") is not None:
+    return True
+  from jaxrobust.attacks.registry import attack_info
+  return attack_info(spec["name"]).box == "black"
+
+
+# A cascade that contains a black-box stage (Square) is neither side of the comparison.
+_MIXED = frozenset({"autoattack"})
 
 
 def run_checks(apply, variables, x, y, robust_acc: dict | None = None, attack_specs=()) -> list[dict]:
@@ -79,8 +89,8 @@ def run_checks(apply, variables, x, y, robust_acc: dict | None = None, attack_sp
   out = [zero_gradients(apply, variables, x, y), randomized(apply, variables, x),
          probabilities(apply, variables, x)]
   if robust_acc:
-    labels = {s.get("label", s["name"]): s["name"] for s in attack_specs}
-    bb = [l for l, n in labels.items() if n in BLACK_BOX_ATTACKS]
-    wb = [l for l, n in labels.items() if n not in BLACK_BOX_ATTACKS and n != "autoattack"]
+    specs = {s.get("label", s["name"]): s for s in attack_specs if s["name"] not in _MIXED}
+    bb = [l for l, s in specs.items() if is_black_box(s)]
+    wb = [l for l, s in specs.items() if not is_black_box(s)]
     out.append(black_box_beats_white_box(robust_acc, bb, wb))
   return out

@@ -1,11 +1,17 @@
-"""Clean and robust accuracy over a whole split, batched, sharded, with attacks as plug-ins.
+"""The evaluator: one batch loop over a split, attacks from the registry, metrics as plug-ins.
 
-An attack spec is a dict ``{'name': registry name, 'label': shown name, **config}`` (e.g.
-``{'name': 'pgd', 'eps': 0.3, 'steps': 20, 'step_size': 0.01}``). Each distinct spec compiles
-once: eps is a traced argument, so an eps sweep reuses one program. The last batch is padded
-and masked, never dropped, so every test point counts. A point is robust to an attack iff it
-is correctly classified both clean and at the attack's output; the worst case is robust iff
-robust to every attack.
+``RobustEvaluator.points`` runs the model and every attack spec (``jaxrobust.evaluate.specs``) over
+the split once: batched, sharded over the mesh, the last batch padded and masked (never dropped, so
+every point counts once), attack a on the first ``max_examples`` points when its spec says so, batch
+b of attack a seeded with fold_in(fold_in(key, b), a). It returns per-point outputs
+(``jaxrobust.evaluate.metrics.Points``); ``evaluate`` turns them into a report with metric plug-ins
+(clean accuracy, robust accuracy, and AP / robust AP for single-logit models by default).
+
+Every attack is built by ``jaxrobust.attacks.registry.get_attack``. Each distinct spec compiles once:
+eps is a traced argument (unless ``trace_eps=False``), so an eps sweep reuses one program. The spec keys
+``two_class_logits`` and ``source`` (``specs.py``) choose what the attack crafts on; the evaluated model
+always scores the result. A cascade with host-side control
+(registry ``jittable=False``, e.g. AutoAttack) runs eagerly with its stages jitted inside.
 """
 
 from __future__ import annotations
@@ -20,29 +26,26 @@ import numpy as np
 from jaxrobust import losses as losses_lib
 from jaxrobust import parallel
 from jaxrobust.attacks.registry import attack_info, get_attack
+from jaxrobust.evaluate import metrics as metrics_lib
+from jaxrobust.evaluate.specs import EVALUATOR_KEYS  # noqa: F401  (the spec keys the evaluator reads)
+from jaxrobust.evaluate.specs import attack_kwargs, attack_limits, check_specs, reported, two_class_logits
 from jaxrobust.types import ApplyFn
 
-
-def _spec_label(spec: dict) -> str:
-  if "label" in spec:
-    return str(spec["label"])
-  parts = [spec["name"]] + [f"{k}={v}" for k, v in sorted(spec.items()) if k not in ("name", "label")]
-  return " ".join(parts)
-
-
-# Spec keys the evaluator reads itself; the rest configure the attack.
-EVALUATOR_KEYS = ("name", "label", "max_examples")
-
-
-def _attack_kwargs(spec: dict) -> dict:
-  return {k: v for k, v in spec.items() if k not in EVALUATOR_KEYS}
+# Clean accuracy, robust accuracy (+ worst case); clean and robust AP for a single-logit model.
+DEFAULT_METRICS = (metrics_lib.CleanAccuracy(), metrics_lib.RobustAccuracy(), metrics_lib.AveragePrecision())
 
 
 class RobustEvaluator:
-  """Caches one jitted clean step and one jitted step per attack spec (eps traced)."""
+  """Caches one jitted clean step and one jitted step per attack spec.
 
-  def __init__(self, apply: ApplyFn, *, mesh=None):
+  trace_eps: eps is a traced argument of each attack's program, so an eps sweep compiles once. False
+  compiles every eps into its own program as a constant, which XLA may fold, moving the last bits of
+  an attack's iterates: the AdAP protocol's numbers (``APEvaluator``) were measured that way.
+  """
+
+  def __init__(self, apply: ApplyFn, *, mesh=None, trace_eps: bool = True):
     self.apply = apply
+    self.trace_eps = bool(trace_eps)
     self.mesh = mesh if mesh is not None else parallel.make_mesh()
     repl, data = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
     self._repl, self._data = repl, data
@@ -50,158 +53,175 @@ class RobustEvaluator:
     self._attacks: dict[Any, Callable] = {}
 
   def _attack_step(self, spec: dict):
-    kwargs = _attack_kwargs(spec)
-    has_eps = kwargs.pop("eps", None) is not None
-    cache_key = (spec["name"], has_eps, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+    """step(variables, x, y, key, eps, source_variables) -> (logits at x_adv, x_adv), cached per spec."""
+    kwargs = attack_kwargs(spec)
+    eps = kwargs.pop("eps", None)
+    has_eps = eps is not None
+    eps_constant = None if self.trace_eps or eps is None else float(eps)
+    two_class = bool(spec.get("two_class_logits", False))
+    source_apply = None if spec.get("source") is None else spec["source"][0]
+    cache_key = (spec["name"], has_eps, eps_constant, two_class, id(source_apply),
+                 tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
     if cache_key in self._attacks:
       return self._attacks[cache_key]
     apply, name = self.apply, spec["name"]
+    crafted_on = apply if source_apply is None else source_apply
+    if two_class:
+      single_logit = crafted_on
+      crafted_on = lambda v, x: two_class_logits(single_logit(v, x))  # noqa: E731
 
     def build(eps_value):
       kw = dict(kwargs)
+      if eps_constant is not None:
+        eps_value = eps_constant
       if "step_size_ratio" in kw:  # step size proportional to a (possibly traced) eps
         kw["step_size"] = kw.pop("step_size_ratio") * eps_value
       return get_attack(name, eps=eps_value, **kw) if has_eps else get_attack(name, **kw)
 
+    def logits_fn(v, src):
+      # A Partial (not a lambda): one stable function object keeps compiled inner programs cached.
+      return jax.tree_util.Partial(crafted_on, v if source_apply is None else src)
+
     if attack_info(name).jittable:
-      def run(v, x, y, key, eps_value):
-        x_adv = build(eps_value)(lambda xx: apply(v, xx), x, y, key)
+      def run(v, x, y, key, eps_value, src):
+        x_adv = build(eps_value)(logits_fn(v, src), x, y, key)
         return apply(v, x_adv), x_adv
-      fn = jax.jit(run, in_shardings=(self._repl, self._data, self._data, self._repl, self._repl),
+      fn = jax.jit(run, in_shardings=(self._repl, self._data, self._data, self._repl, self._repl, self._repl),
                    out_shardings=(self._data, self._data))
     else:  # a cascade with host-side control (e.g. AutoAttack): its stages are jitted inside
       logits_at = jax.jit(apply)
 
-      def fn(v, x, y, key, eps_value):
-        # A Partial (not a lambda) keeps the cascade's compiled stages cached across batches.
-        x_adv = build(float(eps_value))(jax.tree_util.Partial(apply, v), x, y, key)
+      def fn(v, x, y, key, eps_value, src):
+        x_adv = build(float(eps_value))(logits_fn(v, src), x, y, key)
         return logits_at(v, x_adv), x_adv
     self._attacks[cache_key] = fn
     return fn
 
-  def evaluate(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256,
-               key=None, max_examples: int | None = None, progress: bool = True,
-               keep_adversarials: bool = False, checks: bool = False) -> dict:
-    """Returns {'n', 'clean_acc', 'robust_acc': {label: acc}, 'worst_case_acc', 'seconds': {...}}.
-
-    A spec's own ``max_examples`` runs that attack on the first m points only (e.g. AutoAttack on the
-    first 1000 test images, as MAIL's and UDR's code do): its accuracy is over those m points,
-    ``n_attacked[label]`` says how many, and the worst case is over the points every attack saw
-    (``n_worst``). ``check_prefix_classes`` refuses a prefix that misses classes (class-sorted files).
-
-    checks=True adds 'checks': the gradient-masking checks of ``jaxrobust.evaluate.checks`` on
-    the first batch and across the attacks' results (flagged ones are also printed).
-    """
+  def points(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256, key=None,
+             max_examples: int | None = None, progress: bool = True,
+             keep_adversarials: bool = False) -> metrics_lib.Points:
+    """One pass over ``dataset`` (its first ``max_examples`` points): per-point clean and adversarial
+    predictions (and scores of a single-logit model), timings, the first batch, and the adversarial
+    examples when ``keep_adversarials``."""
     from jaxrobust.data import batch_iterator
     if max_examples:
       dataset = dataset.take(int(max_examples))
     n_dev = self.mesh.devices.size
     batch_size = max(n_dev, (int(batch_size) // n_dev) * n_dev)
     key = jax.random.PRNGKey(0) if key is None else key
-    variables = parallel.replicate(variables, self.mesh)
-    from jaxrobust import threat
-    for s in attacks:  # eps is traced inside the compiled attack, so check it here on the host
-      if "name" not in s:
-        raise ValueError(f"attack spec {s} needs a 'name' (one of jaxrobust.attacks.attack_names())")
-      threat.check_eps(s.get("eps", 0.0), name=f"eps of attack {_spec_label(s)!r}")
-    labels = [_spec_label(s) for s in attacks]
-    if len(set(labels)) != len(labels):
-      raise ValueError(f"attack labels must be unique; got {labels}")
-    limits = {}
-    for label, s in zip(labels, attacks):
-      m = s.get("max_examples")
-      if m is not None:
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-          raise ValueError(f"max_examples of attack {label!r} must be a positive int; got {m!r}")
-        if m < len(dataset):
-          from jaxrobust.data.dataset import check_prefix_classes
-          check_prefix_classes(dataset, m, f"max_examples={m} of attack {label!r}")
-          limits[label] = m
+    labels = check_specs(attacks)
+    limits = attack_limits(dataset, attacks, labels)
     steps = [self._attack_step(s) for s in attacks]
-    n = 0
-    clean_correct, clean_scores = [], []
-    robust = {l: [] for l in labels}
-    adv_scores = {l: [] for l in labels}  # single-logit models: scores for robust AP
+    variables = parallel.replicate(variables, self.mesh)
+    sources = [parallel.replicate(() if s.get("source") is None else s["source"][1], self.mesh) for s in attacks]
+    out = {"labels": [], "clean_pred": [], "clean_score": []}
+    adv_pred = {l: [] for l in labels}
+    adv_score = {l: [] for l in labels}
+    adversarials = {l: [] for l in labels}
     seconds = {l: 0.0 for l in labels}
     seconds["clean"] = 0.0
-    adversarials = {l: [] for l in labels} if keep_adversarials else None
+    hits = {"clean": 0, **{l: 0 for l in labels}}  # running counts for the progress bar
+    seen = {l: 0 for l in labels}
     it = batch_iterator(dataset, batch_size, seed=0, epoch=0, shuffle=False, drop_remainder=False,
                         pad_last=True, process_index=0, process_count=1)
-    total = -(-len(dataset) // batch_size)
     bar = None
     if progress:
       from tqdm.auto import tqdm
-      bar = tqdm(total=total, desc="evaluate", unit="batch", dynamic_ncols=True)
-    first_batch = None
+      bar = tqdm(total=-(-len(dataset) // batch_size), desc="evaluate", unit="batch", dynamic_ncols=True)
+    n, sample = 0, None
     for b, batch in enumerate(it):
       mask = np.asarray(batch["mask"]) > 0
-      if first_batch is None:
-        first_batch = (batch["image"][mask], batch["label"][mask])
+      y_host = np.asarray(batch["label"])
+      if sample is None:
+        sample = (batch["image"][mask], batch["label"][mask])
       x = jax.device_put(batch["image"], self._data)
-      y = jax.device_put(batch["label"], self._data)
+      y = jax.device_put(y_host.astype(np.int32), self._data)
       t0 = time.perf_counter()
       clean_logits = np.asarray(self._clean(variables, x))
       seconds["clean"] += time.perf_counter() - t0
       single_logit = clean_logits.ndim == 1 or clean_logits.shape[-1] == 1
       pred = np.asarray(losses_lib.predict(clean_logits))
-      correct = pred == np.asarray(batch["label"])
-      clean_correct.append(correct[mask])
+      out["labels"].append(y_host[mask])
+      out["clean_pred"].append(pred[mask])
       if single_logit:
-        clean_scores.append(clean_logits.reshape(len(mask))[mask])
-      for label, spec, step in zip(labels, attacks, steps):
+        out["clean_score"].append(clean_logits.reshape(len(mask))[mask])
+      hits["clean"] += int((pred == y_host)[mask].sum())
+      for a, (label, step, src) in enumerate(zip(labels, steps, sources)):
         keep = mask & (n + np.cumsum(mask) - 1 < limits.get(label, n + len(mask)))  # rows inside the limit
         if not keep.any():
           continue
-        k = jax.random.fold_in(jax.random.fold_in(key, b), labels.index(label))
-        eps = jnp.asarray(float(spec.get("eps", 0.0)), jnp.float32)
+        k = jax.random.fold_in(jax.random.fold_in(key, b), a)
+        eps = jnp.asarray(float(attacks[a].get("eps", 0.0)), jnp.float32)
         t0 = time.perf_counter()
-        adv_logits, x_adv = step(variables, x, y, k, eps)
+        adv_logits, x_adv = step(variables, x, y, k, eps, src)
         adv_logits = np.asarray(adv_logits)
-        adv_pred = np.asarray(losses_lib.predict(adv_logits))
+        p = np.asarray(losses_lib.predict(adv_logits))
         if single_logit:
-          adv_scores[label].append(adv_logits.reshape(len(mask))[keep])
+          adv_score[label].append(adv_logits.reshape(len(mask))[keep])
         seconds[label] += time.perf_counter() - t0
-        robust[label].append((correct & (adv_pred == np.asarray(batch["label"])))[keep])
+        adv_pred[label].append(p[keep])
+        hits[label] += int(((pred == y_host) & (p == y_host))[keep].sum())
+        seen[label] += int(keep.sum())
         if keep_adversarials:
           adversarials[label].append(np.asarray(x_adv)[keep])
       n += int(mask.sum())
       if bar is not None:
         bar.update(1)
         if labels:
-          bar.set_postfix(clean=f"{np.concatenate(clean_correct).mean():.3f}",
-                          **{_short(l): f"{np.concatenate(robust[l]).mean():.3f}" for l in labels[:3]})
+          bar.set_postfix(clean=f"{hits['clean'] / n:.3f}",
+                          **{_short(l): f"{hits[l] / max(seen[l], 1):.3f}" for l in labels[:3]})
     if bar is not None:
       bar.close()
-    clean = np.concatenate(clean_correct)
-    flags = {l: np.concatenate(robust[l]) if robust[l] else np.zeros((0,), bool) for l in labels}
-    n_worst = min([n] + [len(f) for f in flags.values()])
-    worst = clean[:n_worst].copy()
-    for l in labels:
-      worst &= flags[l][:n_worst]
-    report = {"n": n, "clean_acc": float(clean.mean()),
-              "robust_acc": {l: float(flags[l].mean()) for l in labels},
-              "worst_case_acc": float(worst.mean()), "n_worst": n_worst,
-              "n_attacked": {l: int(len(flags[l])) for l in labels}, "seconds": seconds,
-              "attacks": [dict(s, label=l) for s, l in zip(attacks, labels)]}
-    if clean_scores:  # single-logit (binary) model: AP of clean and adversarial scores, all points
-      from jaxrobust.evaluate.average_precision import average_precision
-      y_all = np.asarray(dataset.labels[:n])
-      report["clean_ap"] = average_precision(y_all, np.concatenate(clean_scores))
-      report["robust_ap"] = {l: average_precision(y_all[:len(flags[l])], np.concatenate(adv_scores[l]))
-                             for l in labels}
-    if checks and first_batch is not None:
+    single = bool(out["clean_score"])
+    return metrics_lib.Points(
+        labels=_join(out["labels"], np.int32), clean_pred=_join(out["clean_pred"], np.int32),
+        clean_score=_join(out["clean_score"], np.float32) if single else None,
+        adv_pred={l: _join(v, np.int32) for l, v in adv_pred.items()},
+        adv_score={l: _join(v, np.float32) for l, v in adv_score.items()} if single else None,
+        attacks=[reported(s, l) for s, l in zip(attacks, labels)], seconds=seconds,
+        adversarials={l: np.concatenate(v) for l, v in adversarials.items()} if keep_adversarials else None,
+        sample=sample)
+
+  def evaluate(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256,
+               key=None, max_examples: int | None = None, progress: bool = True,
+               keep_adversarials: bool = False, checks: bool = False,
+               metrics: Sequence[metrics_lib.Metric] | None = None) -> dict:
+    """Returns {'n', 'clean_acc', 'robust_acc': {label: acc}, 'worst_case_acc', 'seconds': {...}}.
+
+    A spec's own ``max_examples`` runs that attack on the first m points only (e.g. AutoAttack on the
+    first 1000 test images, as MAIL's and UDR's code do): its accuracy is over those m points,
+    ``n_attacked[label]`` says how many, and the worst case is over the points every attack saw
+    (``n_worst``). ``check_prefix_classes`` refuses a prefix that misses classes (class-sorted files).
+    A single-logit model also gets 'clean_ap' and 'robust_ap': {label: AP}.
+
+    metrics: the plug-ins computing the report (default ``DEFAULT_METRICS``).
+    checks=True adds 'checks': the gradient-masking checks of ``jaxrobust.evaluate.checks`` on
+    the first batch and across the attacks' results (flagged ones are also printed).
+    keep_adversarials=True adds 'adversarials', 'robust_flags' and 'clean_flags' (per point).
+    """
+    points = self.points(variables, dataset, attacks, batch_size=batch_size, key=key, max_examples=max_examples,
+                         progress=progress, keep_adversarials=keep_adversarials)
+    report = {"n": points.n,
+              **metrics_lib.compute(points, DEFAULT_METRICS if metrics is None else metrics),
+              "seconds": points.seconds, "attacks": points.attacks}
+    if checks and points.sample is not None:
       from jaxrobust.evaluate.checks import run_checks
-      x0, y0 = first_batch
-      report["checks"] = run_checks(self.apply, variables, jnp.asarray(x0), jnp.asarray(y0),
-                                    report["robust_acc"], report["attacks"])
+      x0, y0 = points.sample
+      specs = [dict(s, label=r["label"]) for s, r in zip(attacks, points.attacks)]  # with any surrogate
+      report["checks"] = run_checks(self.apply, parallel.replicate(variables, self.mesh), jnp.asarray(x0),
+                                    jnp.asarray(y0), report.get("robust_acc"), specs)
       for c in report["checks"]:
         if c["flagged"]:
           print(f"WARNING [{c['name']}]: {c['message']}")
     if keep_adversarials:
-      report["adversarials"] = {l: np.concatenate(v) for l, v in adversarials.items()}
-      report["robust_flags"] = flags
-      report["clean_flags"] = clean
+      report["adversarials"] = points.adversarials
+      report["robust_flags"] = metrics_lib.robust_flags(points)
+      report["clean_flags"] = metrics_lib.clean_correct(points)
     return report
+
+
+def _join(parts: list, dtype) -> np.ndarray:
+  return np.concatenate(parts) if parts else np.zeros((0,), dtype)
 
 
 def _short(label: str) -> str:
@@ -252,6 +272,7 @@ def format_table(rows: dict[str, dict], attack_labels: Sequence[str] | None = No
 
 
 def evaluate_from_config(apply, variables, dataset, cfg: dict, *, progress=True, mesh=None) -> dict:
+  """The report of ``cfg['eval']``: its attacks, batch size, max_examples and checks, key seed + 1."""
   e = cfg["eval"]
   evaluator = RobustEvaluator(apply, mesh=mesh)
   report = evaluator.evaluate(variables, dataset, list(e.get("attacks", [])),

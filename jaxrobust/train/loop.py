@@ -228,11 +228,13 @@ class ModelSelector:
   ``select_examples`` test points (UDR's code selects on the test set's PGD-20 accuracy; that makes the
   reported test numbers optimistic, as the papers' are). Each score is a line of selection.jsonl; the best
   state goes to <output_dir>/best (one orbax checkpoint, its metadata holding epoch, step and score), so a
-  resumed run continues with the same best-so-far. Ties keep the earlier epoch.
+  resumed run continues with the same best-so-far. The rule is ``jaxrobust.evaluate.selection.improves``:
+  ties keep the earlier epoch, NaN never wins.
   """
 
   def __init__(self, trainer: "Trainer"):
     from jaxrobust.evaluate.robust import RobustEvaluator
+    from jaxrobust.evaluate.selection import ScoreLog
     from jaxrobust.models import make_apply
     t = trainer.cfg["train"]
     self.trainer = trainer
@@ -249,22 +251,17 @@ class ModelSelector:
     self.evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
     self.checkpointer = Checkpointer(os.path.join(trainer.output_dir, "best"), every_steps=1 << 62, max_to_keep=1)
     self.path = os.path.join(trainer.output_dir, "selection.jsonl")
+    self.log = ScoreLog(self.path, write=parallel.is_main_process())
 
   def best(self) -> dict | None:
     """{'epoch', 'step', 'score', ...} of the kept checkpoint, or None."""
     return None if self.checkpointer.latest_step() is None else self.checkpointer.meta()
 
-  def _scored_steps(self) -> set:
-    if not os.path.exists(self.path):
-      return set()
-    with open(self.path) as f:
-      return {json.loads(l)["step"] for l in f if l.strip()}
-
   def maybe_select(self, step: int, state, *, final: bool = False) -> None:
     epoch, rest = divmod(step, self.trainer.steps_per_epoch)
     if not final and (rest or epoch % self.every):
       return
-    if step in self._scored_steps():  # a resumed run passing a step it already scored
+    if step in {r["step"] for r in self.log.records()}:  # a resumed run passing a step it already scored
       return
     variables = self.trainer.variables(state)
     attacks = [] if self.attack is None else [self.attack]
@@ -272,16 +269,15 @@ class ModelSelector:
                                   batch_size=int(self.trainer.cfg["eval"]["batch_size"]),
                                   key=jax.random.PRNGKey(int(self.trainer.cfg["seed"]) + 7919))
     score = rep["clean_acc"] if self.label is None else rep["robust_acc"][self.label]
+    from jaxrobust.evaluate.selection import improves
     best = self.best()
-    improved = best is None or score > best["score"]
+    improved = improves(score, None if best is None else best["score"])
     record = {"step": int(step), "epoch": step / self.trainer.steps_per_epoch, "score": float(score),
               "clean_acc": rep["clean_acc"], "metric": self.label or "clean", "n": rep["n"], "best": improved}
     if improved:
       self.checkpointer.save(step, state, dict(self.trainer._meta(step), epoch=record["epoch"], score=float(score),
                                                metric=record["metric"]), force=True)
-    if parallel.is_main_process():
-      with open(self.path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    self.log.append(record)
 
   def restore(self, like_state) -> tuple[Any, dict]:
     """(best state, its metadata); raises CheckpointError if there is none."""
@@ -330,16 +326,14 @@ def _decay(value):
 
 
 def _check_eval_prefixes(cfg: dict, test_ds) -> None:
-  """An evaluation attack limited to the first m test points must see every class (see evaluate)."""
-  from jaxrobust.data.dataset import check_prefix_classes
+  """Before training: an evaluation attack limited to the first m test points must see every class."""
+  from jaxrobust.evaluate.specs import attack_limits, spec_label
   if test_ds is None:
     return
   limit = cfg["eval"].get("max_examples")
   ds = test_ds.take(int(limit)) if limit else test_ds
-  for spec in cfg["eval"].get("attacks", ()):
-    m = spec.get("max_examples")
-    if m and int(m) < len(ds):
-      check_prefix_classes(ds, int(m), f"eval attack {spec.get('label', spec['name'])!r} with max_examples={m}")
+  attacks = cfg["eval"].get("attacks", ())
+  attack_limits(ds, attacks, [spec_label(s) for s in attacks])
 
 
 def _has_checkpoints(directory: str) -> bool:

@@ -1,4 +1,4 @@
-"""AP metric (sklearn parity, ties, floors), robust-AP evaluation and model selection (spec 1.11 T10)."""
+"""AP metric (sklearn parity, ties, the inverted-ranking floor), robust-AP evaluation, model selection."""
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,7 @@ def test_ap_equals_sklearn_with_ties(seed):
   assert np.isnan(average_precision(np.zeros(5), np.arange(5)))
 
 
-def test_t10_floor_and_random_ranking():
+def test_inverted_floor_and_random_ranking():
   np.testing.assert_allclose(inverted_ranking_ap(1000, 9000), 0.05181, atol=5e-6)
   np.testing.assert_allclose(inverted_ranking_ap(500, 9500), 0.02548, atol=5e-6)
   y = np.r_[np.ones(1000), np.zeros(9000)]

@@ -1,0 +1,89 @@
+"""Attack specs: what the evaluator runs, as plain dicts.
+
+A spec is ``{'name': registry name, 'label': shown name, **config}``, e.g.
+``{'name': 'pgd', 'eps': 0.3, 'steps': 20, 'step_size': 0.01}``. The config keys go to
+``jaxrobust.attacks.registry.get_attack(name, **config)``; the keys in ``EVALUATOR_KEYS`` are read
+by the evaluator itself and apply to any attack:
+
+* ``label``: the report's name for the attack (default: name and config, e.g. 'fgsm eps=0.1').
+* ``max_examples``: attack only the first m points of the split (AutoAttack on the first 1000 test
+  images, as the MAIL and UDR reference code do).
+* ``two_class_logits``: craft on the two-class logits [0, z] of a single-logit model, so that
+  softmax([0, z])_1 = sigmoid z and cross-entropy equals BCE: a multi-class attack (APGD-CE) then
+  attacks a binary classifier.
+* ``source``: a surrogate model ``(apply, variables)`` to craft on; the evaluated model only scores
+  the result (a transfer, black-box attack).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+
+from jaxrobust import threat
+
+EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source")
+
+# Keys never shown in an automatic label or written to a report: a model is not a setting.
+_UNPRINTABLE = ("source",)
+
+
+def spec_label(spec: dict) -> str:
+  """The spec's ``label``, else its name followed by its sorted settings."""
+  if "label" in spec:
+    return str(spec["label"])
+  skip = ("name", "label") + _UNPRINTABLE
+  return " ".join([spec["name"]] + [f"{k}={v}" for k, v in sorted(spec.items()) if k not in skip])
+
+
+def attack_kwargs(spec: dict) -> dict:
+  """The keywords of ``get_attack``: the spec without the evaluator's own keys."""
+  return {k: v for k, v in spec.items() if k not in EVALUATOR_KEYS}
+
+
+def reported(spec: dict, label: str) -> dict:
+  """The spec as written to a report: its label set, the surrogate model left out."""
+  return {**{k: v for k, v in spec.items() if k not in _UNPRINTABLE}, "label": label}
+
+
+def check_specs(specs: Sequence[dict]) -> list[str]:
+  """Validates names, eps and sources on the host (eps is traced inside the compiled attack);
+  returns the unique labels."""
+  for s in specs:
+    if "name" not in s:
+      raise ValueError(f"attack spec {s} needs a 'name' (one of jaxrobust.attacks.attack_names())")
+    threat.check_eps(s.get("eps", 0.0), name=f"eps of attack {spec_label(s)!r}")
+    source = s.get("source")
+    if source is not None and not (isinstance(source, (tuple, list)) and len(source) == 2 and callable(source[0])):
+      raise ValueError(f"'source' of attack {spec_label(s)!r} must be a pair (apply, variables)")
+  labels = [spec_label(s) for s in specs]
+  if len(set(labels)) != len(labels):
+    raise ValueError(f"attack labels must be unique; got {labels}")
+  return labels
+
+
+def attack_limits(dataset, specs: Sequence[dict], labels: Sequence[str]) -> dict[str, int]:
+  """{label: m} for the specs whose ``max_examples`` m is below the split's size.
+
+  A prefix must see every class of the split: the first m rows of a class-sorted file would measure
+  only a few classes (``check_prefix_classes`` refuses them).
+  """
+  from jaxrobust.data.dataset import check_prefix_classes
+  limits = {}
+  for label, s in zip(labels, specs):
+    m = s.get("max_examples")
+    if m is None:
+      continue
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+      raise ValueError(f"max_examples of attack {label!r} must be a positive int; got {m!r}")
+    if m < len(dataset):
+      check_prefix_classes(dataset, m, f"max_examples={m} of attack {label!r}")
+      limits[label] = m
+  return limits
+
+
+def two_class_logits(z):
+  """(B,) or (B, 1) single logit -> (B, 2) logits [0, z]: softmax(.)_1 = sigmoid z."""
+  z = z.reshape(z.shape[0])
+  return jnp.stack([jnp.zeros_like(z), z], axis=1)
