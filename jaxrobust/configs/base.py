@@ -69,7 +69,8 @@ KEYS: dict[str, str] = {
     "eval.batch_size": "evaluation batch size",
     "eval.max_examples": "evaluate the first n test points only (None: all)",
     "eval.eps_grid": "eps values of the robust-accuracy-vs-eps curve (quickstart)",
-    "eval.attacks": "attack specs {'name': registry name, 'label': shown name, ...attack config} of the report",
+    "eval.attacks": "attack specs {'name': registry name, 'label': shown name, ...attack config} of the report; "
+                    "evaluator keys: max_examples (first m points), two_class_logits (attack [0, z] of a single logit)",
     "eval.checks": "run the gradient-masking checks after the evaluation",
     "eval.ap_attacks": "attack specs under which the report adds robust average precision (binary tasks)",
 }
