@@ -30,8 +30,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.attacks.pgd import (as_bcast, example_keys, loss_and_grad, random_init, resolve_unroll,
-                                   validate)
+from jaxrobust.attacks.model_calls import loss_and_grad, random_init, resolve_unroll, validate
+from jaxrobust.attacks.per_example import as_bcast, example_keys
 from jaxrobust.types import Array, LogitsFn
 
 

@@ -14,7 +14,8 @@ from attack_testkit import (assert_valid, digits_model, images, jit_attack, labe
 
 from jaxrobust.attacks import registry  # noqa: E402
 from jaxrobust.attacks.fgsm import fgsm, fgsm_rs, rfgsm  # noqa: E402
-from jaxrobust.attacks.pgd import example_keys, pgd  # noqa: E402
+from jaxrobust.attacks.per_example import example_keys  # noqa: E402
+from jaxrobust.attacks.pgd import pgd  # noqa: E402
 
 B, K = 8, 5
 X = images(0, B)

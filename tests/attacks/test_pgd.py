@@ -13,7 +13,9 @@ from attack_testkit import (assert_valid, digits_model, images, jit_attack, l2, 
                             linear_apply, linear_params, linf, mlp_apply, mlp_params, per_example_ce)
 
 from jaxrobust.attacks import registry  # noqa: E402
-from jaxrobust.attacks.pgd import example_keys, fold_keys, kurakin_steps, pgd, random_init  # noqa: E402
+from jaxrobust.attacks.model_calls import random_init  # noqa: E402
+from jaxrobust.attacks.per_example import example_keys, fold_keys  # noqa: E402
+from jaxrobust.attacks.pgd import kurakin_steps, pgd  # noqa: E402
 
 B, K = 8, 5
 X = images(0, B)
