@@ -8,8 +8,8 @@ reference logits (an attack then computes them once, before its loop); any user 
 that signature plugs into every gradient attack (``get_attack_loss``).
 
 Conventions:
-* KL is KL(p_clean || p_adv) = sum_j p_nat,j (log p_nat,j - log p_adv,j), the direction of
-  TRADES (Zhang et al. 2019, eq. 5) and of every reference implementation
+* KL is KL(p_clean || p_adv) = sum_j p_nat,j (log p_nat,j - log p_adv,j), the direction of the
+  TRADES regulariser (Zhang et al. 2019) as every reference implementation computes it
   (``KLDivLoss(log_softmax(z_adv), softmax(z_nat))``).
 * Single-logit binary models give logits of shape (B,) or (B, 1); ``sigmoid(z)`` is P(y=1).
 """
@@ -106,7 +106,7 @@ def dlr_targeted(logits: Array, y: Array, target: Array) -> Array:
 def kl_divergence(logits: Array, y: Array | None, ref_logits: Array) -> Array:
   """TRADES KL(p_ref || p) = sum_j p_ref,j (log p_ref,j - log p_j), per example; >= 0, = 0 at equality.
 
-  Zhang et al. 2019, eq. 5, with p_ref = softmax(ref_logits) (the clean point) as the target:
+  TRADES (Zhang et al. 2019), with p_ref = softmax(ref_logits) (the clean point) as the target:
   ``optax.losses.kl_divergence_with_log_targets(log p, log p_ref)`` (the same arithmetic, bit for bit).
   """
   return optax.losses.kl_divergence_with_log_targets(jax.nn.log_softmax(logits, axis=-1),

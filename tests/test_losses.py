@@ -1,4 +1,4 @@
-"""Per-example losses: CE, margins (W1, C4), DLR (A8), KL (T1), binary losses, the loss registry."""
+"""Per-example losses: CE, margins, CW, DLR, KL, binary losses, the loss declarations, and which come from optax."""
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ def test_margin_sign_matches_correctness():
 
 
 def test_cw_margin_w1():
-  """W1: invariant to z + b 1, linear in a > 0 for kappa = 0, clamped at margin <= -kappa."""
+  """The CW margin: invariant to z + b 1, linear in a > 0 for kappa = 0, clamped at margin <= -kappa."""
   base = L.cw_margin(Z, Y)
   np.testing.assert_allclose(L.cw_margin(Z + 3.0, Y), base, atol=1e-4)
   k0 = L.make_cw_margin(0.0)
@@ -49,7 +49,7 @@ def test_cw_margin_w1():
 
 
 def test_cw_f_handmade_logits_and_the_torchattacks_masking_bug():
-  """C4: f(z) = max(z_y - max_{j != y} z_j, -kappa)."""
+  """The CW-L2 term f(z) = max(z_y - max_{j != y} z_j, -kappa)."""
   z = jnp.array([[3.0, 1.0, 2.0], [3.0, 1.0, 2.0], [-1.0, -3.0, -2.0]])
   y = jnp.array([0, 1, 0])
   np.testing.assert_allclose(L.cw_f(z, y, kappa=0.0), [1.0, 0.0, 1.0])
@@ -80,7 +80,7 @@ def test_dlr_a8():
 
 
 def test_kl_nonnegative_zero_and_flat_at_equality():
-  """T1: KL(p_ref || p) >= 0, = 0 and with zero gradient at p = p_ref."""
+  """KL(p_ref || p) >= 0, = 0 and with zero gradient at p = p_ref."""
   z2 = Z + jnp.asarray(R.randn(16, 7), jnp.float32)
   assert np.all(np.asarray(L.kl_divergence(z2, None, Z)) >= -1e-6)
   with jax.enable_x64(True):
@@ -159,7 +159,8 @@ def test_cross_entropy_and_bce_against_optax(scale):
   y = jnp.asarray(np.random.RandomState(2).randint(0, 10, 64), jnp.int32)
   ref = -_np_log_softmax(z)[np.arange(64), np.asarray(y)]
   sizable = ref > 1e-3
-  ours, theirs = np.asarray(L.cross_entropy(z, y)), np.asarray(optax.losses.softmax_cross_entropy_with_integer_labels(z, y))
+  ours = np.asarray(L.cross_entropy(z, y))
+  theirs = np.asarray(optax.losses.softmax_cross_entropy_with_integer_labels(z, y))
   np.testing.assert_allclose(ours[sizable], ref[sizable], rtol=1e-5)
   np.testing.assert_allclose(ours, ref, atol=1e-6 * max(scale, 1.0))
   np.testing.assert_allclose(theirs, ref, atol=1e-6 * max(scale, 1.0))

@@ -1,4 +1,4 @@
-"""Threat models: projections (G5), random starts (P3), gradient normalisation, input checks."""
+"""Threat models: projections (and which come from optax), random starts, gradient normalisation, input checks."""
 
 import jax
 import jax.numpy as jnp

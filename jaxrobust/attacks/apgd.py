@@ -55,7 +55,8 @@ from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.attacks.model_calls import (as_partial, check_n_target_classes, model_with_key, prepare_linf_or_l2,
                                            top_k_targets)
-from jaxrobust.attacks.per_example import expand, fold_keys, indexed_keys, run_until_all_fooled, select
+from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, run_until_all_fooled, select,
+                                           whole_batch)
 from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
 
@@ -376,8 +377,7 @@ def apgd(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "c
   if loss in _TARGETED_LOSSES:
     raise ValueError("use apgd_targeted for targeted losses")
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
-  b = x.shape[0]
-  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts, rho=float(rho),
                        eot_iter=eot_iter, randomized=randomized, best_loss=best_loss)
   return adv
@@ -394,8 +394,7 @@ def apgd_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_ite
   if loss not in _TARGETED_LOSSES:
     raise ValueError(f"apgd_targeted needs a targeted loss {_TARGETED_LOSSES}; got {loss!r}")
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes)
-  b = x.shape[0]
-  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts,
                        n_target_classes=n_target_classes, rho=float(rho), eot_iter=eot_iter,
                        randomized=randomized)
@@ -413,15 +412,16 @@ def apgd_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str 
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
   if (loss in _TARGETED_LOSSES) != (target is not None):
     raise ValueError("pass target exactly when the loss is targeted")
-  b = x.shape[0]
-  return _apgd_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(b), eps_v, target, norm=norm, loss=loss,
+  return _apgd_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(x.shape[0]), eps_v, target, norm=norm, loss=loss,
                        n_iter=n_iter, rho=float(rho), eot_iter=eot_iter, randomized=randomized,
                        record_iterates=record_iterates)
 
 
 REGISTRY = {
-    "apgd_ce": AttackInfo(configured(apgd, loss="ce"), norms=("linf", "l2"), summary="APGD on cross-entropy (Croce & Hein 2020)"),
-    "apgd_dlr": AttackInfo(configured(apgd, loss="dlr"), norms=("linf", "l2"), summary="APGD on the DLR loss (Croce & Hein 2020)"),
+    "apgd_ce": AttackInfo(configured(apgd, loss="ce"), norms=("linf", "l2"),
+                          summary="APGD on cross-entropy (Croce & Hein 2020)"),
+    "apgd_dlr": AttackInfo(configured(apgd, loss="dlr"), norms=("linf", "l2"),
+                           summary="APGD on the DLR loss (Croce & Hein 2020)"),
     "apgd_t": AttackInfo(configured(apgd_targeted), norms=("linf", "l2"),
                          summary="APGD on the targeted DLR loss, top-k targets (Croce & Hein 2020)"),
 }

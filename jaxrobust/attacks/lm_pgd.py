@@ -75,4 +75,7 @@ def lm_pgd(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, steps: int
   return x_adv
 
 
-REGISTRY = {"lm_pgd": AttackInfo(configured(lm_pgd), summary="LM-PGD: PGD with momentum and a line search over the step (Wang et al. 2021, MAIL appendix A)")}
+REGISTRY = {
+    "lm_pgd": AttackInfo(configured(lm_pgd), summary="LM-PGD: PGD with momentum and a line search over the step "
+                                                     "(Wang et al. 2021, MAIL appendix A)"),
+}

@@ -74,6 +74,6 @@ def mim(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, step_size=Non
 
 
 REGISTRY = {
-    "mim": AttackInfo(configured(mim), norms=("linf", "l2"), summary="momentum iterative FGSM (Dong et al. 2018)"),
-    "mifgsm": AttackInfo(configured(mim), norms=("linf", "l2"), summary="alias of mim"),
+    "mim": AttackInfo(configured(mim), summary="momentum iterative FGSM (Dong et al. 2018)"),
+    "mifgsm": AttackInfo(configured(mim), summary="alias of mim"),
 }

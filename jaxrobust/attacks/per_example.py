@@ -14,7 +14,8 @@ Attacks work on a batch x of shape (B, ...) where every example is attacked on i
 * Active set. Multi-run attacks (restarts, targets, AutoAttack's stages) only keep attacking the
   points that are still robust. Inside a compiled program that is a (B,) mask: ``select`` is the
   masked update, ``absorb`` moves the points a run fooled out of the set and
-  ``run_until_all_fooled`` loops over runs while any point is left. On the host, AutoAttack
+  ``run_until_all_fooled`` loops over runs while any point is left (``whole_batch``: all of them, with
+  ids 0..B-1). On the host, AutoAttack
   gathers the still-robust points into fixed-size buckets (``active_buckets``).
 """
 
@@ -90,6 +91,12 @@ def fold_keys(keys: Array, data) -> Array:
 # ----------------------------------------------------------------------------------------
 # Active set: the points still robust
 # ----------------------------------------------------------------------------------------
+
+def whole_batch(x: Array) -> tuple[Array, Array]:
+  """(index, active) to attack every example of x on its own: ids 0..B-1, all active."""
+  b = x.shape[0]
+  return jnp.arange(b), jnp.ones((b,), bool)
+
 
 def absorb(still: Array, adv: Array, candidate: Array, fooled: Array) -> tuple[Array, Array]:
   """One run's result merged into the active set: points still robust that the run fooled take the run's

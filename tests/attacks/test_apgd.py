@@ -1,4 +1,5 @@
-"""APGD / APGD-T: spec A1-A10 and the generic attack properties (tiny deterministic models, float32)."""
+"""APGD / APGD-T (Croce & Hein 2020, Algorithm 1): schedule, step rule, init, outputs and the generic attack
+properties (tiny deterministic models, float32)."""
 
 import pathlib
 import sys

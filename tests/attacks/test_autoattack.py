@@ -1,4 +1,5 @@
-"""AutoAttack cascade: spec Q3, resumable state, one compile per stage, and the torchattacks cross-check."""
+"""AutoAttack cascade: robust iff every component failed, resumable state, one compile per stage, and the
+torchattacks cross-check."""
 
 import collections
 import pathlib

@@ -1,4 +1,5 @@
-"""UDR's soft-ball attack (spec C4, F: U1-U4, U6-U8, G1, G4) on tiny deterministic models."""
+"""UDR's soft-ball attack (Bui et al. 2022): its limits (lam = 1 is PGD, lam = 0 no projection), the excess
+bound, validity and determinism on tiny deterministic models."""
 
 import jax
 import jax.numpy as jnp
