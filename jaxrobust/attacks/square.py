@@ -144,7 +144,6 @@ def _linf_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, reco
     win = _window(h, w, r0, c0, s)[None, :, :, None]
     x_new = threat.project_ball_and_box(x_best + win * (2.0 * e * sigma), x, eps, "linf")
     m_new = _margin(logits_fn(x_new), y)
-    accept = todo & ((m_new < m_best) | (m_new <= 0))
     return _accept(todo, x_new, m_new, x_best, m_best, n_q)
 
   return _loop(step, x_best, m_best, n_q, active, n_iter, record)
