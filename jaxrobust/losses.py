@@ -3,24 +3,45 @@
 Every function returns a per-example vector ``(B,)``; callers reduce. Attack losses share
 one signature, ``loss(logits, y, ref_logits) -> (B,)``, where ``ref_logits`` are the clean
 logits (used by KL-type losses, ignored by the rest) and, for targeted losses, ``y`` is the
-target class. Any user function with that signature plugs into every gradient attack.
+target class. An ``AttackLoss`` declares such a function together with whether it reads the
+reference logits (an attack then computes them once, before its loop); any user function with
+that signature plugs into every gradient attack (``get_attack_loss``).
 
-Conventions (``../shared/spec/attacks_and_udr.md`` section 0):
-* KL is KL(p_clean || p_adv) = sum_j p_nat,j (log p_nat,j - log p_adv,j), the direction every
-  reference implementation computes (``KLDivLoss(log_softmax(z_adv), softmax(z_nat))``).
+Conventions:
+* KL is KL(p_clean || p_adv) = sum_j p_nat,j (log p_nat,j - log p_adv,j), the direction of the
+  TRADES regulariser (Zhang et al. 2019) as every reference implementation computes it
+  (``KLDivLoss(log_softmax(z_adv), softmax(z_nat))``).
 * Single-logit binary models give logits of shape (B,) or (B, 1); ``sigmoid(z)`` is P(y=1).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxrobust.types import Array
 
-AttackLoss = Callable[[Array, Array, Array], Array]
+LossFn = Callable[[Array, Array, Array], Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackLoss:
+  """A per-example attack loss and what it reads.
+
+  fn: ``fn(logits, y, ref_logits) -> (B,)``.
+  needs_reference: the loss reads ``ref_logits`` (the clean logits); attacks compute them once
+    from x before their loop and pass None otherwise.
+  Calling the declaration calls ``fn`` (``ref_logits`` defaults to None).
+  """
+  fn: LossFn
+  needs_reference: bool = True
+
+  def __call__(self, logits: Array, y: Array, ref_logits: Array | None = None) -> Array:
+    return self.fn(logits, y, ref_logits)
 
 
 def _check_multiclass(logits: Array, min_classes: int, what: str) -> None:
@@ -31,7 +52,13 @@ def _check_multiclass(logits: Array, min_classes: int, what: str) -> None:
 
 
 def cross_entropy(logits: Array, y: Array, ref_logits: Array | None = None) -> Array:
-  """CE(z, y) = -log softmax(z)_y, per example. logits (B, K), y (B,) int."""
+  """CE(z, y) = -log softmax(z)_y, per example. logits (B, K), y (B,) int.
+
+  Not ``optax.losses.softmax_cross_entropy_with_integer_labels``: that computes logsumexp(z) - z_y,
+  which cancels when z_y dominates (float32 relative error above 1e-5 once |logits| ~ 30, where
+  -log_softmax stays within 2e-6 of the float64 value), and its input gradient differs from this one in
+  the last bits, which would change every CE attack's iterates (tests/test_losses.py).
+  """
   _check_multiclass(logits, 2, "cross_entropy")
   logp = jax.nn.log_softmax(logits, axis=-1)
   return -jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=1)[:, 0]
@@ -77,11 +104,13 @@ def dlr_targeted(logits: Array, y: Array, target: Array) -> Array:
 
 
 def kl_divergence(logits: Array, y: Array | None, ref_logits: Array) -> Array:
-  """TRADES KL(p_ref || p) = sum_j p_ref,j (log p_ref,j - log p_j), per example; >= 0, = 0 at equality."""
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  logq_ref = jax.nn.log_softmax(ref_logits, axis=-1)
-  p_ref = jnp.exp(logq_ref)
-  return jnp.sum(p_ref * (logq_ref - logp), axis=-1)
+  """TRADES KL(p_ref || p) = sum_j p_ref,j (log p_ref,j - log p_j), per example; >= 0, = 0 at equality.
+
+  TRADES (Zhang et al. 2019), with p_ref = softmax(ref_logits) (the clean point) as the target:
+  ``optax.losses.kl_divergence_with_log_targets(log p, log p_ref)`` (the same arithmetic, bit for bit).
+  """
+  return optax.losses.kl_divergence_with_log_targets(jax.nn.log_softmax(logits, axis=-1),
+                                                     jax.nn.log_softmax(ref_logits, axis=-1), axis=-1)
 
 
 def binary_logits(logits: Array) -> Array:
@@ -94,7 +123,13 @@ def binary_logits(logits: Array) -> Array:
 
 
 def binary_cross_entropy(logits: Array, y: Array, ref_logits: Array | None = None) -> Array:
-  """BCE(sigmoid(z), y) for a single-logit model, per example; y in {0, 1}."""
+  """BCE(sigmoid(z), y) for a single-logit model, per example; y in {0, 1}.
+
+  Same values as ``optax.losses.sigmoid_binary_cross_entropy`` but not the same input gradient: at
+  z = 0 JAX differentiates max(z, 0) and |z| here to the subgradient -y instead of sigmoid(0) - y,
+  and elsewhere the two gradients differ in the last bits; delegating would change the training of
+  the single-logit methods (AdAP) and their attacks, so this form stays (tests/test_losses.py).
+  """
   z = binary_logits(logits)
   y = y.astype(z.dtype)
   # -[y log s + (1-y) log(1-s)] in its numerically stable form.
@@ -127,36 +162,36 @@ def make_cw_margin(kappa: float = 50.0) -> AttackLoss:
   """``cw_margin`` with another confidence kappa, as a plug-in attack loss."""
   def loss(logits, y, ref_logits=None):
     return cw_margin(logits, y, ref_logits, kappa=kappa)
-  loss.needs_reference = False
-  return loss
+  return AttackLoss(loss, needs_reference=False)
 
 
+# The built-in attack losses by name; only the KL-type ones read the clean logits.
 ATTACK_LOSSES: dict[str, AttackLoss] = {
-    "ce": cross_entropy,
-    "cw": cw_margin,
-    "dlr": dlr,
-    "kl": kl_divergence,
-    "bce": binary_cross_entropy,
-    "bernoulli_kl": bernoulli_kl,
+    "ce": AttackLoss(cross_entropy, needs_reference=False),
+    "cw": AttackLoss(cw_margin, needs_reference=False),
+    "dlr": AttackLoss(dlr, needs_reference=False),
+    "kl": AttackLoss(kl_divergence, needs_reference=True),
+    "bce": AttackLoss(binary_cross_entropy, needs_reference=False),
+    "bernoulli_kl": AttackLoss(bernoulli_kl, needs_reference=True),
 }
-
-# Losses whose value depends on the clean logits; attacks compute them once at the start.
-REFERENCE_LOSSES = frozenset({"kl", "bernoulli_kl"})
-
-# Passing the function object instead of its name must not trigger an extra clean forward pass.
-for _name, _fn in ATTACK_LOSSES.items():
-  _fn.needs_reference = _name in REFERENCE_LOSSES
-del _name, _fn
+_BY_FUNCTION = {loss.fn: loss for loss in ATTACK_LOSSES.values()}
 
 
-def get_attack_loss(loss: str | AttackLoss) -> tuple[AttackLoss, bool]:
-  """Name or callable -> (loss_fn, needs_reference_logits)."""
+def get_attack_loss(loss: str | AttackLoss | LossFn) -> AttackLoss:
+  """The declared attack loss for a name, an ``AttackLoss`` or a plain callable.
+
+  A built-in function (``cross_entropy``, ...) passed by itself gets its declaration, so it costs no
+  extra clean forward pass; any other callable ``loss(logits, y, ref_logits)`` is assumed to read
+  the reference logits (needs_reference=True).
+  """
+  if isinstance(loss, AttackLoss):
+    return loss
   if callable(loss):
-    return loss, bool(getattr(loss, "needs_reference", True))
+    return _BY_FUNCTION.get(loss, AttackLoss(loss, needs_reference=True))
   if loss not in ATTACK_LOSSES:
     raise ValueError(f"unknown attack loss {loss!r}; choose one of {sorted(ATTACK_LOSSES)} or pass a callable "
                      "loss(logits, y, ref_logits) -> per-example loss")
-  return ATTACK_LOSSES[loss], loss in REFERENCE_LOSSES
+  return ATTACK_LOSSES[loss]
 
 
 def predict(logits: Array) -> Array:

@@ -4,6 +4,13 @@ All functions take images ``x`` of shape ``(B, ...)`` and ``eps`` either a scala
 per-example array of shape ``(B,)``. Norms are per example over all non-batch axes.
 Every attack applies the ball projection first and the box clip second (box clipping only
 shrinks ``|delta_i|``, so the result stays in the ball).
+
+The L-inf ball and the box are ``optax.projections.projection_box`` (an elementwise clip, the
+same arithmetic). The L2 and L1 balls are computed here: optax's ``projection_l2_ball``
+(delta eps / sqrt(max(||delta||^2, eps^2))) and ``projection_l1_ball`` (a simplex projection of
+|delta| / eps) round differently from the formulas the attacks were verified with, and give NaN
+at eps = 0 (L2 when delta = 0, L1 when delta != 0), where an attack must return x
+(tests/test_threat.py checks both).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+from optax import projections as optax_projections
 
 from jaxrobust.types import Array
 
@@ -40,6 +48,11 @@ def _bcast(eps, x: Array) -> Array:
   return eps.reshape(eps.shape + (1,) * (x.ndim - eps.ndim))
 
 
+def _rows(v: Array, x: Array) -> Array:
+  """(B,) -> (B, 1, ..., 1) with x's rank."""
+  return v.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
 def per_example_norm(v: Array, norm: Norm) -> Array:
   """(B, ...) -> (B,) Lp norm over all non-batch axes."""
   norm = canonical_norm(norm)
@@ -52,23 +65,32 @@ def per_example_norm(v: Array, norm: Norm) -> Array:
 
 
 def clip_box(x: Array, low: float = 0.0, high: float = 1.0) -> Array:
-  return jnp.clip(x, low, high)
+  """clip(x, low, high) elementwise (``optax.projections.projection_box``)."""
+  return optax_projections.projection_box(x, low, high)
 
 
 def project_linf(x_adv: Array, x: Array, eps) -> Array:
-  """Pi_inf(x'; x, eps) = clip(x', x - eps, x + eps) elementwise."""
+  """Pi_inf(x'; x, eps) = clip(x', x - eps, x + eps) elementwise (``optax.projections.projection_box``)."""
   e = _bcast(eps, x)
-  return jnp.clip(x_adv, x - e, x + e)
+  return optax_projections.projection_box(x_adv, x - e, x + e)
 
 
-def project_l2(x_adv: Array, x: Array, eps) -> Array:
-  """Pi_2(x'; x, eps) = x + delta * min(1, eps / ||delta||_2) (torch ``renorm`` semantics)."""
+def project_l2(x_adv: Array, x: Array, eps, stabilizer: float | None = None) -> Array:
+  """Pi_2(x'; x, eps), delta = x' - x, per example, in one of two arithmetic forms:
+
+  stabilizer None: x + delta * min(1, eps / ||delta||_2) (torch ``renorm``, as the PGD references);
+  stabilizer s:    x + delta / (||delta||_2 + s) * min(eps, ||delta||_2) (AutoAttack's APGD, Croce &
+                   Hein 2020, ``autopgd_base.py``; s = 1e-12 there).
+  The two agree up to float rounding; each attack uses the form of the code it was verified against.
+  """
   delta = x_adv - x
   n = per_example_norm(delta, "l2")
   eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), n.shape)
+  if stabilizer is not None:
+    return x + delta / _rows(n + stabilizer, x) * _rows(jnp.minimum(eps, n), x)
   # Dividing by a safe norm keeps the gradient of this projection finite at delta = 0.
   factor = jnp.minimum(1.0, eps / jnp.where(n > 0, n, 1.0))
-  return x + delta * factor.reshape((-1,) + (1,) * (x.ndim - 1))
+  return x + delta * _rows(factor, x)
 
 
 def project_l1(x_adv: Array, x: Array, eps) -> Array:
@@ -90,19 +112,19 @@ def project_l1(x_adv: Array, x: Array, eps) -> Array:
   return x + proj.reshape(delta.shape)
 
 
-def project(x_adv: Array, x: Array, eps, norm: Norm) -> Array:
-  """Ball projection for the given norm (no box clip)."""
+def project(x_adv: Array, x: Array, eps, norm: Norm, stabilizer: float | None = None) -> Array:
+  """Ball projection for the given norm (no box clip); ``stabilizer`` picks the L2 form (``project_l2``)."""
   norm = canonical_norm(norm)
   if norm == "linf":
     return project_linf(x_adv, x, eps)
   if norm == "l2":
-    return project_l2(x_adv, x, eps)
+    return project_l2(x_adv, x, eps, stabilizer)
   return project_l1(x_adv, x, eps)
 
 
-def project_ball_and_box(x_adv: Array, x: Array, eps, norm: Norm) -> Array:
-  """Ball projection, then the [0, 1] box."""
-  return clip_box(project(x_adv, x, eps, norm))
+def project_ball_and_box(x_adv: Array, x: Array, eps, norm: Norm, stabilizer: float | None = None) -> Array:
+  """Ball projection, then the [0, 1] box; ``stabilizer`` picks the L2 form (``project_l2``)."""
+  return clip_box(project(x_adv, x, eps, norm, stabilizer))
 
 
 def random_start(key, x: Array, eps, norm: Norm) -> Array:
@@ -120,23 +142,26 @@ def random_start(key, x: Array, eps, norm: Norm) -> Array:
     nn = per_example_norm(n, "l2")
     r = jax.random.uniform(kr, (x.shape[0],), x.dtype)
     scale = r * jnp.broadcast_to(jnp.asarray(eps, x.dtype), r.shape) / jnp.maximum(nn, 1e-12)
-    delta = n * scale.reshape((-1,) + (1,) * (x.ndim - 1))
+    delta = n * _rows(scale, x)
   else:
     kn, kr = jax.random.split(key)
     n = jax.random.laplace(kn, x.shape, x.dtype)
     r = jax.random.uniform(kr, (x.shape[0],), x.dtype)
     scale = r * jnp.broadcast_to(jnp.asarray(eps, x.dtype), r.shape) / jnp.maximum(per_example_norm(n, "l1"), 1e-12)
-    delta = n * scale.reshape((-1,) + (1,) * (x.ndim - 1))
+    delta = n * _rows(scale, x)
   return clip_box(x + delta)
 
 
-def normalize_gradient(g: Array, norm: Norm) -> Array:
-  """Steepest-ascent direction for a unit step: sign(g) for Linf, g / ||g||_2 for L2."""
+def normalize_gradient(g: Array, norm: Norm, stabilizer: float = 1e-10) -> Array:
+  """Steepest-ascent direction for a unit step: sign(g) for Linf, g / (||g||_p + stabilizer) for L2 / L1.
+
+  The stabiliser is 1e-10 in the PGD references and 1e-12 in AutoAttack's ``normalize``.
+  """
   norm = canonical_norm(norm)
   if norm == "linf":
     return jnp.sign(g)
   n = per_example_norm(g, "l2" if norm == "l2" else "l1")
-  return g / (n.reshape((-1,) + (1,) * (g.ndim - 1)) + 1e-10)
+  return g / (_rows(n, g) + stabilizer)
 
 
 # ----------------------------------------------------------------------------------------

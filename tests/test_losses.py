@@ -1,4 +1,4 @@
-"""Per-example losses: CE, margins (W1, C4), DLR (A8), KL (T1), binary losses, the loss registry."""
+"""Per-example losses: CE, margins, CW, DLR, KL, binary losses, the loss declarations, and which come from optax."""
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ def test_margin_sign_matches_correctness():
 
 
 def test_cw_margin_w1():
-  """W1: invariant to z + b 1, linear in a > 0 for kappa = 0, clamped at margin <= -kappa."""
+  """The CW margin: invariant to z + b 1, linear in a > 0 for kappa = 0, clamped at margin <= -kappa."""
   base = L.cw_margin(Z, Y)
   np.testing.assert_allclose(L.cw_margin(Z + 3.0, Y), base, atol=1e-4)
   k0 = L.make_cw_margin(0.0)
@@ -49,7 +49,7 @@ def test_cw_margin_w1():
 
 
 def test_cw_f_handmade_logits_and_the_torchattacks_masking_bug():
-  """C4: f(z) = max(z_y - max_{j != y} z_j, -kappa)."""
+  """The CW-L2 term f(z) = max(z_y - max_{j != y} z_j, -kappa)."""
   z = jnp.array([[3.0, 1.0, 2.0], [3.0, 1.0, 2.0], [-1.0, -3.0, -2.0]])
   y = jnp.array([0, 1, 0])
   np.testing.assert_allclose(L.cw_f(z, y, kappa=0.0), [1.0, 0.0, 1.0])
@@ -80,7 +80,7 @@ def test_dlr_a8():
 
 
 def test_kl_nonnegative_zero_and_flat_at_equality():
-  """T1: KL(p_ref || p) >= 0, = 0 and with zero gradient at p = p_ref."""
+  """KL(p_ref || p) >= 0, = 0 and with zero gradient at p = p_ref."""
   z2 = Z + jnp.asarray(R.randn(16, 7), jnp.float32)
   assert np.all(np.asarray(L.kl_divergence(z2, None, Z)) >= -1e-6)
   with jax.enable_x64(True):
@@ -116,11 +116,73 @@ def test_binary_losses():
 
 def test_loss_registry():
   for name in ("ce", "cw", "dlr", "kl", "bce", "bernoulli_kl"):
-    fn, needs_ref = L.get_attack_loss(name)
+    declared = L.get_attack_loss(name)
+    needs_ref = declared.needs_reference
     assert needs_ref == (name in ("kl", "bernoulli_kl"))
-    assert fn.needs_reference == needs_ref
-  assert L.get_attack_loss(L.cross_entropy) == (L.cross_entropy, False)  # no extra clean pass for built-ins
+    assert L.get_attack_loss(declared.fn).needs_reference == needs_ref
+  # no extra clean pass for built-ins
+  assert L.get_attack_loss(L.cross_entropy) == L.AttackLoss(L.cross_entropy, needs_reference=False)
   custom = lambda z, y, r: L.cross_entropy(z, y)
-  assert L.get_attack_loss(custom)[1] is True  # unknown callables get the reference logits
+  assert L.get_attack_loss(custom).needs_reference is True  # unknown callables get the reference logits
   with pytest.raises(ValueError, match="unknown attack loss"):
     L.get_attack_loss("hinge")
+
+
+def _logits(scale, seed=1):
+  r = np.random.RandomState(seed)
+  return jnp.asarray(r.randn(64, 10) * scale, jnp.float32), jnp.asarray(r.randn(64, 10) * scale, jnp.float32)
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 30.0, 300.0])
+def test_kl_is_optax_kl_with_log_targets(scale):
+  """KL(p_ref || p) comes from optax: values and input gradients equal bit for bit, large |logits| included."""
+  import optax
+  z, z_ref = _logits(scale)
+
+  def before(q):  # the formula the library used before delegating
+    logq_ref = jax.nn.log_softmax(z_ref, axis=-1)
+    return jnp.sum(jnp.exp(logq_ref) * (logq_ref - jax.nn.log_softmax(q, axis=-1)), axis=-1)
+
+  ours = lambda q: L.kl_divergence(q, None, z_ref)  # noqa: E731
+  np.testing.assert_array_equal(ours(z), before(z))
+  np.testing.assert_array_equal(jax.grad(lambda q: ours(q).sum())(z), jax.grad(lambda q: before(q).sum())(z))
+  # optax.losses.kl_divergence (probability targets, log(0) guarded) is the same divergence.
+  theirs = optax.losses.kl_divergence(jax.nn.log_softmax(z, -1), jax.nn.softmax(z_ref, -1))
+  np.testing.assert_allclose(ours(z), theirs, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 30.0, 300.0])
+def test_cross_entropy_and_bce_against_optax(scale):
+  """CE and BCE stay ours (docstrings): optax's CE cancels at large |logits|, optax's BCE has another gradient."""
+  import optax
+  z, _ = _logits(scale)
+  y = jnp.asarray(np.random.RandomState(2).randint(0, 10, 64), jnp.int32)
+  ref = -_np_log_softmax(z)[np.arange(64), np.asarray(y)]
+  sizable = ref > 1e-3
+  ours = np.asarray(L.cross_entropy(z, y))
+  theirs = np.asarray(optax.losses.softmax_cross_entropy_with_integer_labels(z, y))
+  np.testing.assert_allclose(ours[sizable], ref[sizable], rtol=1e-5)
+  np.testing.assert_allclose(ours, ref, atol=1e-6 * max(scale, 1.0))
+  np.testing.assert_allclose(theirs, ref, atol=1e-6 * max(scale, 1.0))
+  if scale == 30.0:  # logsumexp(z) - z_y: relative error above 1e-5 once |z| ~ 30
+    assert np.max(np.abs(theirs - ref)[sizable] / ref[sizable]) > 1e-5
+  g_ours = jax.grad(lambda q: L.cross_entropy(q, y).sum())(z)
+  g_theirs = jax.grad(lambda q: optax.losses.softmax_cross_entropy_with_integer_labels(q, y).sum())(z)
+  np.testing.assert_allclose(g_ours, g_theirs, atol=1e-6)
+  zb, yb = z[:, 0], y % 2
+  np.testing.assert_array_equal(L.binary_cross_entropy(zb, yb),
+                                optax.losses.sigmoid_binary_cross_entropy(zb, yb.astype(jnp.float32)))
+  gb_ours = jax.grad(lambda q: L.binary_cross_entropy(q, yb).sum())(zb)
+  gb_theirs = jax.grad(lambda q: optax.losses.sigmoid_binary_cross_entropy(q, yb.astype(jnp.float32)).sum())(zb)
+  np.testing.assert_allclose(gb_ours, gb_theirs, atol=1e-6)
+
+
+def test_bce_gradient_at_zero_differs_from_optax():
+  # At z = 0 this form's subgradient is -y, optax's the derivative sigmoid(0) - y: the reason BCE stays ours
+  # (switching would change single-logit training wherever a logit is exactly 0, e.g. a zero-initialised head).
+  import optax
+  y = jnp.asarray([0, 1])
+  g_ours = jax.grad(lambda q: L.binary_cross_entropy(q, y).sum())(jnp.zeros(2))
+  g_theirs = jax.grad(lambda q: optax.losses.sigmoid_binary_cross_entropy(q, y.astype(jnp.float32)).sum())(jnp.zeros(2))
+  np.testing.assert_array_equal(g_ours, [0.0, -1.0])
+  np.testing.assert_array_equal(g_theirs, [0.5, -0.5])

@@ -1,4 +1,4 @@
-"""Threat models: projections (G5), random starts (P3), gradient normalisation, input checks."""
+"""Threat models: projections (and which come from optax), random starts, gradient normalisation, input checks."""
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +67,53 @@ def test_ball_then_box_stays_in_both():
     p = threat.project_ball_and_box(U, X, EPS, norm)
     assert float(p.min()) >= 0 and float(p.max()) <= 1
     assert np.all(np.asarray(threat.per_example_norm(p - X, norm)) <= np.asarray(EPS) * (1 + 1e-5) + 1e-6)
+
+
+def _optax_per_example(projection, delta, eps):
+  """optax's projection of each example's delta onto its own ball (vmapped over the batch)."""
+  return jax.vmap(projection)(delta, eps)
+
+
+def test_linf_ball_and_box_are_optax_projection_box():
+  # Delegated: the same clip, bit for bit.
+  from optax import projections
+  e = EPS[:, None, None, None]
+  np.testing.assert_array_equal(threat.project_linf(U, X, EPS), jnp.clip(U, X - e, X + e))
+  np.testing.assert_array_equal(threat.project_linf(U, X, EPS), projections.projection_box(U, X - e, X + e))
+  np.testing.assert_array_equal(threat.clip_box(U), jnp.clip(U, 0.0, 1.0))
+  # ... and the same projection as optax's per-example L-inf ball around x (which rounds x + clip(delta)).
+  np.testing.assert_allclose(threat.project_linf(U, X, EPS),
+                             X + _optax_per_example(projections.projection_linf_ball, U - X, EPS), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1"])
+def test_l2_l1_balls_match_optax_up_to_rounding_but_are_not_delegated(norm):
+  # Not delegated (threat.py docstring): optax's formulas agree to float rounding for eps > 0, are not
+  # bit-identical to the ones the attacks were verified with, and give NaN at eps = 0 (L2 when delta = 0,
+  # L1 when delta != 0), where an attack must return x.
+  from optax import projections
+  proj = projections.projection_l2_ball if norm == "l2" else projections.projection_l1_ball
+  ours = threat.project(U, X, EPS, norm)
+  theirs = X + _optax_per_example(proj, U - X, EPS)
+  np.testing.assert_allclose(np.asarray(ours)[1:], np.asarray(theirs)[1:], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(ours[0], X[0])  # eps = 0: back to x
+  np.testing.assert_array_equal(threat.project(X, X, 0.0, norm), X)
+  at_zero = [_optax_per_example(proj, d, jnp.zeros((6,))) for d in (X - X, U - X)]
+  assert not all(np.all(np.isfinite(np.asarray(v))) for v in at_zero)  # optax: 0 / 0
+
+
+def test_l2_forms_and_stabilised_direction_of_autoattack():
+  """The stabilised forms APGD and Square use (Croce & Hein 2020, ``autopgd_base.py``), bit for bit."""
+  e = EPS[:, None, None, None]
+  delta = U - X
+  n = threat.per_example_norm(delta, "l2")[:, None, None, None]
+  np.testing.assert_array_equal(threat.project_l2(U, X, EPS, stabilizer=1e-12),
+                                X + delta / (n + 1e-12) * jnp.minimum(e, n))
+  np.testing.assert_array_equal(threat.project_ball_and_box(U, X, EPS, "l2", 1e-12),
+                                jnp.clip(X + delta / (n + 1e-12) * jnp.minimum(e, n), 0.0, 1.0))
+  np.testing.assert_allclose(threat.project_l2(U, X, EPS, stabilizer=1e-12), threat.project_l2(U, X, EPS), atol=1e-6)
+  np.testing.assert_array_equal(threat.normalize_gradient(delta, "l2", 1e-12), delta / (n + 1e-12))
+  np.testing.assert_array_equal(threat.normalize_gradient(delta, "l2"), delta / (n + 1e-10))
 
 
 def test_random_starts_p3():

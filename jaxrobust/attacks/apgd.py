@@ -44,9 +44,8 @@ reuse them.
 
 from __future__ import annotations
 
-import collections
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -54,91 +53,18 @@ import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
+from jaxrobust.attacks.model_calls import (as_partial, check_n_target_classes, model_with_key, prepare_linf_or_l2,
+                                           top_k_targets)
+from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, run_until_all_fooled, select,
+                                           whole_batch)
+from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
-from jaxrobust.attacks.registry import AttackInfo
 
-# Trace-time counters (name -> number of traces) so tests can check that a config compiles once.
-TRACE_COUNTS: collections.Counter = collections.Counter()
+# The AutoAttack reference's stabiliser in its L2 step direction and projection (``normalize``, ``check_shape``).
+_STABILIZER = 1e-12
 
 _LOSSES = ("ce", "dlr", "dlr-targeted", "ce-targeted")
 _TARGETED_LOSSES = ("dlr-targeted", "ce-targeted")
-
-
-# ----------------------------------------------------------------------------------------
-# Helpers shared with fab.py / square.py / autoattack.py
-# ----------------------------------------------------------------------------------------
-
-def as_partial(logits_fn) -> jax.tree_util.Partial:
-  """Wraps a callable so it can be passed *into* ``jax.jit`` as a pytree argument.
-
-  A ``Partial(apply_fn, params)`` carries params as traced leaves; a bare function becomes a leaf-free pytree
-  whose identity keys the compilation cache.
-  """
-  if isinstance(logits_fn, jax.tree_util.Partial):
-    return logits_fn
-  return jax.tree_util.Partial(logits_fn)
-
-
-def model_with_key(logits_fn, randomized: bool):
-  """(x, key) -> logits; the key is ignored for deterministic models."""
-  if randomized:
-    return lambda xa, k: logits_fn(xa, k)
-  return lambda xa, k: logits_fn(xa)
-
-
-def example_keys(key, index: Array) -> Array:
-  """Per-example keys fold_in(key, index_i): (B,) indices -> (B,) keys (B x 2 raw)."""
-  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index.astype(jnp.uint32))
-
-
-def fold_each(keys: Array, data) -> Array:
-  """fold_in every per-example key with the same integer."""
-  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
-
-
-def bcast_b(v: Array, x: Array) -> Array:
-  """(B,) -> (B, 1, ..., 1) matching x."""
-  return v.reshape((-1,) + (1,) * (x.ndim - 1))
-
-
-def eps_vector(eps, batch: int, dtype) -> Array:
-  """Scalar or (B,) eps -> (B,) array, so scalar and per-example eps run the same compiled program."""
-  return jnp.broadcast_to(jnp.asarray(eps, dtype), (batch,))
-
-
-def num_classes(logits_fn, x, randomized: bool = False) -> int:
-  """K from the output shape, without running the model (``jax.eval_shape``)."""
-  if randomized:
-    out = jax.eval_shape(logits_fn, x, jax.random.PRNGKey(0))
-  else:
-    out = jax.eval_shape(logits_fn, x)
-  if len(out.shape) != 2:
-    raise ValueError(f"attacks expect logits of shape (batch, classes); got {out.shape}")
-  return int(out.shape[1])
-
-
-def validate_inputs(x, y, eps, k: int, min_classes: int, what: str) -> None:
-  """Concrete-value checks shared by the AutoAttack components."""
-  threat.check_images(x)
-  threat.check_labels(y, x.shape[0], k)
-  threat.check_eps(eps, x.shape[0])
-  if k < min_classes:
-    raise ValueError(f"{what} needs at least {min_classes} classes; the model outputs {k} logits")
-
-
-def check_n_target_classes(n_target_classes: int, k: int, what: str) -> None:
-  if not 1 <= n_target_classes <= k - 1:
-    raise ValueError(f"{what}: n_target_classes must lie in [1, K-1] = [1, {k - 1}]; got {n_target_classes}")
-
-
-def top_k_targets(clean_logits: Array, n_target_classes: int) -> Array:
-  """Targets of APGD-T / FAB-T: (n_target_classes, B), row c-2 = the c-th largest clean logit, c = 2..n+1.
-
-  Same as the reference ``logits.sort(dim=1)[1][:, -c]`` (ties broken by the stable ascending sort).
-  """
-  order = jnp.argsort(clean_logits, axis=1, stable=True)  # ascending, like torch.sort
-  k = clean_logits.shape[1]
-  return jnp.stack([order[:, k - c] for c in range(2, n_target_classes + 2)], axis=0).astype(jnp.int32)
 
 
 # ----------------------------------------------------------------------------------------
@@ -181,7 +107,7 @@ def apgd_init(keys: Array, x: Array, eps: Array, norm: str) -> Array:
     t = jax.vmap(lambda k: jax.random.normal(k, shape, x.dtype))(keys)
   n = threat.per_example_norm(t, norm)
   # The reference divides by (norm + 1e-12); same here so the radius matches to float precision.
-  return x + bcast_b(eps, x) * t / bcast_b(n + 1e-12, x)
+  return x + expand(eps, x) * t / expand(n + _STABILIZER, x)
 
 
 def _attack_loss(name: str):
@@ -195,23 +121,6 @@ def _attack_loss(name: str):
   if name == "ce-targeted":
     return lambda z, y, t: -losses_lib.cross_entropy(z, t)
   raise ValueError(f"unknown APGD loss {name!r}; expected one of {_LOSSES}")
-
-
-def _step_direction(g: Array, norm: str) -> Array:
-  """sign(g) for Linf; g / (||g||_2 + 1e-12) for L2 (the reference's ``normalize``)."""
-  if norm == "linf":
-    return jnp.sign(g)
-  return g / bcast_b(threat.per_example_norm(g, "l2") + 1e-12, g)
-
-
-def _project(xa: Array, x: Array, eps: Array, norm: str) -> Array:
-  """P = box o Pi_eps. The L2 form is the reference's x + delta/(||delta|| + 1e-12) * min(eps, ||delta||)."""
-  if norm == "linf":
-    e = bcast_b(eps, x)
-    return jnp.clip(jnp.clip(xa, x - e, x + e), 0.0, 1.0)
-  delta = xa - x
-  n = threat.per_example_norm(delta, "l2")
-  return jnp.clip(x + delta / bcast_b(n + 1e-12, x) * bcast_b(jnp.minimum(eps, n), x), 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -279,8 +188,11 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
 
   def candidate(x_cur, x_old, g, step, a):
     """x_i+1 before the checks: P(x_i + a (z - x_i) + (1 - a)(x_i - x_i-1)), z = P(x_i + eta s(g_i))."""
-    z = _project(x_cur + bcast_b(step, x) * _step_direction(g, norm), x, eps, norm)
-    return _project(x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_old), x, eps, norm)
+    # P and s in the reference's arithmetic: ||.|| + 1e-12 in both (threat.py's ``stabilizer``).
+    z = threat.project_ball_and_box(x_cur + expand(step, x) * threat.normalize_gradient(g, norm, _STABILIZER), x,
+                                    eps, norm, _STABILIZER)
+    return threat.project_ball_and_box(x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_old), x, eps, norm,
+                                       _STABILIZER)
 
   x_adv = jnp.clip(apgd_init(ex_keys, x, eps, norm), 0.0, 1.0)
   x_init = x_adv
@@ -311,12 +223,12 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
     g, l, logits = loss_and_grad(x_new, jax.random.fold_in(run_key, i + 1))
     pred = losses_lib.predict(logits) == y
     acc = c["acc"] & pred
-    x_best_adv = jnp.where(bcast_b(~pred, x), x_new, c["x_best_adv"])
+    x_best_adv = select(~pred, x_new, c["x_best_adv"])
 
     loss_steps = c["loss_steps"].at[i].set(l)
     improved = l > c["loss_best"]
-    x_best = jnp.where(bcast_b(improved, x), x_new, c["x_best"])
-    grad_best = jnp.where(bcast_b(improved, x), g, c["grad_best"])
+    x_best = select(improved, x_new, c["x_best"])
+    grad_best = select(improved, g, c["grad_best"])
     loss_best = jnp.where(improved, l, c["loss_best"])
 
     # Condition (1): increases over the last k iterations; row -1 wraps to the still-zero last row, as in
@@ -332,8 +244,8 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
     loss_best_last_check = jnp.where(check, loss_best, c["loss_best_last_check"])
     step = jnp.where(reduce, c["step"] / 2.0, c["step"])
     # Halved examples restart from x_best with its gradient; x_old stays x_i (the reference keeps x_adv_old).
-    x_next = jnp.where(bcast_b(reduce, x), x_best, x_new)
-    g_next = jnp.where(bcast_b(reduce, x), grad_best, g)
+    x_next = select(reduce, x_best, x_new)
+    g_next = select(reduce, grad_best, g)
 
     new = dict(x_new=candidate(x_next, x_cur, g_next, step, jnp.asarray(0.75, x.dtype)), x_cur=x_next,
                grad_best=grad_best, x_best=x_best,
@@ -391,9 +303,8 @@ def apgd_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", loss="
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_stop, *, norm, loss, n_iter,
                      n_restarts, n_target_classes, rho, eot_iter, randomized, best_loss):
-  TRACE_COUNTS["apgd"] += 1
   model = model_with_key(logits_fn, randomized)
-  ex_keys = example_keys(key, index)
+  ex_keys = indexed_keys(key, index)
   clean_logits = model(x, jax.random.fold_in(key, 2**31 - 1))
   targeted = loss in _TARGETED_LOSSES
   targets = top_k_targets(clean_logits, n_target_classes) if targeted else None
@@ -401,7 +312,7 @@ def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_st
 
   def run(r):
     tgt = targets[r // n_restarts] if targeted else None
-    return _single_run(model, x, y, tgt, fold_each(ex_keys, r), jax.random.fold_in(key, r), eps,
+    return _single_run(model, x, y, tgt, fold_keys(ex_keys, r), jax.random.fold_in(key, r), eps,
                        norm=norm, loss=loss, n_iter=n_iter, rho=rho, eot_iter=eot_iter)
 
   if best_loss:
@@ -409,24 +320,17 @@ def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_st
       adv, lbest = carry
       res = run(r)
       better = res.loss_best > lbest
-      return jnp.where(bcast_b(better, x), res.x_best, adv), jnp.where(better, res.loss_best, lbest)
+      return select(better, res.x_best, adv), jnp.where(better, res.loss_best, lbest)
     adv, _ = jax.lax.fori_loop(run_start, run_stop, body_best, (x, jnp.full((x.shape[0],), -jnp.inf, x.dtype)))
-    adv = jnp.where(bcast_b(active, x), adv, x)
+    adv = select(active, adv, x)
     fooled = active & (losses_lib.predict(model(adv, jax.random.fold_in(key, 2**31 - 2))) != y)
     return adv, fooled
 
-  def cond(carry):
-    r, still_, _ = carry
-    return (r < run_stop) & jnp.any(still_)
-
-  def body(carry):
-    r, still_, adv = carry
+  def fooling_run(r):
     res = run(r)
-    newly = still_ & ~res.acc
-    adv = jnp.where(bcast_b(newly, x), res.x_best_adv, adv)
-    return r + 1, still_ & ~newly, adv
+    return res.x_best_adv, ~res.acc
 
-  _, still, adv = jax.lax.while_loop(cond, body, (run_start, still, x))
+  still, adv = run_until_all_fooled(fooling_run, still, x, run_start, run_stop)
   fooled = active & (losses_lib.predict(clean_logits) == y) & ~still
   return adv, fooled
 
@@ -435,9 +339,8 @@ def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_st
                                              "record_iterates"))
 def _apgd_run_jit(logits_fn, x, y, key, index, eps, target, *, norm, loss, n_iter, rho, eot_iter, randomized,
                   record_iterates):
-  TRACE_COUNTS["apgd_run"] += 1
   model = model_with_key(logits_fn, randomized)
-  return _single_run(model, x, y, target, fold_each(example_keys(key, index), 0), jax.random.fold_in(key, 0),
+  return _single_run(model, x, y, target, fold_keys(indexed_keys(key, index), 0), jax.random.fold_in(key, 0),
                      eps, norm=norm, loss=loss, n_iter=n_iter, rho=rho, eot_iter=eot_iter,
                      record_iterates=record_iterates)
 
@@ -447,18 +350,14 @@ def _apgd_run_jit(logits_fn, x, y, key, index, eps, target, *, norm, loss, n_ite
 # ----------------------------------------------------------------------------------------
 
 def _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes=None):
-  norm = threat.canonical_norm(norm)
-  if norm not in ("linf", "l2"):
-    raise ValueError(f"APGD supports 'linf' and 'l2'; got {norm!r}")
   if loss not in _LOSSES:
     raise ValueError(f"unknown APGD loss {loss!r}; expected one of {_LOSSES}")
-  k = num_classes(logits_fn, x, randomized)
   min_k = 4 if loss == "dlr-targeted" else 3 if loss == "dlr" else 2
   what = {"dlr": "APGD with the DLR loss", "dlr-targeted": "APGD-T (targeted DLR loss)"}.get(loss, "APGD")
-  validate_inputs(x, y, eps, k, min_k, what)
+  norm, eps_v, k = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "APGD", min_k, what, randomized)
   if n_target_classes is not None:
     check_n_target_classes(n_target_classes, k, "APGD-T")
-  return norm, eps_vector(eps, x.shape[0], x.dtype), k
+  return norm, eps_v, k
 
 
 def apgd(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "ce", n_iter: int = 100,
@@ -478,8 +377,7 @@ def apgd(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "c
   if loss in _TARGETED_LOSSES:
     raise ValueError("use apgd_targeted for targeted losses")
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
-  b = x.shape[0]
-  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts, rho=float(rho),
                        eot_iter=eot_iter, randomized=randomized, best_loss=best_loss)
   return adv
@@ -496,8 +394,7 @@ def apgd_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_ite
   if loss not in _TARGETED_LOSSES:
     raise ValueError(f"apgd_targeted needs a targeted loss {_TARGETED_LOSSES}; got {loss!r}")
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes)
-  b = x.shape[0]
-  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts,
                        n_target_classes=n_target_classes, rho=float(rho), eot_iter=eot_iter,
                        randomized=randomized)
@@ -515,32 +412,16 @@ def apgd_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str 
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
   if (loss in _TARGETED_LOSSES) != (target is not None):
     raise ValueError("pass target exactly when the loss is targeted")
-  b = x.shape[0]
-  return _apgd_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(b), eps_v, target, norm=norm, loss=loss,
+  return _apgd_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(x.shape[0]), eps_v, target, norm=norm, loss=loss,
                        n_iter=n_iter, rho=float(rho), eot_iter=eot_iter, randomized=randomized,
                        record_iterates=record_iterates)
 
 
-def _factory(loss: str):
-  def make(*, eps, norm="linf", n_iter=100, n_restarts=1, rho=0.75, eot_iter=1, randomized=False, **kw):
-    def attack(logits_fn, x, y, key):
-      return apgd(logits_fn, x, y, key, eps=eps, norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts,
-                  rho=rho, eot_iter=eot_iter, randomized=randomized, **kw)
-    return attack
-  return make
-
-
-def _targeted_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, n_target_classes=9, rho=0.75, eot_iter=1,
-                      randomized=False):
-  def attack(logits_fn, x, y, key):
-    return apgd_targeted(logits_fn, x, y, key, eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts,
-                         n_target_classes=n_target_classes, rho=rho, eot_iter=eot_iter, randomized=randomized)
-  return attack
-
-
 REGISTRY = {
-    "apgd_ce": AttackInfo(_factory("ce"), norms=("linf", "l2"), summary="APGD on cross-entropy (Croce & Hein 2020)"),
-    "apgd_dlr": AttackInfo(_factory("dlr"), norms=("linf", "l2"), summary="APGD on the DLR loss (Croce & Hein 2020)"),
-    "apgd_t": AttackInfo(_targeted_factory, norms=("linf", "l2"),
+    "apgd_ce": AttackInfo(configured(apgd, loss="ce"), norms=("linf", "l2"),
+                          summary="APGD on cross-entropy (Croce & Hein 2020)"),
+    "apgd_dlr": AttackInfo(configured(apgd, loss="dlr"), norms=("linf", "l2"),
+                           summary="APGD on the DLR loss (Croce & Hein 2020)"),
+    "apgd_t": AttackInfo(configured(apgd_targeted), norms=("linf", "l2"),
                          summary="APGD on the targeted DLR loss, top-k targets (Croce & Hein 2020)"),
 }

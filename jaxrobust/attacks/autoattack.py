@@ -50,8 +50,10 @@ from jaxrobust import threat
 from jaxrobust.attacks import apgd as apgd_lib
 from jaxrobust.attacks import fab as fab_lib
 from jaxrobust.attacks import square as square_lib
-from jaxrobust.types import Array
+from jaxrobust.attacks.model_calls import as_partial, linf_or_l2, num_classes, validate
+from jaxrobust.attacks.per_example import active_buckets, per_example
 from jaxrobust.attacks.registry import AttackInfo
+from jaxrobust.types import Array
 
 VERSIONS: dict[str, tuple[tuple[str, dict], ...]] = {
     "standard": (
@@ -234,13 +236,9 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       robust_after {attack: (B,) bool}, fooled_by {attack: (B,) bool}, seconds {attack: s},
       max_perturbation, attacks, cascade (configs), state (the final AutoAttackState).
   """
-  norm = threat.canonical_norm(norm)
-  if norm not in ("linf", "l2"):
-    raise ValueError(f"AutoAttack supports 'linf' and 'l2'; got {norm!r}")
-  k = apgd_lib.num_classes(logits_fn, x, randomized)
-  threat.check_images(x)
-  threat.check_labels(y, x.shape[0], k)
-  threat.check_eps(eps, x.shape[0])
+  norm = linf_or_l2(norm, "AutoAttack")
+  k = num_classes(logits_fn, x, randomized)
+  validate(x, y, k, eps=eps)
   stages = cascade(version, attacks, attack_kwargs, num_classes=k)
   names = tuple(n for n, _ in stages)
   if len(set(names)) != len(names):
@@ -254,9 +252,9 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
   if "square" in names and x.ndim != 4:
     raise ValueError(f"Square needs NHWC images (B, H, W, C); got shape {x.shape}")
 
-  fn = apgd_lib.as_partial(logits_fn)
+  fn = as_partial(logits_fn)
   b = x.shape[0]
-  eps_v = apgd_lib.eps_vector(eps, b, x.dtype)
+  eps_v = per_example(eps, x)
   bs = b if batch_size is None else int(batch_size)
   if bs < 1:
     raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -282,19 +280,14 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     # compact: one call per run on the points still robust (the reference's loop); else all runs per call.
     run_ranges = [(r, r + 1) for r in range(stage_runs(name, cfg))] if compact else [None]
     for runs in run_ranges:
-      idx = np.nonzero(robust)[0]
-      if len(idx) == 0:
+      n_left = int(np.sum(robust))
+      if n_left == 0:
         break
       rows = bs
       if compact:
-        n_buckets = -(-len(idx) // bs)
-        rows = bucket_rows(-(-len(idx) // n_buckets), bs)
-      for start in range(0, len(idx), rows):
-        chunk = idx[start:start + rows]
-        n = len(chunk)
-        pad = np.zeros(rows, np.int64)
-        pad[:n] = chunk
-        active = np.arange(rows) < n
+        n_buckets = -(-n_left // bs)
+        rows = bucket_rows(-(-n_left // n_buckets), bs)
+      for pad, active in active_buckets(robust, rows):
         xc, yc = jnp.asarray(xn[pad]), jnp.asarray(yn[pad])
         adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, jnp.asarray(pad), jnp.asarray(active),
                                  jnp.asarray(en[pad]), norm, randomized, runs)

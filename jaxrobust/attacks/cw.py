@@ -36,10 +36,11 @@ import optax
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.pgd import (bshape, check_logits, fooled, per_example,
-                                     pgd, resolve_unroll, validate)
+from jaxrobust.attacks.model_calls import check_logits, fooled, resolve_unroll, validate
+from jaxrobust.attacks.per_example import per_example, select
+from jaxrobust.attacks.pgd import pgd
+from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array, LogitsFn
-from jaxrobust.attacks.registry import AttackInfo
 
 _BIG = 1e10  # torchattacks' initial best_L2 and Carlini's "no upper bound yet"
 
@@ -69,7 +70,6 @@ def cw_l2_search(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, c=1.0, ka
   if steps < 0 or binary_search_steps < 1:
     raise ValueError(f"need steps >= 0 and binary_search_steps >= 1; got {steps}, {binary_search_steps}")
   b = x.shape[0]
-  bs = bshape(x)
   w0 = _atanh(jnp.clip(2 * x - 1, -1, 1))
   opt = optax.adam(lr)
   period = max(steps // 10, 1)
@@ -95,7 +95,7 @@ def cw_l2_search(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, c=1.0, ka
       # Keep the iterate that fooled the model with the smallest L2 (before this step's update).
       better = fooled(logits, y, targeted) & (best_l2 > l2) & ~stopped
       best_l2 = jnp.where(better, l2, best_l2)
-      best_adv = jnp.where(better.reshape(bs), adv, best_adv)
+      best_adv = select(better, adv, best_adv)
       if abort_early:
         c_now = cost if per_ex_abort else jnp.sum(cost)
         check = (t % period == 0) & ~stopped
@@ -119,7 +119,7 @@ def cw_l2_search(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, c=1.0, ka
       succ = l2 < _BIG
       better = l2 < o_l2
       o_l2 = jnp.where(better, l2, o_l2)
-      o_adv = jnp.where(better.reshape(bs), adv, o_adv)
+      o_adv = select(better, adv, o_adv)
       upper = jnp.where(succ, jnp.minimum(upper, const), upper)
       lower = jnp.where(succ, lower, jnp.maximum(lower, const))
       const = jnp.where(upper < 1e9, (lower + upper) / 2, const * 10)
@@ -142,7 +142,7 @@ def cw_l2(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps=None, **kw) 
     return res.x_adv
   threat.check_eps(eps, x.shape[0])
   ok = res.success & (jnp.sqrt(jnp.where(res.success, res.l2, 0.0)) <= per_example(eps, x))
-  return jnp.where(ok.reshape(bshape(x)), res.x_adv, x)
+  return select(ok, res.x_adv, x)
 
 
 def cw_linf(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size=None, steps: int = 20,
@@ -152,18 +152,10 @@ def cw_linf(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size=None
   if step_size is None:
     step_size = 2.5 * jnp.asarray(eps) / max(steps, 1)
   return pgd(logits_fn, x, y, key, eps=eps, step_size=step_size, steps=steps, norm="linf",
-                     loss=losses_lib.make_cw_margin(kappa), init=init, **pgd_kw)
-
-
-def _factory(fn):
-  def make(**config):
-    def attack(logits_fn, x, y, key):
-      return fn(logits_fn, x, y, key, **config)
-    return attack
-  return make
+             loss=losses_lib.make_cw_margin(kappa), init=init, **pgd_kw)
 
 
 REGISTRY = {
-    "cw_l2": AttackInfo(_factory(cw_l2), norms=("l2",), summary="Carlini & Wagner 2017 L2 attack (Adam on tanh space)"),
-    "cw_linf": AttackInfo(_factory(cw_linf), summary="PGD on the CW margin loss (Carlini & Wagner 2017)"),
+    "cw_l2": AttackInfo(configured(cw_l2), norms=("l2",), summary="Carlini & Wagner 2017 L2 attack (Adam on tanh space)"),
+    "cw_linf": AttackInfo(configured(cw_linf), summary="PGD on the CW margin loss (Carlini & Wagner 2017)"),
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.attacks.pgd import example_keys
+from jaxrobust.attacks.per_example import example_keys
 from jaxrobust.types import ApplyFn, Array, LogitsFn, PyTree
 
 MODES = ("mean_logits", "mean_probs")

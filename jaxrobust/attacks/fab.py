@@ -26,21 +26,19 @@ targets 2nd..(n+1)-th largest clean logit. The untargeted version needs all K in
 
 from __future__ import annotations
 
-import collections
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.apgd import (as_partial, bcast_b, check_n_target_classes, eps_vector, example_keys,
-                                    fold_each, num_classes, top_k_targets, validate_inputs)
+from jaxrobust.attacks.model_calls import as_partial, check_n_target_classes, prepare_linf_or_l2, top_k_targets
+from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, run_until_all_fooled, select,
+                                           whole_batch)
+from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
-from jaxrobust.attacks.registry import AttackInfo
-
-TRACE_COUNTS: collections.Counter = collections.Counter()
 
 # Bisection steps of the water-level search (see ``_water_level_bisect``).
 BISECT_ITERS = 48
@@ -164,7 +162,7 @@ def _single_run(logits_fn, x, y, target, ex_keys, eps, *, norm, n_iter, alpha_ma
     else:
       t = jax.vmap(lambda k: jax.random.normal(k, shape, x.dtype))(ex_keys)
     # res2 is reset to 1e10 in every call of the reference, so min(res2, eps) = eps.
-    x1 = jnp.clip(x + bcast_b(eps, x) * t / bcast_b(_flat_norm(t, norm), x) * 0.5, 0.0, 1.0)
+    x1 = jnp.clip(x + expand(eps, x) * t / expand(_flat_norm(t, norm), x) * 0.5, 0.0, 1.0)
   else:
     x1 = x
   def diff_logits_grads(xa):
@@ -212,13 +210,13 @@ def _single_run(logits_fn, x, y, target, ex_keys, eps, *, norm, n_iter, alpha_ma
     is_adv = losses_lib.predict(logits_fn(x1)) != y
     t = _flat_norm(x1 - x, norm)
     better = is_adv & (t < res2)
-    adv = jnp.where(bcast_b(better, x), x1, adv)
+    adv = select(better, x1, adv)
     res2 = jnp.where(better, t, res2)
-    x1 = jnp.where(bcast_b(is_adv, x), x + (x1 - x) * beta, x1)
+    x1 = select(is_adv, x + (x1 - x) * beta, x1)
     return x1, adv, res2
 
   _, adv, res2 = jax.lax.fori_loop(0, n_iter, body, (x1, x, jnp.full((b,), 1e10, x.dtype)))
-  return FabResult(adv=jnp.where(bcast_b(res2 < 1e10, x), adv, x), norm=res2)
+  return FabResult(adv=select(res2 < 1e10, adv, x), norm=res2)
 
 
 _STATIC = ("norm", "n_iter", "n_restarts", "n_target_classes", "alpha_max", "eta", "beta", "targeted")
@@ -244,8 +242,7 @@ def fab_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", n_iter=
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_stop, *, norm, n_iter, n_restarts,
                     n_target_classes, alpha_max, eta, beta, targeted):
-  TRACE_COUNTS["fab"] += 1
-  ex_keys = example_keys(key, index)
+  ex_keys = indexed_keys(key, index)
   clean_logits = logits_fn(x)
   targets = top_k_targets(clean_logits, n_target_classes) if targeted else None
   correct = losses_lib.predict(clean_logits) == y
@@ -256,41 +253,24 @@ def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_sto
     # use_rand_start = (restart counter > 0) in the reference; r is traced here, so the random start is always
     # drawn and its radius is eps/2 for r > 0 and 0 for r = 0 (x1 = clip(x) = x), which is the same thing.
     radius = jnp.where((r % n_restarts) > 0, eps, 0.0)
-    return _single_run(logits_fn, x, y, tgt, fold_each(ex_keys, r), radius, norm=norm, n_iter=n_iter,
+    return _single_run(logits_fn, x, y, tgt, fold_keys(ex_keys, r), radius, norm=norm, n_iter=n_iter,
                        alpha_max=alpha_max, eta=eta, beta=beta, use_rand_start=n_restarts > 1)
 
-  def cond(carry):
-    r, still_, _ = carry
-    return (r < run_stop) & jnp.any(still_)
-
-  def body(carry):
-    r, still_, adv = carry
+  def fooling_run(r):
     res = run(r)
     # AutoAttack's check: misclassified *and* within the eps-ball.
     acc_curr = (losses_lib.predict(logits_fn(res.adv)) == y) | (_flat_norm(res.adv - x, norm) > eps)
-    newly = still_ & ~acc_curr
-    adv = jnp.where(bcast_b(newly, x), res.adv, adv)
-    return r + 1, still_ & ~newly, adv
+    return res.adv, ~acc_curr
 
-  _, still, adv = jax.lax.while_loop(cond, body, (run_start, still, x))
+  still, adv = run_until_all_fooled(fooling_run, still, x, run_start, run_stop)
   return adv, active & correct & ~still
 
 
 @functools.partial(jax.jit, static_argnames=("norm", "n_iter", "alpha_max", "eta", "beta", "use_rand_start"))
 def _fab_run_jit(logits_fn, x, y, key, index, eps, target, *, norm, n_iter, alpha_max, eta, beta,
                  use_rand_start):
-  TRACE_COUNTS["fab_run"] += 1
-  return _single_run(logits_fn, x, y, target, fold_each(example_keys(key, index), 0), eps, norm=norm,
+  return _single_run(logits_fn, x, y, target, fold_keys(indexed_keys(key, index), 0), eps, norm=norm,
                      n_iter=n_iter, alpha_max=alpha_max, eta=eta, beta=beta, use_rand_start=use_rand_start)
-
-
-def _prepare(logits_fn, x, y, eps, norm, min_classes, what):
-  norm = threat.canonical_norm(norm)
-  if norm not in ("linf", "l2"):
-    raise ValueError(f"FAB supports 'linf' and 'l2'; got {norm!r}")
-  k = num_classes(logits_fn, x)
-  validate_inputs(x, y, eps, k, min_classes, what)
-  return norm, eps_vector(eps, x.shape[0], x.dtype), k
 
 
 def fab(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 100, n_restarts: int = 1,
@@ -299,9 +279,8 @@ def fab(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 1
 
   x: (B, ...) in [0, 1]; y: (B,); eps scalar or (B,). Returns x_adv (B, ...): FAB's point where broken, else x.
   """
-  norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, 2, "FAB")
-  b = x.shape[0]
-  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v, norm=norm,
+  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2)
+  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
                       n_iter=n_iter, n_restarts=n_restarts, alpha_max=float(alpha_max), eta=float(eta),
                       beta=float(beta), targeted=False)
   return adv
@@ -311,10 +290,9 @@ def fab_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05,
                  beta: float = 0.9) -> Array:
   """FAB-T: one FAB run per target (2nd..(n+1)-th largest clean logit) on the points still robust."""
-  norm, eps_v, k = _prepare(logits_fn, x, y, eps, norm, 2, "FAB-T")
+  norm, eps_v, k = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2, "FAB-T")
   check_n_target_classes(n_target_classes, k, "FAB-T")
-  b = x.shape[0]
-  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v, norm=norm,
+  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
                       n_iter=n_iter, n_restarts=n_restarts, n_target_classes=n_target_classes,
                       alpha_max=float(alpha_max), eta=float(eta), beta=float(beta), targeted=True)
   return adv
@@ -326,27 +304,13 @@ def fab_min_norm(logits_fn, x: Array, y: Array, key, *, norm="linf", n_iter: int
 
   Starts at x, or at the random start of radius eps/2 when ``eps`` is given. ``target`` (B,) for FAB-T.
   """
-  norm, eps_v, _ = _prepare(logits_fn, x, y, 0.0 if eps is None else eps, norm, 2, "FAB")
-  b = x.shape[0]
-  return _fab_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(b), eps_v, target, norm=norm, n_iter=n_iter,
+  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, 0.0 if eps is None else eps, norm, "FAB", 2)
+  return _fab_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(x.shape[0]), eps_v, target, norm=norm, n_iter=n_iter,
                       alpha_max=float(alpha_max), eta=float(eta), beta=float(beta),
                       use_rand_start=eps is not None)
 
 
-def _fab_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, **kw):
-  def attack(logits_fn, x, y, key):
-    return fab(logits_fn, x, y, key, eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts, **kw)
-  return attack
-
-
-def _fab_t_factory(*, eps, norm="linf", n_iter=100, n_restarts=1, n_target_classes=9, **kw):
-  def attack(logits_fn, x, y, key):
-    return fab_targeted(logits_fn, x, y, key, eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts,
-                        n_target_classes=n_target_classes, **kw)
-  return attack
-
-
 REGISTRY = {
-    "fab": AttackInfo(_fab_factory, norms=("linf", "l2"), summary="fast adaptive boundary (Croce & Hein 2020)"),
-    "fab_t": AttackInfo(_fab_t_factory, norms=("linf", "l2"), summary="targeted FAB, top-k targets"),
+    "fab": AttackInfo(configured(fab), norms=("linf", "l2"), summary="fast adaptive boundary (Croce & Hein 2020)"),
+    "fab_t": AttackInfo(configured(fab_targeted), norms=("linf", "l2"), summary="targeted FAB, top-k targets"),
 }

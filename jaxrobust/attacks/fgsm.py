@@ -6,7 +6,7 @@
     FGSM-RS  (Wong 2020):        x' = clip_[0,1](x + U(-eps, eps)),  x_adv = clip_[0,1]( Pi_eps( x' + alpha sign(grad) ) )
 
 Targeted mode steps with -grad towards the target y. ``eps`` and ``alpha`` may be scalars or
-(B,) arrays. Random draws are per example (``pgd.example_keys``): example i's noise depends only
+(B,) arrays. Random draws are per example (``per_example.example_keys``): example i's noise depends only
 on its own key, not on the batch.
 """
 
@@ -16,9 +16,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxrobust import threat
-from jaxrobust.attacks.pgd import as_bcast, example_keys, loss_and_grad, pgd, validate
+from jaxrobust.attacks.model_calls import loss_and_grad, validate
+from jaxrobust.attacks.per_example import as_bcast, example_keys
+from jaxrobust.attacks.pgd import pgd
+from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array, LogitsFn
-from jaxrobust.attacks.registry import AttackInfo
 
 
 def fgsm(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, loss="ce",
@@ -60,19 +62,11 @@ def fgsm_rs(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, alpha=None, lo
   if alpha is None:
     alpha = 1.25 * jnp.asarray(eps)
   return pgd(logits_fn, x, y, key, eps=eps, step_size=alpha, steps=1, norm="linf", loss=loss,
-                     init="uniform", targeted=targeted)
-
-
-def _factory(fn):
-  def make(**config):
-    def attack(logits_fn, x, y, key):
-      return fn(logits_fn, x, y, key, **config)
-    return attack
-  return make
+             init="uniform", targeted=targeted)
 
 
 REGISTRY = {
-    "fgsm": AttackInfo(_factory(fgsm), summary="fast gradient sign method (Goodfellow et al. 2015)"),
-    "rfgsm": AttackInfo(_factory(rfgsm), summary="R+FGSM: random step, then FGSM (Tramer et al. 2018)"),
-    "fgsm_rs": AttackInfo(_factory(fgsm_rs), summary="FGSM from a uniform random start (Wong et al. 2020)"),
+    "fgsm": AttackInfo(configured(fgsm), summary="fast gradient sign method (Goodfellow et al. 2015)"),
+    "rfgsm": AttackInfo(configured(rfgsm), summary="R+FGSM: random step, then FGSM (Tramer et al. 2018)"),
+    "fgsm_rs": AttackInfo(configured(fgsm_rs), summary="FGSM from a uniform random start (Wong et al. 2020)"),
 }

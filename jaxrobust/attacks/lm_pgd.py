@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxrobust import threat
-from jaxrobust.attacks.pgd import (as_bcast, bshape, example_keys, loss_and_grad,
-                                     per_example, random_init, resolve_unroll, validate)
+from jaxrobust.attacks.model_calls import loss_and_grad, random_init, resolve_unroll, validate
+from jaxrobust.attacks.per_example import as_bcast, example_keys, expand, per_example
+from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array, LogitsFn
-from jaxrobust.attacks.registry import AttackInfo
 
 
 def lm_pgd(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, steps: int = 50,
@@ -39,8 +39,8 @@ def lm_pgd(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, steps: int
   eps_a = jnp.asarray(eps)
   alpha_max = 0.75 * eps_a if alpha_max is None else alpha_max
   alpha_min = 0.5 * eps_a if alpha_min is None else alpha_min
-  validate(x, y, eps=eps, alpha_max=alpha_max, alpha_min=alpha_min,
-                   alpha_min_late=alpha_min_late, momentum=momentum)
+  validate(x, y, eps=eps, alpha_max=alpha_max, alpha_min=alpha_min, alpha_min_late=alpha_min_late,
+           momentum=momentum)
   if n_alpha < 1 or steps < 0:
     raise ValueError(f"need n_alpha >= 1 and steps >= 0; got {n_alpha}, {steps}")
   sign = -1.0 if targeted else 1.0
@@ -64,10 +64,10 @@ def lm_pgd(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, steps: int
     base = xa + gamma * v
 
     def cand_loss(a):  # signed per-example loss of the candidate x + P(delta + gamma v + a s)
-      return sign * objective(proj(base + a.reshape(bshape(x)) * s))[1][0]
+      return sign * objective(proj(base + expand(a, x) * s))[1][0]
     scores = jax.lax.map(cand_loss, alphas)                      # (J, B); map keeps memory at one batch
     best = alphas[jnp.argmax(scores, axis=0), jnp.arange(x.shape[0])]
-    v = gamma * v + best.reshape(bshape(x)) * s
+    v = gamma * v + expand(best, x) * s
     return proj(xa + v), v
 
   x_adv, _ = jax.lax.fori_loop(0, steps, step, (x0, jnp.zeros_like(x)),
@@ -75,10 +75,7 @@ def lm_pgd(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, steps: int
   return x_adv
 
 
-def _factory(**config):
-  def attack(logits_fn, x, y, key):
-    return lm_pgd(logits_fn, x, y, key, **config)
-  return attack
-
-
-REGISTRY = {"lm_pgd": AttackInfo(_factory, summary="LM-PGD: PGD with momentum and a line search over the step (Wang et al. 2021, MAIL appendix A)")}
+REGISTRY = {
+    "lm_pgd": AttackInfo(configured(lm_pgd), summary="LM-PGD: PGD with momentum and a line search over the step "
+                                                     "(Wang et al. 2021, MAIL appendix A)"),
+}

@@ -15,16 +15,16 @@ import jax
 import jax.numpy as jnp
 
 from jaxrobust import threat
-from jaxrobust.attacks.pgd import (as_bcast, bshape, example_keys, loss_and_grad,
-                                     random_init, resolve_unroll, validate)
+from jaxrobust.attacks.model_calls import loss_and_grad, random_init, resolve_unroll, validate
+from jaxrobust.attacks.per_example import as_bcast, example_keys, expand
+from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array, LogitsFn
-from jaxrobust.attacks.registry import AttackInfo
 
 
 def _normalise(g: Array, grad_norm: str) -> Array:
   flat = jnp.abs(g.reshape(g.shape[0], -1))
   n = jnp.sum(flat, axis=1) if grad_norm == "l1" else jnp.mean(flat, axis=1)
-  return g / jnp.where(n > 0, n, 1.0).reshape(bshape(g))
+  return g / expand(jnp.where(n > 0, n, 1.0), g)
 
 
 def mim_trajectory(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, step_size=None,
@@ -73,13 +73,7 @@ def mim(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, step_size=Non
   return x_adv
 
 
-def _mim_factory(**config):
-  def attack(logits_fn, x, y, key):
-    return mim(logits_fn, x, y, key, **config)
-  return attack
-
-
 REGISTRY = {
-    "mim": AttackInfo(_mim_factory, norms=("linf", "l2"), summary="momentum iterative FGSM (Dong et al. 2018)"),
-    "mifgsm": AttackInfo(_mim_factory, norms=("linf", "l2"), summary="alias of mim"),
+    "mim": AttackInfo(configured(mim), summary="momentum iterative FGSM (Dong et al. 2018)"),
+    "mifgsm": AttackInfo(configured(mim), summary="alias of mim"),
 }

@@ -13,9 +13,6 @@ Randomness is per example: example ``i`` draws its start from ``k_i = fold_in(ke
 (restart ``r > 0`` from ``fold_in(k_i, r)``). Passing a ``(B,)`` batch of keys instead of one
 key uses ``k_i = key[i]`` directly, so an example gets the same start whichever batch it is
 in (``example_keys(key, B)[i:i+1]`` reproduces row ``i`` of a batch attack).
-
-This module also holds the small helpers the other gradient attacks share (key handling,
-input validation, the per-example broadcast and the loss/gradient closure).
 """
 
 from __future__ import annotations
@@ -23,127 +20,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.types import Array, LogitsFn
+from jaxrobust.attacks.model_calls import INITS, fooled, loss_and_grad, random_init, resolve_unroll, validate
+from jaxrobust.attacks.per_example import as_bcast, example_keys, fold_keys, select
 from jaxrobust.attacks.registry import AttackInfo
+from jaxrobust.types import Array, LogitsFn
 
-INITS = ("uniform", "normal", "none")
 RESTART_SELECT = ("loss", "fooled")
-
-
-# ----------------------------------------------------------------------------------------
-# Helpers shared by the gradient attacks (fgsm, mim, cw, lm_pgd import these).
-# ----------------------------------------------------------------------------------------
-
-def bshape(x: Array) -> tuple:
-  """(-1, 1, ..., 1): reshapes a (B,) vector to broadcast against x of shape (B, ...)."""
-  return (-1,) + (1,) * (x.ndim - 1)
-
-
-def per_example(v, x: Array) -> Array:
-  """Scalar or (B,) -> (B,) in x's dtype."""
-  return jnp.broadcast_to(jnp.asarray(v, x.dtype), (x.shape[0],))
-
-
-def as_bcast(v, x: Array) -> Array:
-  """Scalar stays scalar, (B,) becomes (B, 1, ..., 1): ready to multiply x-shaped arrays."""
-  v = jnp.asarray(v, x.dtype)
-  return v.reshape(bshape(x)) if v.ndim else v
-
-
-def _is_key_batch(key) -> bool:
-  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-    return key.ndim == 1
-  return key.ndim == 2  # raw uint32 keys: (2,) is one key, (B, 2) a batch
-
-
-def example_keys(key, batch_size: int):
-  """One key per example: ``fold_in(key, i)`` for a single key; a (B,) key batch is returned as is."""
-  if key is None:
-    raise ValueError("this attack is randomised and needs a PRNG key (jax.random.key(seed))")
-  key = jnp.asarray(key) if not hasattr(key, "dtype") else key
-  if _is_key_batch(key):
-    if key.shape[0] != batch_size:
-      raise ValueError(f"got {key.shape[0]} per-example keys for a batch of {batch_size}")
-    return key
-  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch_size, dtype=jnp.uint32))
-
-
-def fold_keys(keys, data: int):
-  """Per-example ``fold_in(k_i, data)`` (e.g. a restart index)."""
-  return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
-
-
-def check_logits(logits: Array, y: Array) -> None:
-  """Trace-time check of the logits' shape and (when y is concrete) of the label range.
-
-  (B, K) logits give K classes, single-logit (B,) / (B, 1) heads give 2.
-  """
-  if logits.ndim not in (1, 2) or logits.shape[0] != y.shape[0]:
-    raise ValueError(f"logits_fn must return logits of shape (batch, classes) or (batch,) for batch {y.shape[0]}; "
-                     f"got shape {logits.shape}")
-  k = 2 if logits.ndim == 1 or logits.shape[1] == 1 else logits.shape[1]
-  with jax.ensure_compile_time_eval():  # a concrete y is checked even while the loop is being traced
-    threat.check_labels(y, y.shape[0], k)
-
-
-def validate(x: Array, y: Array, **nonneg) -> None:
-  """Entry checks: float images in [0, 1] with a batch axis, integer (B,) labels, every
-  ``nonneg`` value (eps, step sizes, ...) >= 0 and scalar or (B,). Tracers skip the value checks."""
-  with jax.ensure_compile_time_eval():
-    threat.check_images(x)
-    threat.check_labels(y, x.shape[0])
-    for name, v in nonneg.items():
-      if v is not None:
-        threat.check_eps(v, x.shape[0], name=name)
-
-
-def loss_and_grad(logits_fn: LogitsFn, loss, x: Array, y: Array, sign: float = 1.0):
-  """Returns ``grad_fn(xa) -> (g, (per_example_loss, logits))`` for ``sign * sum_i L_i``.
-
-  ``loss`` is a name or ``loss(logits, y, ref_logits) -> (B,)``; reference (clean) logits are
-  computed once from ``x`` when the loss needs them. The reported per-example loss is unsigned.
-  """
-  loss_fn, needs_ref = losses_lib.get_attack_loss(loss)
-  ref_logits = jax.lax.stop_gradient(logits_fn(x)) if needs_ref else None
-
-  def objective(xa):
-    logits = logits_fn(xa)
-    check_logits(logits, y)
-    per_ex = loss_fn(logits, y, ref_logits)
-    return sign * jnp.sum(per_ex), (per_ex, logits)
-
-  return jax.grad(objective, has_aux=True), objective
-
-
-def fooled(logits: Array, y: Array, targeted: bool) -> Array:
-  """(B,) bool: misclassified (untargeted) or predicted as the target y (targeted)."""
-  hit = losses_lib.is_correct(logits, y)
-  return hit if targeted else ~hit
-
-
-def resolve_unroll(unroll, steps: int) -> int:
-  """None -> 1: a rolled ``lax.fori_loop``. With ``models.conv`` the rolled loop runs as fast as
-  the unrolled one on CPU (BENCHMARKS.md), compiles in constant time and keeps one step's
-  memory; True -> full unroll; an int -> that unroll factor."""
-  if unroll is None:
-    unroll = 1
-  n = steps if unroll is True else int(unroll)
-  return max(1, min(n, max(steps, 1)))
-
-
-def random_init(keys, x: Array, eps, norm, init: str, init_scale: float = 0.001) -> Array:
-  """Per-example start: 'uniform' (Madry; threat.random_start per example), 'normal'
-  (x + init_scale N(0, I), unclipped, TRADES style) or 'none' (x). keys: (B,) keys."""
-  if init not in INITS:
-    raise ValueError(f"unknown PGD init {init!r}; expected one of {INITS}")
-  if init == "none":
-    return x
-  if init == "normal":
-    return jax.vmap(lambda k, xi: xi + init_scale * jax.random.normal(k, xi.shape, xi.dtype))(keys, x)
-  eps_b = per_example(eps, x)
-  return jax.vmap(lambda k, xi, ei: threat.random_start(k, xi[None], ei, norm)[0])(keys, x, eps_b)
 
 
 def kurakin_steps(eps) -> int:
@@ -197,7 +80,7 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
     g, (_, logits) = grad_fn(xa)
     x_new = threat.project_ball_and_box(xa + alpha * threat.normalize_gradient(g, norm), x, eps, norm)
     if early_stop:  # freeze examples that are already fooled, so they stay fooled
-      x_new = jnp.where(fooled(logits, y, targeted).reshape(bshape(x)), xa, x_new)
+      x_new = select(fooled(logits, y, targeted), xa, x_new)
     return x_new
 
   def one_run(ks):
@@ -221,7 +104,7 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
     better = l >= best_loss
     if restart_select == "fooled":
       better = (f & ~best_fooled) | ((f == best_fooled) & better)
-    return (jnp.where(better.reshape(bshape(x)), xa, best_x), jnp.where(better, l, best_loss),
+    return (select(better, xa, best_x), jnp.where(better, l, best_loss),
             jnp.where(better, f, best_fooled))
 
   # Start from "nothing found" (-inf loss) so that the run is traced once, inside the loop.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from typing import Callable
 
 from jaxrobust.types import Array, LogitsFn
@@ -52,6 +53,24 @@ class AttackInfo:
   def __post_init__(self):
     if self.box not in ("white", "black"):
       raise ValueError(f"AttackInfo.box must be 'white' or 'black'; got {self.box!r}")
+
+
+def configured(attack_fn: Callable[..., Array], **fixed) -> Callable[..., AttackFn]:
+  """The factory of an attack function ``attack_fn(logits_fn, x, y, key, **options)``.
+
+  ``configured(fn, **fixed)(**config)`` returns ``attack(logits_fn, x, y, key) = fn(logits_fn, x, y, key,
+  **fixed, **config)``; the options are checked against ``fn``'s signature when the attack is
+  configured, so a misspelt or missing option fails there rather than at the first call.
+  """
+  signature = inspect.signature(attack_fn)
+
+  def factory(**config):
+    signature.bind(None, None, None, None, **fixed, **config)
+
+    def attack(logits_fn, x, y, key):
+      return attack_fn(logits_fn, x, y, key, **fixed, **config)
+    return attack
+  return factory
 
 
 def _collect() -> dict[str, AttackInfo]:

@@ -29,10 +29,9 @@ Per-example query counters count the initial evaluation plus one per iteration t
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -40,12 +39,13 @@ import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.apgd import (as_partial, bcast_b, eps_vector, example_keys, fold_each, num_classes,
-                                    validate_inputs)
+from jaxrobust.attacks.model_calls import as_partial, linf_or_l2, prepare_linf_or_l2
+from jaxrobust.attacks.per_example import absorb, expand, fold_keys, indexed_keys, select, whole_batch
+from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
-from jaxrobust.attacks.registry import AttackInfo
 
-TRACE_COUNTS: collections.Counter = collections.Counter()
+# The Square reference's stabiliser when it rescales a perturbation to ||delta||_2 = eps.
+_STABILIZER = 1e-12
 
 _P_THRESHOLDS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -126,7 +126,7 @@ class SquareTrace(NamedTuple):
 
 def _linf_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record):
   b, h, w, c = x.shape
-  e = bcast_b(eps, x)
+  e = expand(eps, x)
   stripes = jax.vmap(lambda k: jnp.sign(jax.random.uniform(k, (1, w, c), x.dtype, -1.0, 1.0)))(ex_keys)
   x_best = jnp.clip(x + e * stripes, 0.0, 1.0)
   m_best = _margin(logits_fn(x_best), y)
@@ -142,14 +142,18 @@ def _linf_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, reco
     c0 = _rand_int(kc, w - s)
     sigma = jnp.sign(jax.random.uniform(ks, (c,), x.dtype, -1.0, 1.0))
     win = _window(h, w, r0, c0, s)[None, :, :, None]
-    x_new = jnp.clip(jnp.clip(x_best + win * (2.0 * e * sigma), x - e, x + e), 0.0, 1.0)
+    x_new = threat.project_ball_and_box(x_best + win * (2.0 * e * sigma), x, eps, "linf")
     m_new = _margin(logits_fn(x_new), y)
-    accept = todo & ((m_new < m_best) | (m_new <= 0))
-    x_best = jnp.where(bcast_b(accept, x), x_new, x_best)
-    m_best = jnp.where(accept, m_new, m_best)
-    return x_best, m_best, n_q + todo.astype(jnp.int32)
+    return _accept(todo, x_new, m_new, x_best, m_best, n_q)
 
   return _loop(step, x_best, m_best, n_q, active, n_iter, record)
+
+
+def _accept(todo, x_new, m_new, x_best, m_best, n_q):
+  """Square's acceptance for the points still attacked (todo): x_new replaces x_best iff its margin is lower or
+  it fools the model (m <= 0); every attacked point spends one query."""
+  accept = todo & ((m_new < m_best) | (m_new <= 0))
+  return select(accept, x_new, x_best), jnp.where(accept, m_new, m_best), n_q + todo.astype(jnp.int32)
 
 
 def _loop(step, x_best, m_best, n_q, active, n_iter, record):
@@ -208,11 +212,12 @@ def _l2_init(x, eps, ex_keys, key):
   pattern = jnp.where(jnp.asarray(block >= 0), pattern, 0.0)
   signs = jax.vmap(lambda k: jnp.sign(jax.random.uniform(k, (nb, c), x.dtype, -1.0, 1.0)))(ex_keys)  # (B, nb, C)
   delta = pattern[None, :, :, None] * signs[:, blk, :]
-  return jnp.clip(x + _normalize_l2(delta) * bcast_b(eps, x), 0.0, 1.0)
+  return jnp.clip(x + _normalize_l2(delta) * expand(eps, x), 0.0, 1.0)
 
 
 def _normalize_l2(d):
-  return d / bcast_b(threat.per_example_norm(d, "l2") + 1e-12, d)
+  """d / (||d||_2 + 1e-12) per example (the reference's rescaling)."""
+  return threat.normalize_gradient(d, "l2", _STABILIZER)
 
 
 def _l2_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record):
@@ -256,14 +261,11 @@ def _l2_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record
     new = eta_img * sig + jnp.where(m1, delta, 0.0) / (1e-12 + nw1)
     new_norm = jnp.sqrt(jnp.sum(jnp.where(m1, new * new, 0.0), axis=(1, 2), keepdims=True))
     scale = jnp.sqrt(jnp.maximum(e2 - norm_img ** 2, 0.0) / c + norm_win ** 2)
-    new = new / (1e-12 + new_norm) * bcast_b(scale, x)
+    new = new / (1e-12 + new_norm) * expand(scale, x)
     delta = jnp.where(m1, new, jnp.where(m2, 0.0, delta))
-    x_new = jnp.clip(x + _normalize_l2(delta) * bcast_b(eps, x), 0.0, 1.0)
+    x_new = jnp.clip(x + _normalize_l2(delta) * expand(eps, x), 0.0, 1.0)
     m_new = _margin(logits_fn(x_new), y)
-    accept = todo & ((m_new < m_best) | (m_new <= 0))
-    x_best = jnp.where(bcast_b(accept, x), x_new, x_best)
-    m_best = jnp.where(accept, m_new, m_best)
-    return x_best, m_best, n_q + todo.astype(jnp.int32)
+    return _accept(todo, x_new, m_new, x_best, m_best, n_q)
 
   return _loop(step, x_best, m_best, n_q, active, n_iter, record)
 
@@ -286,22 +288,19 @@ def square_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", n_qu
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _square_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_queries, p_init, n_restarts,
                        rescale_schedule, record):
-  TRACE_COUNTS["square"] += 1
   b, h, w, c = x.shape
   # sizes[i] is the side at iteration i; one dummy entry keeps the tables non-empty when n_queries = 0.
   sizes = window_sizes(max(n_queries, 1), h, w, p_init, rescale_schedule, norm)
-  ex_keys = example_keys(key, index)
+  ex_keys = indexed_keys(key, index)
   correct = losses_lib.predict(logits_fn(x)) == y
   still = active & correct
   run = _linf_run if norm == "linf" else _l2_run
   adv = x
   trace = None
   for r in range(n_restarts):  # static and almost always 1 (AutoAttack)
-    trace = run(logits_fn, x, y, jax.random.fold_in(key, r), fold_each(ex_keys, r), still, eps, sizes, n_queries,
+    trace = run(logits_fn, x, y, jax.random.fold_in(key, r), fold_keys(ex_keys, r), still, eps, sizes, n_queries,
                 record=record)
-    newly = still & (losses_lib.predict(logits_fn(trace.x_best)) != y)
-    adv = jnp.where(bcast_b(newly, x), trace.x_best, adv)
-    still = still & ~newly
+    still, adv = absorb(still, adv, trace.x_best, losses_lib.predict(logits_fn(trace.x_best)) != y)
   fooled = active & correct & ~still
   if record:
     return adv, fooled, trace
@@ -309,14 +308,11 @@ def _square_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_quer
 
 
 def _prepare(logits_fn, x, y, eps, norm):
-  norm = threat.canonical_norm(norm)
-  if norm not in ("linf", "l2"):
-    raise ValueError(f"Square supports 'linf' and 'l2'; got {norm!r}")
+  norm = linf_or_l2(norm, "Square")
   if x.ndim != 4:
     raise ValueError(f"Square needs NHWC images (B, H, W, C); got shape {x.shape}")
-  k = num_classes(logits_fn, x)
-  validate_inputs(x, y, eps, k, 2, "Square")
-  return norm, eps_vector(eps, x.shape[0], x.dtype)
+  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "Square", 2)
+  return norm, eps_v
 
 
 def square(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_queries: int = 5000, p_init: float = 0.8,
@@ -326,8 +322,7 @@ def square(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_queries: i
   Returns x_adv: Square's point for the fooled points, the clean x elsewhere (AutoAttack's convention).
   """
   norm, eps_v = _prepare(logits_fn, x, y, eps, norm)
-  b = x.shape[0]
-  adv, _ = square_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v, norm=norm,
+  adv, _ = square_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
                          n_queries=n_queries, p_init=float(p_init), n_restarts=n_restarts,
                          rescale_schedule=rescale_schedule)
   return adv
@@ -338,21 +333,13 @@ def square_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_querie
   """One Square run with traces: x_best, m(x_best), per-example query counts and the margin after every
   iteration (n_queries, B). Points misclassified when clean do not move."""
   norm, eps_v = _prepare(logits_fn, x, y, eps, norm)
-  b = x.shape[0]
-  _, _, trace = square_masked(as_partial(logits_fn), x, y, key, jnp.arange(b), jnp.ones((b,), bool), eps_v,
+  _, _, trace = square_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
                               norm=norm, n_queries=n_queries, p_init=float(p_init), n_restarts=1,
                               rescale_schedule=rescale_schedule, record=True)
   return trace
 
 
-def _square_factory(*, eps, norm="linf", n_queries=5000, p_init=0.8, n_restarts=1, rescale_schedule=False):
-  def attack(logits_fn, x, y, key):
-    return square(logits_fn, x, y, key, eps=eps, norm=norm, n_queries=n_queries, p_init=p_init,
-                  n_restarts=n_restarts, rescale_schedule=rescale_schedule)
-  return attack
-
-
 REGISTRY = {
-    "square": AttackInfo(_square_factory, norms=("linf", "l2"), box="black",
+    "square": AttackInfo(configured(square), norms=("linf", "l2"), box="black",
                          summary="Square attack, score-based random search (Andriushchenko et al. 2020)"),
 }

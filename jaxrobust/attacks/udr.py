@@ -1,4 +1,5 @@
-"""UDR's soft-ball attack (Bui et al. 2022, Unified Wasserstein Distributional Robustness; spec C4).
+"""UDR's soft-ball attack (Bui et al. 2022, "A Unified Wasserstein Distributional Robustness Framework for
+Adversarial Training", eqs. 11-16).
 
 Code form (``attack_udr`` in UDR's ``train_cifar10_udr.py``, authoritative for its tables), per
 pixel, with delta = x' - x and lam >= 0 the learned dual variable::
@@ -13,16 +14,17 @@ pixel, with delta = x' - x and lam >= 0 the learned dual variable::
 The pull is eta * lam * grad of the per-pixel cost c_hat(delta) = (1 / (2 tau)) sum_i (|delta_i| - eps)_+^2:
 zero inside the Linf ball, so pixels with |delta_i| <= eps never move back. With lam = 1 and
 tau = alpha (the code's tau) the pull maps every |delta_i| > eps exactly to eps, i.e. this *is*
-PGD's hard clip (spec U1); lam = 0 does not project at all (U2); for 0 < lam < 1 the excess
-e = (|delta| - eps)_+ obeys e_k <= (1 - lam) alpha / lam (1 - (1 - lam)^k) (U3).
+PGD's hard clip; lam = 0 does not project at all; for 0 < lam < 1 the excess
+e = (|delta| - eps)_+ obeys e_k <= (1 - lam) alpha / lam (1 - (1 - lam)^k) (tests/attacks/test_udr_attack.py
+checks all three).
 
 The pull is written (1 - c) delta + c sign(delta) eps on the excess pixels (c = lam alpha / tau),
 which equals the code's delta - c (delta - sign(delta) eps) and is exact at c = 1. The result
 lies in the [0, 1] box but, for lam < 1, *outside* the eps-ball: it is a training attack, not an
 evaluation one, so it is not in the attack registry (the evaluator would reject its points).
 
-``smoothed_cost`` is the paper's eq. 16 cost c_hat_X, used by the paper-form lambda update and
-tested for its limits (U7).
+``smoothed_cost`` is the paper's eq. 16 cost c_hat_X, used by the paper-form lambda update; it tends to
+the hard-ball cost of eq. 13 as tau -> 0.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.attacks.pgd import (as_bcast, example_keys, loss_and_grad, random_init, resolve_unroll,
-                                   validate)
+from jaxrobust.attacks.model_calls import loss_and_grad, random_init, resolve_unroll, validate
+from jaxrobust.attacks.per_example import as_bcast, example_keys
 from jaxrobust.types import Array, LogitsFn
 
 

@@ -41,6 +41,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrobust import losses as losses_lib
 from jaxrobust.types import Array
 
 MARGIN = 0.6
@@ -166,8 +167,7 @@ def ap_attack_loss(u_all_rows: Array, u_pos_rows: Array, *, gamma: float, margin
     n_pos = jnp.maximum(jnp.sum(pos), 1.0)
     n = jnp.maximum(jnp.sum(valid), 1.0)
     return pos * ((p * mat) @ valid) / (n_pos * n)
-  loss.needs_reference = False
-  return loss
+  return losses_lib.AttackLoss(loss, needs_reference=False)
 
 
 # -------------------------------------------------------------------------------------------
@@ -224,8 +224,7 @@ def listwise_attack_loss(u_r: Array, *, gamma: float, tau: float = 1.0, mask=Non
     u_d2 = moving_average(u_r[2], jnp.sum(valid * e_adv) / n, gamma)
     w = jax.lax.stop_gradient(-e / u_d1 + e_adv / u_d2)
     return valid * w * h_adv / n
-  loss.needs_reference = True
-  return loss
+  return losses_lib.AttackLoss(loss, needs_reference=True)
 
 
 def single_logit(logits: Array) -> Array:

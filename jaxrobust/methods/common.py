@@ -30,7 +30,7 @@ def kl_to_clean(adv_logits, clean_logits):
 def auto_attack_loss(name):
   """'ce' / 'kl' resolved to the single-logit variants when the head has one logit.
 
-  A callable passes through unchanged (with its own ``needs_reference``)."""
+  A callable passes through unchanged (``losses.get_attack_loss`` declares it when it is used)."""
   if callable(name):
     return name
 
@@ -39,9 +39,8 @@ def auto_attack_loss(name):
       return classification_loss(logits, y)
     if name == "kl":
       return kl_to_clean(logits, ref_logits)
-    return losses_lib.get_attack_loss(name)[0](logits, y, ref_logits)
-  loss.needs_reference = name == "kl"
-  return loss
+    return losses_lib.get_attack_loss(name)(logits, y, ref_logits)
+  return losses_lib.AttackLoss(loss, needs_reference=name == "kl")
 
 
 def training_pgd(params, batch_stats, batch, key, ctx, *, eps, step_size, steps, loss="ce",

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
+from jaxrobust.attacks.model_calls import loss_and_grad, resolve_unroll
+from jaxrobust.attacks.per_example import select
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
 from jaxrobust.methods.common import auto_attack_loss, classification_loss
 from jaxrobust.methods.gairat import start_point
@@ -31,20 +33,12 @@ from jaxrobust.methods.gairat import start_point
 def early_stopped_pgd(logits_fn, x, y, x0, key, *, eps, step_size, steps: int, tau, omega: float = 0.0,
                       loss="ce", norm="linf", unroll: int | bool = True):
   """PGD-K-tau from x0. Returns (x_adv, n_updates): n_updates (B,) = steps each example took."""
-  loss_fn = auto_attack_loss(loss) if isinstance(loss, str) else loss
-  ref_logits = stop(logits_fn(x)) if getattr(loss_fn, "needs_reference", False) else None
-  bshape = (-1,) + (1,) * (x.ndim - 1)
+  grad_fn, _ = loss_and_grad(logits_fn, auto_attack_loss(loss), x, y)
   b = x.shape[0]
-
-  def objective(xa):
-    logits = logits_fn(xa)
-    return jnp.sum(loss_fn(logits, y, ref_logits)), logits
-
-  grad_fn = jax.grad(objective, has_aux=True)
 
   def step(k, carry):
     xa, control, active, n_updates = carry
-    g, logits = grad_fn(xa)
+    g, (_, logits) = grad_fn(xa)
     wrong = ~losses_lib.is_correct(logits, y)
     # Misclassified with no budget left: frozen at this iterate for good.
     active = jnp.logical_and(active, ~jnp.logical_and(wrong, control <= 0))
@@ -53,14 +47,12 @@ def early_stopped_pgd(logits_fn, x, y, x0, key, *, eps, step_size, steps: int, t
     if omega:
       x_new = x_new + omega * jax.random.normal(jax.random.fold_in(key, k), x.shape, x.dtype)
     x_new = threat.project_ball_and_box(x_new, x, eps, norm)
-    xa = jnp.where(active.reshape(bshape), x_new, xa)
+    xa = select(active, x_new, xa)
     return xa, control, active, n_updates + active.astype(jnp.int32)
 
   carry = (x0, jnp.broadcast_to(jnp.asarray(tau, jnp.float32), (b,)), jnp.ones((b,), bool),
            jnp.zeros((b,), jnp.int32))
-  n_unroll = steps if unroll is True else max(int(unroll), 1)
-  xa, _, _, n_updates = jax.lax.fori_loop(0, steps, step, carry,
-                                          unroll=max(min(n_unroll, max(steps, 1)), 1))
+  xa, _, _, n_updates = jax.lax.fori_loop(0, steps, step, carry, unroll=resolve_unroll(unroll, steps))
   return stop(xa), n_updates
 
 

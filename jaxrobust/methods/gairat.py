@@ -38,6 +38,8 @@ import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
+from jaxrobust.attacks.model_calls import loss_and_grad, resolve_unroll
+from jaxrobust.attacks.per_example import select
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
 from jaxrobust.methods.common import auto_attack_loss, classification_loss
 
@@ -54,36 +56,25 @@ def ga_pgd(logits_fn, x, y, x0, *, eps, step_size, steps: int, loss="ce", norm="
   delta^(t_i) at the least PGD step t_i that MAIL's PM_dif (eq. 7) uses.
   loss: 'ce' / 'kl' / a name in losses.ATTACK_LOSSES or ``loss(logits, y, ref_logits)``.
   """
-  loss_fn = auto_attack_loss(loss) if isinstance(loss, str) else loss
-  needs_ref = getattr(loss_fn, "needs_reference", False)
-  ref_logits = stop(logits_fn(x)) if needs_ref else None
+  grad_fn, _ = loss_and_grad(logits_fn, auto_attack_loss(loss), x, y)
   norm = threat.canonical_norm(norm)
-  bshape = (-1,) + (1,) * (x.ndim - 1)
-
-  def objective(xa):
-    logits = logits_fn(xa)
-    return jnp.sum(loss_fn(logits, y, ref_logits)), logits
-
-  grad_fn = jax.grad(objective, has_aux=True)
 
   def step(_, carry):
     xa, kappa, x_lps, found = carry
-    g, logits = grad_fn(xa)
+    g, (_, logits) = grad_fn(xa)
     correct = losses_lib.is_correct(logits, y)
     kappa = kappa + correct.astype(jnp.float32)
     # Keep the first misclassified iterate (LPS); later misclassifications do not overwrite it.
     first = jnp.logical_and(~correct, ~found)
-    x_lps = jnp.where(first.reshape(bshape), xa, x_lps)
+    x_lps = select(first, xa, x_lps)
     found = jnp.logical_or(found, ~correct)
     x_new = threat.project_ball_and_box(xa + step_size * threat.normalize_gradient(g, norm), x, eps, norm)
     return x_new, kappa, x_lps, found
 
   b = x.shape[0]
   carry = (x0, jnp.zeros((b,), jnp.float32), x0, jnp.zeros((b,), bool))
-  n_unroll = steps if unroll is True else max(int(unroll), 1)
-  xa, kappa, x_lps, found = jax.lax.fori_loop(0, steps, step, carry,
-                                              unroll=max(min(n_unroll, max(steps, 1)), 1))
-  x_lps = jnp.where(found.reshape(bshape), x_lps, xa)
+  xa, kappa, x_lps, found = jax.lax.fori_loop(0, steps, step, carry, unroll=resolve_unroll(unroll, steps))
+  x_lps = select(found, x_lps, xa)
   return stop(xa), stop(kappa), stop(x_lps)
 
 

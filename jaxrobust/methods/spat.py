@@ -36,6 +36,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrobust import losses as losses_lib
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
 from jaxrobust.methods.common import is_single_logit
@@ -107,9 +108,10 @@ def make_spat(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, 
   if eps < 0 or step_size < 0 or steps < 0:
     raise ValueError(f"spat needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
 
-  def attack_loss(logits, y, ref_logits):
+  def robust_loss(logits, y, ref_logits):
     return spat_robust(ref_logits, logits, s=s, n=n, inc=inc)
-  attack_loss.needs_reference = True  # pgd() computes the clean logits once (inference mode)
+  # pgd() computes the clean logits once (inference mode).
+  attack_loss = losses_lib.AttackLoss(robust_loss, needs_reference=True)
 
   def attack(params, batch_stats, batch, key, method_state, ctx):
     logits_fn = logits_fn_for(ctx, params, batch_stats)

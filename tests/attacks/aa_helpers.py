@@ -6,10 +6,14 @@
   (a few seconds on CPU), returned as ``jax.tree_util.Partial(apply, params)`` so compiled attacks are reused.
 * ``to_torch(params, kind)``: the same model as a torch ``nn.Module`` taking NCHW input (it permutes to NHWC
   before flattening, so the flattening order matches the JAX model for any channel count).
+* ``traced(logits_fn)``: the same model, counting in ``TRACED_CALLS`` the calls JAX makes while tracing it. A
+  Python side effect runs only when a program is traced (a compiled program replays without calling Python),
+  so an unchanged count across attack calls means nothing was traced, hence compiled, again.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import jax
@@ -118,6 +122,27 @@ def to_torch(params, kind: str):
       return self.fc2(torch.tanh(self.fc1(h)))
 
   return Net().eval()
+
+
+TRACED_CALLS: collections.Counter = collections.Counter()
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_apply(apply):
+  def counted(params, x):
+    if isinstance(x, jax.core.Tracer):
+      TRACED_CALLS["model"] += 1
+    return apply(params, x)
+  return counted
+
+
+@functools.lru_cache(maxsize=None)
+def traced(logits_fn: jax.tree_util.Partial) -> jax.tree_util.Partial:
+  """``Partial(apply, params)`` -> the same model counting its traced calls in ``TRACED_CALLS['model']``.
+
+  One object per model, so every attack call sees the same function (and reuses its compiled programs).
+  """
+  return jax.tree_util.Partial(_traced_apply(logits_fn.func), *logits_fn.args)
 
 
 def accuracy(logits_fn, x, y) -> float:

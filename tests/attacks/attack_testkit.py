@@ -139,7 +139,7 @@ def l2(a, b):
 
 
 def assert_valid(x_adv, x, eps, norm="linf", tol=1e-6):
-  """G1: in the ball (per example) and in the box."""
+  """In the ball (per example) and in the box."""
   eps = np.broadcast_to(np.asarray(eps, np.float64), (x.shape[0],))
   dist = linf(x_adv, x) if norm == "linf" else l2(x_adv, x)
   assert np.all(dist <= eps + tol), (dist, eps)

@@ -1,5 +1,5 @@
 """Every jittable attack traces once: new data, labels and keys with the same shapes reuse the
-compiled program (the issue-6 'no recompilation when only data changes' requirement)."""
+compiled program (no recompilation when only the data changes)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,5 @@
-"""CW-L2 (spec C1-C5, binary search, early abort) and CW-Linf (W1 is in tests/test_losses.py)."""
+"""CW-L2 (Carlini & Wagner 2017: objective, binary search, early abort) and CW-Linf (its margin loss is tested in
+tests/test_losses.py)."""
 
 import os
 import sys
@@ -30,7 +31,7 @@ def _pred(apply, p, x):
 
 
 def test_box_and_only_misclassified_points_are_returned():
-  """C1: x' in [0, 1]; C2: x' != x only where it is misclassified; l2 is its squared distance."""
+  """x' in [0, 1]; x' != x only where it is misclassified; l2 is its squared distance."""
   params, x, y = digits_model()
   res = CW_DIGITS(params, x, y, None, c=10.0, lr=0.1)  # aggressive: pushes pixels to the box edges
   xa = np.asarray(res.x_adv)

@@ -1,4 +1,5 @@
-"""FAB / FAB-T: the exact box-constrained hyperplane projection, spec Q2 and the generic properties."""
+"""FAB / FAB-T (Croce & Hein 2020): the exact box-constrained hyperplane projection, the eps check and the
+generic properties."""
 
 import pathlib
 import sys

@@ -1,4 +1,4 @@
-"""FGSM, R+FGSM, FGSM-RS: spec F1-F4, G1/G3/G6, per-example eps, torchattacks FGSM."""
+"""FGSM, R+FGSM, FGSM-RS: the single-step formulas, validity, per-example eps, torchattacks FGSM."""
 
 import os
 import sys
@@ -14,7 +14,8 @@ from attack_testkit import (assert_valid, digits_model, images, jit_attack, labe
 
 from jaxrobust.attacks import registry  # noqa: E402
 from jaxrobust.attacks.fgsm import fgsm, fgsm_rs, rfgsm  # noqa: E402
-from jaxrobust.attacks.pgd import example_keys, pgd  # noqa: E402
+from jaxrobust.attacks.per_example import example_keys  # noqa: E402
+from jaxrobust.attacks.pgd import pgd  # noqa: E402
 
 B, K = 8, 5
 X = images(0, B)
@@ -29,7 +30,7 @@ RFGSM_MLP = jit_attack(rfgsm, mlp_apply)
 
 
 def test_fgsm_equals_one_pgd_step_and_bim_t1():
-  """F1: FGSM(eps) == PGD(T=1, alpha=eps, no start) == BIM(T=1)."""
+  """FGSM(eps) == PGD(T=1, alpha=eps, no start) == BIM(T=1)."""
   a = FGSM_MLP(MLP, X, Y, None, eps=0.1)
   b = jit_attack(pgd, mlp_apply, steps=1, init="none")(MLP, X, Y, None, eps=0.1, step_size=0.1)
   np.testing.assert_array_equal(a, b)
@@ -51,7 +52,7 @@ def test_fgsm_valid_eps_zero_and_per_example_eps():
 
 
 def test_fgsm_moves_every_pixel_with_a_gradient_and_no_other():
-  """F2: |delta_i| = eps where dL/dx_i != 0 (box inactive); delta_i = 0 where the gradient is 0."""
+  """|delta_i| = eps where dL/dx_i != 0 (box inactive); delta_i = 0 where the gradient is 0."""
   p = {"w": LIN["w"].at[:3].set(0.0), "b": LIN["b"]}  # pixels 0..2 do not affect the logits
   a = jit_attack(fgsm, linear_apply)(p, X_IN, Y, None, eps=0.05)
   d = np.abs(np.asarray(a - X_IN).reshape(B, -1))
@@ -60,7 +61,7 @@ def test_fgsm_moves_every_pixel_with_a_gradient_and_no_other():
 
 
 def test_fgsm_first_order_gain_on_linear_model():
-  """F3: CE is convex in x for a linear model, so L(x_adv) >= L(x) + eps ||grad||_1 >= L(x)."""
+  """CE is convex in x for a linear model, so L(x_adv) >= L(x) + eps ||grad||_1 >= L(x)."""
   f = lambda v: jnp.sum(per_example_ce(linear_apply, LIN, v, Y))
   g = np.asarray(jax.grad(f)(X_IN)).reshape(B, -1)
   eps = 0.02
@@ -71,14 +72,14 @@ def test_fgsm_first_order_gain_on_linear_model():
 
 
 def test_targeted_fgsm_decreases_target_ce():
-  """G6 for FGSM: a small targeted step lowers the target-class CE."""
+  """Targeted FGSM: a small targeted step lowers the target-class CE."""
   t = (Y + 2) % K
   a = jit_attack(fgsm, linear_apply, targeted=True)(LIN, X_IN, t, None, eps=1e-3)
   assert np.all(np.asarray(per_example_ce(linear_apply, LIN, a, t) < per_example_ce(linear_apply, LIN, X_IN, t)))
 
 
 def test_rfgsm_in_ball_for_any_alpha_and_alpha_zero_is_fgsm():
-  """F4."""
+  """R+FGSM stays in the ball for any alpha in [0, eps]; alpha = 0 is FGSM."""
   eps = 0.1
   for alpha in (0.0, eps / 4, eps / 2, eps):
     a = RFGSM_MLP(MLP, X, Y, KEY, eps=eps, alpha=alpha)

@@ -1,4 +1,4 @@
-"""MIM / MI-FGSM: spec M1-M4, batching, saturation, torchattacks MIFGSM."""
+"""MIM / MI-FGSM (Dong et al. 2018): the momentum update, batching, saturation, torchattacks MIFGSM."""
 
 import os
 import sys
@@ -24,21 +24,21 @@ MIM_MLP = jit_attack(mim, mlp_apply, steps=T)
 
 
 def test_decay_zero_is_bim():
-  """M1."""
+  """With decay mu = 0 MI-FGSM is BIM."""
   a = MIM_MLP(MLP, X, Y, None, eps=0.1, step_size=0.03, decay=0.0)
   b = jit_attack(pgd, mlp_apply, steps=T, init="none")(MLP, X, Y, None, eps=0.1, step_size=0.03)
   np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_l1_and_mean_normalisation_agree():
-  """M2: torchattacks divides by mean|g|, the paper by ||g||_1; same signs, same output."""
+  """torchattacks divides by mean|g|, the paper by ||g||_1; same signs, same output."""
   a = MIM_MLP(MLP, X, Y, None, eps=0.1, step_size=0.03, decay=1.0)
   b = jit_attack(mim, mlp_apply, steps=T, grad_norm="mean")(MLP, X, Y, None, eps=0.1, step_size=0.03, decay=1.0)
   np.testing.assert_array_equal(a, b)
 
 
 def test_momentum_buffer_is_discounted_sum_of_normalised_gradients():
-  """M3: g_{t+1} = sum_{s <= t} mu^{t-s} grad_s / ||grad_s||_1, gradients recomputed at the path."""
+  """g_{t+1} = sum_{s <= t} mu^{t-s} grad_s / ||grad_s||_1, gradients recomputed at the path."""
   mu = 0.7
   traj = jax.jit(lambda x: mim_trajectory(lambda v: mlp_apply(MLP, v), x, Y, eps=0.1, step_size=0.03,
                                           steps=T, decay=mu))
@@ -55,7 +55,7 @@ def test_momentum_buffer_is_discounted_sum_of_normalised_gradients():
 
 
 def test_valid_eps_zero_default_step_and_per_example_eps():
-  """M4 (G1), alpha = eps / T by default, (B,) eps."""
+  """In the ball and the box, alpha = eps / T by default, (B,) eps."""
   for eps in (0.0, 0.03, 0.4):
     a = MIM_MLP(MLP, X, Y, None, eps=eps, step_size=eps / 2, decay=1.0)
     assert_valid(a, X, eps)

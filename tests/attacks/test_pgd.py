@@ -1,4 +1,4 @@
-"""PGD / BIM: spec section F (G1-G6, P1-P7) plus batching, vmap, jit and validation properties."""
+"""PGD / BIM: validity, the update rule, starts, restarts, early stop, plus batching, vmap, jit and validation."""
 
 import os
 import sys
@@ -13,7 +13,9 @@ from attack_testkit import (assert_valid, digits_model, images, jit_attack, l2, 
                             linear_apply, linear_params, linf, mlp_apply, mlp_params, per_example_ce)
 
 from jaxrobust.attacks import registry  # noqa: E402
-from jaxrobust.attacks.pgd import example_keys, fold_keys, kurakin_steps, pgd, random_init  # noqa: E402
+from jaxrobust.attacks.model_calls import random_init  # noqa: E402
+from jaxrobust.attacks.per_example import example_keys, fold_keys  # noqa: E402
+from jaxrobust.attacks.pgd import kurakin_steps, pgd  # noqa: E402
 
 B, K = 8, 5
 X = images(0, B)
@@ -32,7 +34,7 @@ def _digits_fooled(x_adv, params, y):
   return np.asarray(jnp.argmax(linear_apply(params, x_adv), -1) != y)
 
 
-# ---------------------------------------------------------------- G1, G2, G4, eps = 0
+# ---------------------------------------------------------------- validity, determinism, eps = 0
 
 @pytest.mark.parametrize("norm,eps_list", [("linf", [0.0, 0.03, 0.3]), ("l2", [0.0, 0.1, 2.0])])
 def test_in_ball_in_box_and_eps_zero(norm, eps_list):
@@ -67,7 +69,7 @@ def test_raw_and_typed_keys_agree_and_bad_key_batch():
     example_keys(keys_typed[:3], B)
 
 
-# ---------------------------------------------------------------- G3, per-example eps, scalar == array
+# ---------------------------------------------------------------- batch independence, per-example eps, scalar == array
 
 def test_batch_equals_each_example_alone():
   """Per-example keys: example i starts from keys[i] whatever batch it is in (random start on)."""
@@ -108,7 +110,7 @@ def test_vmap_over_eps_equals_separate_calls_and_accuracy_monotone():
   assert accs[0] > 0.9 and accs[-1] == 0.0, accs
 
 
-# ---------------------------------------------------------------- P1, P2, P7 (binary logistic)
+# ---------------------------------------------------------------- update rule, starts (binary logistic)
 
 def test_pgd_without_start_is_bim_reference_loop():
   eps, alpha, steps = 0.1, 0.03, 4
@@ -187,7 +189,7 @@ def test_l2_step_has_norm_alpha_and_iterates_stay_in_ball():
     assert_valid(xa, X, eps, "l2")
 
 
-# ---------------------------------------------------------------- P5, P6 (restarts, early stop)
+# ---------------------------------------------------------------- restarts, early stop
 
 def test_restarts_keep_the_per_example_max_loss_restart():
   eps, R = 0.3, 4
@@ -222,7 +224,7 @@ def test_early_stop_keeps_fooled_examples_fooled():
   assert np.all(es >= plain) and es.sum() > 0
 
 
-# ---------------------------------------------------------------- targeted, G6
+# ---------------------------------------------------------------- targeted
 
 def test_targeted_step_decreases_target_ce_on_linear_model():
   x = jnp.asarray(np.random.RandomState(2).uniform(0.2, 0.8, (B, 2, 2, 3)), jnp.float32)

@@ -1,4 +1,4 @@
-"""Square Attack: spec Q1 (corner values, monotone margin, query budget, p schedule) and generic properties."""
+"""Square Attack: corner values, monotone margin, query budget, p schedule and the generic properties."""
 
 import math
 import pathlib

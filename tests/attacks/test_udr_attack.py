@@ -1,4 +1,5 @@
-"""UDR's soft-ball attack (spec C4, F: U1-U4, U6-U8, G1, G4) on tiny deterministic models."""
+"""UDR's soft-ball attack (Bui et al. 2022): its limits (lam = 1 is PGD, lam = 0 no projection), the excess
+bound, validity and determinism on tiny deterministic models."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import pytest
 
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.attacks.udr import mean_abs_perturbation, smoothed_cost, soft_ball_pull, udr_pgd
-from jaxrobust.losses import kl_divergence
+from jaxrobust.losses import AttackLoss, kl_divergence
 
 try:
   from tests.attacks import attack_testkit as kit
@@ -117,13 +118,13 @@ def test_u7_smoothed_cost():
 def test_u8_positive_loss_scale_does_not_change_the_craft():
   f, x, y = _setup("mlp")
 
-  def kl(logits, y, ref):
+  def kl_fn(logits, y, ref):
     return kl_divergence(logits, y, ref)
-  kl.needs_reference = True
+  kl = AttackLoss(kl_fn, needs_reference=True)
 
-  def kl6(logits, y, ref):
+  def kl6_fn(logits, y, ref):
     return 6.0 * kl_divergence(logits, y, ref) * (1.0 + jax.nn.softmax(ref)[:, 0])
-  kl6.needs_reference = True
+  kl6 = AttackLoss(kl6_fn, needs_reference=True)
   a = udr_pgd(f, x, y, jax.random.key(4), eps=EPS, step_size=ALPHA, steps=5, lam=0.5, loss=kl)
   b = udr_pgd(f, x, y, jax.random.key(4), eps=EPS, step_size=ALPHA, steps=5, lam=0.5, loss=kl6)
   np.testing.assert_array_equal(a, b)
