@@ -329,3 +329,11 @@ def test_user_config_file(tmp_path):
   (tmp_path / "empty.py").write_text("X = 1\n")
   with pytest.raises(ValueError, match="defines no get_config"):
     load_config(str(tmp_path / "empty.py"))
+
+
+def test_switching_the_model_drops_the_old_models_keys_with_a_warning():
+  with pytest.warns(UserWarning, match=r"dropped model keys \['conv_padding'\]"):
+    cfg = load_config("quickstart_digits", ["model.name=resnet20"])
+  assert cfg["model"] == {"name": "resnet20", "head": "linear"}
+  with pytest.raises(ValueError, match="did you mean model.conv_padding"):
+    load_config("quickstart_digits", ["model.conv_paddin=1"])

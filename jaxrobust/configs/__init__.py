@@ -91,4 +91,22 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     if len(keys) == 2 and keys[0] not in OPEN_SECTIONS and path not in KEYS:
       raise unknown_key_error(path, [k for k in KEYS if k.startswith(keys[0] + ".")])
     node[keys[-1]] = _parse_value(value)
+    if path == "model.name":
+      _drop_other_model_keys(cfg["model"], item)
   return cfg
+
+
+def _drop_other_model_keys(model: dict, item: str) -> None:
+  """``model.name=OTHER`` switches the architecture: the config's keys for its old model that OTHER does
+  not take (e.g. quickstart_digits' ``conv_padding`` under ``model.name=resnet20``) are dropped, with a
+  warning naming them, as ``--method`` does for method hyper-parameters. Keys OTHER takes are kept."""
+  import warnings
+  from jaxrobust.models import MODEL_NAMES, model_keywords
+  if model["name"] not in MODEL_NAMES:
+    return  # validate_config names the valid models
+  takes = set(model_keywords(model["name"]))
+  dropped = sorted(k for k in model if k != "name" and k not in takes)
+  for k in dropped:
+    del model[k]
+  if dropped:
+    warnings.warn(f"{item}: dropped model keys {dropped}, which {model['name']!r} does not take", stacklevel=3)

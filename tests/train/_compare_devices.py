@@ -25,8 +25,6 @@ for nd in (1, 8):
   if method == "pgd_at":
     over += ["method.eps=0.2", "method.step_size=0.05", "method.steps=3"]
   cfg = load_config("quickstart_digits", over)
-  if model != "small_cnn":
-    cfg["model"].pop("conv_padding")
   cfg["output_dir"] = f"/tmp/jaxrobust_cmp_{os.getpid()}_{nd}"
   trainer = Trainer(cfg, progress=False)
   assert trainer.mesh.devices.size == nd

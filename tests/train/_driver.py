@@ -23,11 +23,7 @@ overrides = [f"method.name={method}", f"model.name={model}", "train.epochs=3", "
              "train.checkpoint_every_steps=10", "data.train_subset=640", f"train.num_devices={num_devices}"]
 if method == "pgd_at":
   overrides += ["method.eps=0.2", "method.step_size=0.05", "method.steps=3"]
-if model != "small_cnn":
-  overrides += ["model.conv_padding=None"]
 cfg = load_config("quickstart_digits", overrides)
-if model != "small_cnn":
-  cfg["model"].pop("conv_padding")
 cfg["output_dir"] = out_dir
 
 

@@ -26,7 +26,6 @@ from jaxrobust.train.loop import Trainer  # noqa: E402
 assert jax.process_count() == nproc and jax.device_count() == nproc * local
 cfg = load_config("quickstart_digits", ["model.name=resnet20", "train.epochs=1", "data.train_subset=640",
                                         "train.batch_size=64", "train.checkpoint_every_steps=2"])
-cfg["model"].pop("conv_padding")
 cfg["output_dir"] = out_dir
 trainer = Trainer(cfg, progress=False)
 state = trainer.fit(max_steps=3)
