@@ -10,10 +10,10 @@ the CLI only talk to this module.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 from typing import Callable
 
+from jaxrobust import registries
 from jaxrobust.types import Array, LogitsFn
 
 AttackFn = Callable[[LogitsFn, Array, Array, Array], Array]
@@ -73,34 +73,23 @@ def configured(attack_fn: Callable[..., Array], **fixed) -> Callable[..., Attack
   return factory
 
 
+def _entry(mod_name: str, name: str, info) -> AttackInfo:
+  if not isinstance(info, AttackInfo):
+    raise TypeError(f"{mod_name}.REGISTRY[{name!r}] must be an AttackInfo; got {type(info).__name__}")
+  return dataclasses.replace(info, name=name)
+
+
 def _collect() -> dict[str, AttackInfo]:
-  out: dict[str, AttackInfo] = {}
-  for mod_name in _ATTACK_MODULES:
-    mod = importlib.import_module(mod_name)
-    for name, info in mod.REGISTRY.items():
-      if name in out:
-        raise RuntimeError(f"attack name {name!r} registered twice")
-      if not isinstance(info, AttackInfo):
-        raise TypeError(f"{mod_name}.REGISTRY[{name!r}] must be an AttackInfo; got {type(info).__name__}")
-      out[name] = dataclasses.replace(info, name=name)
-  return out
+  return registries.collect(_ATTACK_MODULES, "attack", _entry)
 
 
 def attack_names() -> list[str]:
   return sorted(_collect())
 
 
-def _canonical(name: str) -> str:
-  return name.lower().replace("-", "_")
-
-
 def attack_info(name: str) -> AttackInfo:
-  """The registry entry of ``name``; unknown names raise ValueError listing the valid ones."""
-  registry = _collect()
-  key = _canonical(name)
-  if key not in registry:
-    raise ValueError(f"unknown attack {name!r}; available: {', '.join(sorted(registry))}")
-  return registry[key]
+  """The registry entry of ``name``; unknown names raise ValueError naming the valid ones."""
+  return registries.lookup(_collect(), name, "attack")
 
 
 def get_attack(name: str, **config) -> AttackFn:

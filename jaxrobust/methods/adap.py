@@ -50,7 +50,7 @@ from jaxrobust.methods.adap_state import (MARGIN, AdAPState, ap_attack_loss, dir
                                           init_adap_state, listwise_attack_loss, listwise_kl,
                                           listwise_loss, single_logit, soap_loss,
                                           top_one_scores)
-from jaxrobust.methods.common import training_pgd
+from jaxrobust.methods.common import pgd_attack, training_pgd
 from jaxrobust.methods.mart import mart_kl
 
 VARIANTS = ("mm", "pz", "lz", "ln", "lpn", "ap")
@@ -191,9 +191,7 @@ def make_binary_baseline(kind: str, *, lam: float | None = None, eps: float = AT
   _check(kind, eps=eps, step_size=step_size, steps=steps, lam=lam)
   attack_loss = losses_lib.bernoulli_kl if kind == "trades_binary" else losses_lib.binary_cross_entropy
 
-  def attack(params, batch_stats, batch, key, method_state, ctx):
-    return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size, steps=steps,
-                        loss=attack_loss, init="normal", norm=norm), None
+  attack = pgd_attack(eps=eps, step_size=step_size, steps=steps, loss=attack_loss, init="normal", norm=norm)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
     y, mask = batch["label"], batch.get("mask")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean
-from jaxrobust.methods.common import classification_loss, training_pgd
+from jaxrobust.methods.common import check_threat, classification_loss, pgd_attack
 
 
 def logit_pairing(logits, adv_logits, reduction: str = "sum"):
@@ -33,12 +33,8 @@ def make_alp(*, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 1
     raise ValueError(f"alp lam (logit-pairing weight) must be >= 0; got {lam}")
   if pairing not in ("sum", "mean"):
     raise ValueError(f"alp pairing must be 'sum' or 'mean'; got {pairing!r}")
-  if eps < 0 or step_size < 0 or steps < 0:
-    raise ValueError(f"alp needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
-
-  def attack(params, batch_stats, batch, key, method_state, ctx):
-    return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size,
-                        steps=steps, norm=norm, init=init), None
+  check_threat("alp", eps, step_size, steps)
+  attack = pgd_attack(eps=eps, step_size=step_size, steps=steps, norm=norm, init=init)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
     y, mask = batch["label"], batch.get("mask")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import jax
-
 from jaxrobust import losses as losses_lib
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.methods.base import logits_fn_for, stop
@@ -50,3 +48,17 @@ def training_pgd(params, batch_stats, batch, key, ctx, *, eps, step_size, steps,
   x_adv = pgd(logits_fn, batch["image"], batch["label"], key, eps=eps, step_size=step_size,
               steps=steps, norm=norm, loss=auto_attack_loss(loss), init=init)
   return stop(x_adv)
+
+
+def check_threat(method: str, eps, step_size, steps) -> None:
+  """The training attack's eps, step size and number of steps must be >= 0."""
+  if eps < 0 or step_size < 0 or steps < 0:
+    raise ValueError(f"{method} needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
+
+
+def pgd_attack(*, eps, step_size, steps, loss="ce", init="uniform", norm="linf"):
+  """A ``Method.attack`` running ``training_pgd`` with fixed settings; it returns no attack aux."""
+  def attack(params, batch_stats, batch, key, method_state, ctx):
+    return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size, steps=steps,
+                        loss=loss, init=init, norm=norm), None
+  return attack

@@ -26,7 +26,7 @@ from jaxrobust import threat
 from jaxrobust.attacks.model_calls import loss_and_grad, resolve_unroll
 from jaxrobust.attacks.per_example import select
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
-from jaxrobust.methods.common import auto_attack_loss, classification_loss
+from jaxrobust.methods.common import auto_attack_loss, check_threat, classification_loss
 from jaxrobust.methods.gairat import start_point
 
 
@@ -70,8 +70,7 @@ def make_fat(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, t
     raise ValueError(f"fat omega (noise scale) must be >= 0; got {omega}")
   if init not in ("uniform", "normal", "none"):
     raise ValueError(f"fat init must be 'uniform' (code), 'normal' or 'none'; got {init!r}")
-  if eps < 0 or step_size < 0 or steps < 0:
-    raise ValueError(f"fat needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
+  check_threat("fat", eps, step_size, steps)
 
   def attack(params, batch_stats, batch, key, method_state, ctx):
     x, y = batch["image"], batch["label"]

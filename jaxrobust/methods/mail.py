@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 from jaxrobust import threat
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
-from jaxrobust.methods.common import classification_loss, kl_to_clean, training_pgd
+from jaxrobust.methods.common import check_threat, classification_loss, kl_to_clean, training_pgd
 from jaxrobust.methods.gairat import ga_pgd, normalize_weights, start_point
 from jaxrobust.methods.mart import mart_terms, two_class_logits
 
@@ -110,8 +110,7 @@ def make_mail(base: str = "at", *, eps: float = 0.031, step_size: float = 0.007,
     raise ValueError(f"mail pm must be one of {PM_TYPES}; got {pm!r}")
   if burn_in_epochs < 0:
     raise ValueError(f"mail burn_in_epochs must be >= 0; got {burn_in_epochs}")
-  if eps < 0 or step_size < 0 or steps < 0:
-    raise ValueError(f"mail needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
+  check_threat("mail", eps, step_size, steps)
   name = f"mail_{base}"
   attack_loss = "kl" if base == "trades" else "ce"
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean
-from jaxrobust.methods.common import is_single_logit, training_pgd
+from jaxrobust.methods.common import check_threat, is_single_logit, pgd_attack
 
 # The reference constants (see the module docstring for why they exist).
 BOOST_ONE = 1.0001
@@ -91,11 +91,6 @@ def mart_terms(adv_logits, nat_logits, y, bce_on: str = "adv"):
   return bce, robust
 
 
-def _check_attack(name, eps, step_size, steps):
-  if eps < 0 or step_size < 0 or steps < 0:
-    raise ValueError(f"{name} needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
-
-
 def make_mart(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, beta: float = 6.0,
               bce_on: str = "adv", attack_loss: str = "ce", norm: str = "linf") -> Method:
   if beta < 0:
@@ -104,11 +99,8 @@ def make_mart(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, 
     raise ValueError(f"mart bce_on must be 'adv' (code) or 'nat' (thesis eq. 7); got {bce_on!r}")
   if attack_loss not in ("ce", "kl"):
     raise ValueError(f"mart attack_loss must be 'ce' (code) or 'kl' (thesis); got {attack_loss!r}")
-  _check_attack("mart", eps, step_size, steps)
-
-  def attack(params, batch_stats, batch, key, method_state, ctx):
-    return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size,
-                        steps=steps, loss=attack_loss, init="normal", norm=norm), None
+  check_threat("mart", eps, step_size, steps)
+  attack = pgd_attack(eps=eps, step_size=step_size, steps=steps, loss=attack_loss, init="normal", norm=norm)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
     y, mask = batch["label"], batch.get("mask")

@@ -10,19 +10,15 @@ The attack runs the model in inference mode (as the reference code's ``model.eva
 from __future__ import annotations
 
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean
-from jaxrobust.methods.common import classification_loss, training_pgd
+from jaxrobust.methods.common import check_threat, classification_loss, pgd_attack
 
 
 def make_pgd_at(*, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10,
                 mix: float = 1.0, norm: str = "linf", init: str = "uniform") -> Method:
   if not 0.0 <= mix <= 1.0:
     raise ValueError(f"pgd_at mix (the adversarial weight lambda) must be in [0, 1]; got {mix}")
-  if eps < 0 or step_size < 0 or steps < 0:
-    raise ValueError(f"pgd_at needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
-
-  def attack(params, batch_stats, batch, key, method_state, ctx):
-    return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size,
-                        steps=steps, norm=norm, init=init), None
+  check_threat("pgd_at", eps, step_size, steps)
+  attack = pgd_attack(eps=eps, step_size=step_size, steps=steps, norm=norm, init=init)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
     y, mask = batch["label"], batch.get("mask")

@@ -8,10 +8,10 @@ talk to this module. Names are lower case; '-' and '_' are interchangeable in lo
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Callable
 
+from jaxrobust import registries
 from jaxrobust.methods.base import Method
 
 MethodFactory = Callable[..., Method]
@@ -36,34 +36,23 @@ _METHOD_MODULES = (
 THREAT_KEYS = ("eps", "step_size", "steps", "norm")
 
 
+def _entry(mod_name: str, name: str, factory) -> MethodFactory:
+  if not callable(factory):
+    raise TypeError(f"{mod_name}.REGISTRY[{name!r}] must be a factory returning a Method; got {factory!r}")
+  return factory
+
+
 def _collect() -> dict[str, MethodFactory]:
-  out: dict[str, MethodFactory] = {}
-  for mod_name in _METHOD_MODULES:
-    mod = importlib.import_module(mod_name)
-    for name, factory in mod.REGISTRY.items():
-      if name in out:
-        raise RuntimeError(f"method name {name!r} registered twice")
-      if not callable(factory):
-        raise TypeError(f"{mod_name}.REGISTRY[{name!r}] must be a factory returning a Method; got {factory!r}")
-      out[name] = factory
-  return out
+  return registries.collect(_METHOD_MODULES, "method", _entry)
 
 
 def method_names() -> list[str]:
   return sorted(_collect())
 
 
-def _canonical(name: str) -> str:
-  return name.lower().replace("-", "_")
-
-
 def method_factory(name: str) -> MethodFactory:
-  """The factory registered as ``name``; unknown names raise ValueError listing the valid ones."""
-  registry = _collect()
-  key = _canonical(name)
-  if key not in registry:
-    raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(registry))}")
-  return registry[key]
+  """The factory registered as ``name``; unknown names raise ValueError naming the valid ones."""
+  return registries.lookup(_collect(), name, "method")
 
 
 def get_method(name: str, **hparams) -> Method:
@@ -79,7 +68,7 @@ def switch_method(section: dict, name: str) -> tuple[dict, list[str]]:
   (new section, names of the dropped hyper-parameters).
   """
   params = inspect.signature(method_factory(name)).parameters
-  key = _canonical(name)
+  key = registries.canonical(name)
   named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
   if key == section.get("name"):
     return dict(section), []

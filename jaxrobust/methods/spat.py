@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from jaxrobust import losses as losses_lib
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
-from jaxrobust.methods.common import is_single_logit
+from jaxrobust.methods.common import check_threat, is_single_logit
 
 
 def _check_multiclass(logits):
@@ -105,8 +105,7 @@ def make_spat(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, 
   if m < 0 or n < 0 or beta < 0:
     raise ValueError("spat needs m (paper beta), n (paper alpha), beta (paper lambda) >= 0; "
                      f"got {m}, {n}, {beta}")
-  if eps < 0 or step_size < 0 or steps < 0:
-    raise ValueError(f"spat needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
+  check_threat("spat", eps, step_size, steps)
 
   def robust_loss(logits, y, ref_logits):
     return spat_robust(ref_logits, logits, s=s, n=n, inc=inc)

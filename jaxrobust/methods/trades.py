@@ -15,7 +15,7 @@ statistics see one update fewer).
 from __future__ import annotations
 
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean
-from jaxrobust.methods.common import classification_loss, kl_to_clean, training_pgd
+from jaxrobust.methods.common import classification_loss, kl_to_clean, pgd_attack
 
 
 def make_trades(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10,
@@ -23,9 +23,7 @@ def make_trades(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10
   if beta < 0:
     raise ValueError(f"trades beta must be >= 0; got {beta}")
 
-  def attack(params, batch_stats, batch, key, method_state, ctx):
-    return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size,
-                        steps=steps, loss="kl", init="normal", norm=norm), None
+  attack = pgd_attack(eps=eps, step_size=step_size, steps=steps, loss="kl", init="normal", norm=norm)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
     y, mask = batch["label"], batch.get("mask")

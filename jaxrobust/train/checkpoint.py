@@ -20,17 +20,22 @@ class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used: unreadable, corrupt, or for a different model/config."""
 
 
+def ensure_writable_dir(path: str, what: str, error: type[Exception] = PermissionError) -> None:
+  """Creates ``path`` if needed; raises ``error`` naming ``what`` when it cannot be created or written."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise error(f"{what} {path!r} cannot be created: {e}") from e
+  if not os.access(path, os.W_OK):
+    raise error(f"{what} {path!r} is not writable")
+
+
 class Checkpointer:
   """Saves every ``every_steps`` steps (and on demand); keeps the newest ``max_to_keep``."""
 
   def __init__(self, directory: str, *, every_steps: int = 100, max_to_keep: int = 2):
     directory = os.path.abspath(directory)
-    try:
-      os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-      raise CheckpointError(f"cannot create checkpoint directory {directory!r}: {e}") from e
-    if not os.access(directory, os.W_OK):
-      raise CheckpointError(f"checkpoint directory {directory!r} is not writable")
+    ensure_writable_dir(directory, "checkpoint directory", CheckpointError)
     self.directory = directory
     self.every_steps = max(int(every_steps), 1)
     self._manager = ocp.CheckpointManager(

@@ -23,7 +23,7 @@ from jaxrobust.configs.base import validate_config
 from jaxrobust.methods.base import DatasetInfo
 from jaxrobust.methods.registry import get_method
 from jaxrobust.train.batches import training_batches
-from jaxrobust.train.checkpoint import Checkpointer, write_json
+from jaxrobust.train.checkpoint import Checkpointer, ensure_writable_dir, write_json
 from jaxrobust.train.optim import make_optimizer, make_schedule
 from jaxrobust.train.state import TrainState, create_train_state, variables_of
 from jaxrobust.train.step import make_train_step
@@ -56,7 +56,7 @@ class Trainer:
     self.cfg = cfg
     self.progress = progress
     self.output_dir = os.path.abspath(cfg["output_dir"])
-    _ensure_writable(self.output_dir)
+    ensure_writable_dir(self.output_dir, "output directory")
     # The run's record: written by the run that starts it, never by a resume or by `jaxrobust evaluate`
     # (which load it, possibly with overrides, and may then fail the config check).
     if parallel.is_main_process() and not _has_checkpoints(os.path.join(self.output_dir, "checkpoints")):
@@ -210,15 +210,6 @@ def _fingerprint(cfg) -> str:
   keep["train"] = {k: v for k, v in cfg["train"].items()
                    if k in ("epochs", "batch_size")}
   return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _ensure_writable(path: str) -> None:
-  try:
-    os.makedirs(path, exist_ok=True)
-  except OSError as e:
-    raise PermissionError(f"output directory {path!r} cannot be created: {e}") from e
-  if not os.access(path, os.W_OK):
-    raise PermissionError(f"output directory {path!r} is not writable")
 
 
 class ModelSelector:

@@ -1,0 +1,41 @@
+"""Name -> entry registries gathered from the modules that declare ``REGISTRY`` dicts.
+
+The attack and method registries share this: every listed module must import and declare
+``REGISTRY``, a name may be registered once, names are looked up case-insensitively with '-' and
+'_' interchangeable, and an unknown name is refused with the valid ones and the nearest match.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Callable, Iterable, TypeVar
+
+Entry = TypeVar("Entry")
+
+
+def canonical(name: str) -> str:
+  """Lower case, '-' read as '_'."""
+  return str(name).lower().replace("-", "_")
+
+
+def collect(modules: Iterable[str], kind: str, check: Callable[[str, str, object], Entry]) -> dict[str, Entry]:
+  """{name: check(module, name, entry)} over every module's ``REGISTRY``; a repeated name raises."""
+  out: dict[str, Entry] = {}
+  for mod_name in modules:
+    mod = importlib.import_module(mod_name)
+    for name, entry in mod.REGISTRY.items():
+      if name in out:
+        raise RuntimeError(f"{kind} name {name!r} registered twice")
+      out[name] = check(mod_name, name, entry)
+  return out
+
+
+def lookup(registry: dict[str, Entry], name: str, kind: str) -> Entry:
+  """``registry[canonical(name)]``; an unknown name raises ValueError naming the nearest valid one."""
+  key = canonical(name)
+  if key in registry:
+    return registry[key]
+  near = difflib.get_close_matches(key, list(registry), n=1)
+  hint = f" (did you mean {near[0]!r}?)" if near else ""
+  raise ValueError(f"unknown {kind} {name!r}{hint}; available: {', '.join(sorted(registry))}")
