@@ -1,7 +1,7 @@
-"""Single-layer XLA:CPU probe behind BENCHMARKS.md round 3 (convolution and max-pool timings).
+"""Single-layer XLA:CPU probe behind BENCHMARKS.md section 1 (convolution and max-pool timings).
 
-    python experiments/benchmarks/conv_layer_probe.py                                           # jaxrobust default flags
-    JAXROBUST_XLA_FLAGS=0 python experiments/benchmarks/conv_layer_probe.py                     # XLA default (YNNPACK)
+    python -m benchmarks.conv_layer_probe                          # jaxrobust default flags
+    JAXROBUST_XLA_FLAGS=0 python -m benchmarks.conv_layer_probe    # XLA default (YNNPACK)
 
 Prints, per SmallCNN convolution shape at batch 128, forward ms and forward+input-gradient ms,
 and the reduce_window vs reshape max-pool. Medians of 7 calls after one warm-up.
