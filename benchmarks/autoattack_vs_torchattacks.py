@@ -50,7 +50,8 @@ def train_model(run_dir: str) -> None:
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--n", type=int, default=500, help="test points")
-  p.add_argument("--out", default=None, help="output folder (default benchmarks/results/autoattack_vs_torchattacks_n<N>)")
+  p.add_argument("--out", default=None,
+                 help="output folder (default benchmarks/results/autoattack_vs_torchattacks_n<N>)")
   p.add_argument("--run-dir", default=RUN_DIR)
   p.add_argument("--skip-shipped", action="store_true", help="skip torchattacks' own AutoAttack")
   p.add_argument("--skip-warm", action="store_true",
@@ -86,7 +87,8 @@ def main(argv=None) -> int:
   print(f"model {mc}; max |logits jax - torch| = {diff:.2e}", flush=True)
 
   results = {"n": args.n, "eps": EPS, "model": mc, "run_dir": args.run_dir, "logits_max_abs_diff": diff,
-             "machine": machine_info(torch), "command": "python -m benchmarks.autoattack_vs_torchattacks " + " ".join(sys.argv[1:])}
+             "machine": machine_info(torch),
+             "command": "python -m benchmarks.autoattack_vs_torchattacks " + " ".join(sys.argv[1:])}
 
   # --- ours ---------------------------------------------------------------------------------
   t0 = time.perf_counter()

@@ -53,6 +53,7 @@ SCHEMA = "jaxrobust.benchmark/1"
 
 
 def row_ids() -> List[str]:
+  """Every row id KIND:MODEL, in the canonical order."""
   return [f"{k}:{m}" for k in KINDS for m in MODELS]
 
 
@@ -73,11 +74,6 @@ def select_rows(spec: str) -> List[str]:
     chosen.extend(h for h in hits if h not in chosen)
   return [i for i in ids if i in chosen]  # canonical order
 
-
-
-# ----------------------------------------------------------------------------------------
-# Entry point
-# ----------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m benchmarks.harness", description=__doc__,

@@ -12,9 +12,6 @@ import numpy as np
 KIND_TITLES = {"pgd": "PGD-{steps} Linf", "pgd_at": "PGD-AT step (PGD-{steps})",
                "trades": "TRADES step (PGD-{steps})", "memory": "memory"}
 
-# ----------------------------------------------------------------------------------------
-# Machine record and reports
-# ----------------------------------------------------------------------------------------
 
 def _cpu_model() -> str:
   try:
@@ -40,6 +37,7 @@ def load_average() -> Optional[List[float]]:
 
 
 def machine_info(torch_mod) -> dict:
+  """Date, CPU, core count, platform, library versions, XLA flags and thread settings (torch_mod: torch or None)."""
   import flax
   import jax
   import jaxlib

@@ -19,6 +19,7 @@ import numpy as np
 # torch call and would steal cores from the JAX call that follows (and the other way round).
 GAP_S = 0.05
 
+
 class Variant:
   """One contender in a row: a zero-argument ``call`` that runs to completion (blocks)."""
 
