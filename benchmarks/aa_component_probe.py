@@ -23,8 +23,8 @@ from jaxrobust import losses as L
 from jaxrobust.attacks import apgd as A
 from jaxrobust.attacks import fab as F
 from jaxrobust.attacks import square as S
+from jaxrobust.data import load_splits
 from jaxrobust.runs import load_run
-from jaxrobust.train.loop import load_splits
 
 torch.set_num_threads(2)
 
@@ -42,7 +42,7 @@ def best_ms(f, n=3):
 def main(rows: int) -> None:
   run = load_run("runs/aa_compare_pgd_at")
   variables = run.variables
-  ds = load_splits(run.config)[1]
+  ds = load_splits(run.config["data"]).test
   x = jnp.asarray(np.asarray(ds.as_float()[:rows], np.float32))
   y = jnp.asarray(np.asarray(ds.labels[:rows], np.int32))
   fn = jax.tree_util.Partial(run.apply, variables)

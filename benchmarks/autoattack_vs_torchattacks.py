@@ -68,12 +68,12 @@ def main(argv=None) -> int:
   from benchmarks import torch_models as tm
   from benchmarks.report import machine_info
   from jaxrobust.attacks.autoattack import run_autoattack
+  from jaxrobust.data import load_splits
   from jaxrobust.runs import load_run
-  from jaxrobust.train.loop import load_splits
 
   run = load_run(args.run_dir)
   variables, module, apply = run.variables, run.module, run.apply
-  ds = load_splits(run.config)[1]
+  ds = load_splits(run.config["data"]).test
   x = np.asarray(ds.as_float()[:args.n], np.float32)
   y = np.asarray(ds.labels[:args.n], np.int32)
   logits_fn = jax.tree_util.Partial(apply, variables)
