@@ -157,27 +157,20 @@ def _classes() -> dict:
       out = self.conv2(F.relu(self.bn2(out)))
       return out + shortcut
 
-  class WideBlock(nn.Module):
-    """xternalz / TRADES ``wideresnet.BasicBlock`` (pre-activation, no dropout)."""
-
-    def __init__(self, c_in, c_out, stride):
-      super().__init__()
-      self.bn1 = nn.BatchNorm2d(c_in)
-      self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(c_out)
-      self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-      self.equal_in_out = c_in == c_out
-      if not self.equal_in_out:
-        self.shortcut_conv = nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False)
+  class WideBlock(PreActBlock):
+    """xternalz / TRADES ``wideresnet.BasicBlock`` (no dropout): PreActBlock's layers, with the forward
+    written as the reference writes it (the same function; in a WideResNet the stride changes only
+    where the width does)."""
 
     def forward(self, x):
-      if not self.equal_in_out:
+      equal_in_out = not hasattr(self, "shortcut_conv")
+      if not equal_in_out:
         x = F.relu(self.bn1(x))
         out = x
       else:
         out = F.relu(self.bn1(x))
       out = self.conv2(F.relu(self.bn2(self.conv1(out))))
-      return (x if self.equal_in_out else self.shortcut_conv(x)) + out
+      return (x if equal_in_out else self.shortcut_conv(x)) + out
 
   def add_blocks(net, c_in, stages, widths, make_block, prefix="layer"):
     """Adds blocks named {prefix}{stage}_{block} after a stem of c_in channels (stride 2 opens every
