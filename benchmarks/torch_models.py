@@ -387,7 +387,8 @@ def port_flax_to_torch(variables, torch_model) -> Any:
 def to_torch_images(x) -> Any:
   """NHWC numpy/JAX batch -> contiguous NCHW float32 torch tensor."""
   torch = require_torch()
-  return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
+  # A writable copy: torch warns on (and must not write into) a read-only view of a JAX array.
+  return torch.from_numpy(np.array(np.asarray(x, np.float32).transpose(0, 3, 1, 2), order="C"))
 
 
 def to_numpy_images(x) -> np.ndarray:
