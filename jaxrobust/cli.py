@@ -4,7 +4,6 @@
     jaxrobust train --config NAME_OR_FILE.py [key=value ...]
     jaxrobust evaluate --run-dir DIR [--attack SPEC ...] [key=value ...]
     jaxrobust attack --run-dir DIR --attack SPEC --out adv.npz
-    jaxrobust benchmark [--quick]
     jaxrobust list [--keys]                   # configs, methods, attacks, models, datasets (config keys)
 """
 
@@ -138,11 +137,6 @@ def cmd_quickstart(args) -> int:
   return 0
 
 
-def cmd_benchmark(args) -> int:
-  from jaxrobust.benchmark import main as bench_main
-  return bench_main(args.bench_args)
-
-
 def cmd_list(args) -> int:
   from jaxrobust.attacks.registry import attack_names
   from jaxrobust.configs import KEYS, config_names
@@ -228,12 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--no-progress", action="store_true")
   q.set_defaults(fn=cmd_quickstart)
 
-  b = sub.add_parser("benchmark", help="throughput and compile-time benchmarks (JAX vs PyTorch)",
-                     description="Runs the benchmark harness; arguments after `benchmark` are passed to it "
-                                 "(see `jaxrobust benchmark --help`).", add_help=False)
-  b.add_argument("bench_args", nargs=argparse.REMAINDER)
-  b.set_defaults(fn=cmd_benchmark)
-
   l = sub.add_parser("list", help="list configs, methods, attacks, models and datasets")
   l.add_argument("--keys", action="store_true", help="list every config key with its meaning instead")
   l.set_defaults(fn=cmd_list)
@@ -243,9 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   from jaxrobust.train.checkpoint import CheckpointError
   argv = list(sys.argv[1:] if argv is None else argv)
-  if argv and argv[0] == "benchmark":  # argparse REMAINDER would swallow the harness's --flags
-    from jaxrobust.benchmark import main as bench_main
-    return bench_main(argv[1:])
   args = build_parser().parse_args(argv)
   try:
     return args.fn(args)

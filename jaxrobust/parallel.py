@@ -1,7 +1,7 @@
 """Data parallelism with today's JAX sharding API: one mesh axis 'data' over all devices.
 
 Train and evaluation steps are ``jax.jit``-ed with the state replicated and the batch sharded
-along its leading axis, so XLA (GSPMD) inserts the gradient all-reduce; the program computes
+along its leading axis, so XLA (GSPMD, Xu et al. 2021) inserts the gradient all-reduce; the program computes
 exactly what the single-device program computes on the global batch (batch-norm statistics
 included), which is what the 1-vs-8-device test checks. Multi-host runs call
 ``initialize_distributed()`` first; each host then feeds only its shard of every global batch

@@ -1,4 +1,4 @@
-"""Benchmark harness smoke tests (tiny shapes, JAX only) and torch-reference parity.
+"""Benchmark harness smoke tests (tiny shapes, JAX only) and parity of the PyTorch twins.
 
 No timing assertions: the numbers depend on the machine; only the schema and the
 equivalence of the two implementations are checked.
@@ -10,8 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrobust import benchmark, models
-from jaxrobust import torch_reference as tr
+from benchmarks import harness, rows
+from benchmarks import torch_models as tm
+from benchmarks import torch_steps as ts
+from jaxrobust import models
 from jaxrobust.attacks.pgd import pgd
 
 
@@ -27,11 +29,11 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
   out, md = tmp_path / "bench.json", tmp_path / "bench.md"
   argv = ["--quick", "--no-torch", "--rows", "pgd:small_cnn,memory:small_cnn", "--repeats", "2",
           "--json", str(out), "--markdown", str(md), "--quiet"]
-  assert benchmark.main(argv) == 0
+  assert harness.main(argv) == 0
   report = json.loads(out.read_text())
 
-  assert report["schema"] == benchmark.SCHEMA
-  assert report["command"] == "jaxrobust benchmark " + " ".join(argv)
+  assert report["schema"] == harness.SCHEMA
+  assert report["command"] == "python -m benchmarks.harness " + " ".join(argv)
   assert report["errors"] == []
   machine = report["machine"]
   for key in ("cpu_model", "cpu_count", "jax", "jaxlib", "jax_backend", "date_utc", "threads"):
@@ -60,7 +62,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert p["memory"]["temp_size_in_bytes"] >= 0
 
   text = md.read_text()
-  assert text.startswith("```\njaxrobust benchmark --quick")
+  assert text.startswith("```\npython -m benchmarks.harness --quick")
   assert "| PGD-2 Linf | SmallCNN 28x28x1 | 8 | jax |" in text
   assert "fwd_bwd_input" in text
 
@@ -68,7 +70,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
 @pytest.mark.slow
 def test_quick_curves(tmp_path):
   out = tmp_path / "curves.json"
-  assert benchmark.main(["--quick", "--no-torch", "--rows", "none", "--curves", "--repeats", "1",
+  assert harness.main(["--quick", "--no-torch", "--rows", "none", "--curves", "--repeats", "1",
                          "--json", str(out), "--quiet"]) == 0
   curves = json.loads(out.read_text())["curves"]
   for name, variants in (("batch", ["jax"]), ("steps", ["jax"]),
@@ -81,26 +83,26 @@ def test_quick_curves(tmp_path):
 
 
 def test_row_selection():
-  assert benchmark.select_rows("all") == benchmark.row_ids()
-  assert benchmark.select_rows("none") == []
-  assert benchmark.select_rows("small_cnn") == ["pgd:small_cnn", "pgd_at:small_cnn", "trades:small_cnn",
+  assert harness.select_rows("all") == harness.row_ids()
+  assert harness.select_rows("none") == []
+  assert harness.select_rows("small_cnn") == ["pgd:small_cnn", "pgd_at:small_cnn", "trades:small_cnn",
                                                 "memory:small_cnn"]
-  assert benchmark.select_rows("train") == ["pgd_at:small_cnn", "pgd_at:preact_resnet18", "trades:small_cnn",
+  assert harness.select_rows("train") == ["pgd_at:small_cnn", "pgd_at:preact_resnet18", "trades:small_cnn",
                                             "trades:preact_resnet18"]
-  assert benchmark.select_rows("memory:*,pgd:preact_resnet18") == ["pgd:preact_resnet18", "memory:small_cnn",
+  assert harness.select_rows("memory:*,pgd:preact_resnet18") == ["pgd:preact_resnet18", "memory:small_cnn",
                                                                    "memory:preact_resnet18"]
   with pytest.raises(ValueError, match="matches no row"):
-    benchmark.select_rows("pgd:vgg")
+    harness.select_rows("pgd:vgg")
 
 
 def test_bad_arguments_exit_with_usage_error():
   with pytest.raises(SystemExit) as e:
-    benchmark.main(["--rows", "nonsense", "--no-torch"])
+    harness.main(["--rows", "nonsense", "--no-torch"])
   assert e.value.code == 2
 
 
 # ----------------------------------------------------------------------------------------
-# torch reference (needs the [torch] extra)
+# PyTorch twins (need the [torch] extra)
 # ----------------------------------------------------------------------------------------
 
 def _twins(name, shape, **kwargs):
@@ -112,8 +114,8 @@ def _twins(name, shape, **kwargs):
     rng = np.random.default_rng(1)
     variables["batch_stats"] = jax.tree.map(
         lambda a: (a + 0.3 * rng.random(a.shape)).astype(np.float32), variables["batch_stats"])
-  net = tr.build_torch_model(name, shape, mean=mean, std=std, **kwargs)
-  return module, variables, tr.port_flax_to_torch(variables, net).eval()
+  net = tm.build_torch_model(name, shape, mean=mean, std=std, **kwargs)
+  return module, variables, tm.port_flax_to_torch(variables, net).eval()
 
 
 @pytest.mark.torch
@@ -124,7 +126,7 @@ def test_ported_torch_twin_gives_the_same_logits(name, shape, kwargs):
   module, variables, net = _twins(name, shape, **kwargs)
   x = np.random.default_rng(2).random((4,) + shape, dtype=np.float32)
   with torch.no_grad():
-    theirs = net(tr.to_torch_images(x)).numpy()
+    theirs = net(tm.to_torch_images(x)).numpy()
   np.testing.assert_allclose(jax.jit(models.make_apply(module))(variables, x), theirs, rtol=1e-4, atol=1e-5)
 
 
@@ -134,9 +136,9 @@ def test_port_rejects_a_mismatched_torch_model():
   module = models.get_model("small_cnn")
   variables = jax.jit(lambda key: models.init_model(module, key, (28, 28, 1)))(jax.random.key(0))
   with pytest.raises(ValueError, match="shape mismatch"):  # fc1 sees a 5x5 map from 32x32 inputs
-    tr.port_flax_to_torch(variables, tr.build_torch_model("small_cnn", (32, 32, 1)))
+    tm.port_flax_to_torch(variables, tm.build_torch_model("small_cnn", (32, 32, 1)))
   with pytest.raises(ValueError, match="shape mismatch|no Flax counterpart"):  # another network
-    tr.port_flax_to_torch(variables, tr.build_torch_model("preact_resnet18", (32, 32, 3), width=8))
+    tm.port_flax_to_torch(variables, tm.build_torch_model("preact_resnet18", (32, 32, 3), width=8))
 
 
 @pytest.mark.torch
@@ -149,7 +151,7 @@ def test_one_pgd_step_from_the_clean_point_matches_torch():
   apply = models.make_apply(module)
   ours = np.asarray(pgd(lambda xx: apply(variables, xx), x, y, None, eps=0.1, step_size=0.05, steps=1,
                         init="none"))
-  theirs = tr.to_numpy_images(tr.pgd_linf(net, tr.to_torch_images(x), torch.from_numpy(y.astype(np.int64)),
+  theirs = tm.to_numpy_images(ts.pgd_linf(net, tm.to_torch_images(x), torch.from_numpy(y.astype(np.int64)),
                                           eps=0.1, step_size=0.05, steps=1, random_start=False))
   # A pixel whose gradient is ~0 may take the other sign in one framework (2 * step apart); such
   # pixels must be rare, and every other pixel must agree to float precision.
@@ -163,11 +165,11 @@ def test_one_pgd_step_from_the_clean_point_matches_torch():
 def test_torch_train_steps_run_and_return_finite_losses():
   torch = pytest.importorskip("torch")
   _, _, net = _twins("small_cnn", (28, 28, 1))
-  opt = tr.make_sgd(net)
-  x = tr.to_torch_images(np.random.default_rng(4).random((4, 28, 28, 1), dtype=np.float32))
+  opt = ts.make_sgd(net)
+  x = tm.to_torch_images(np.random.default_rng(4).random((4, 28, 28, 1), dtype=np.float32))
   y = torch.tensor([0, 1, 2, 3])
   before = [p.detach().clone() for p in net.parameters()]
-  for step in (tr.pgd_at_step, tr.trades_step):
+  for step in (ts.pgd_at_step, ts.trades_step):
     loss = step(net, opt, x, y, eps=8 / 255, step_size=2 / 255, steps=2)
     assert np.isfinite(float(loss))
   assert net.training  # the update ran in train mode
@@ -184,7 +186,7 @@ def test_missing_torch_message_names_the_pip_command(monkeypatch):
     return real_import(name, *args, **kwargs)
   monkeypatch.setattr(builtins, "__import__", fake_import)
   with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
-    tr.require_torch()
+    tm.require_torch()
 
 
 @pytest.mark.torch
@@ -193,24 +195,26 @@ def test_torch_compile_variants_are_built_for_pgd_and_train_rows():
   inductor takes 15-60 s per model; the benchmark itself times it)."""
   torch = pytest.importorskip("torch")
   cfg = {"quick": True, "seed": 0, "warmup": 1, "torch_compile": True}
-  bench = benchmark.Bench(cfg, torch, lambda *a: None)
+  bench = rows.Bench(cfg, torch, lambda *a: None)
   for kind in ("pgd_at", "trades"):
-    v = benchmark.torch_train_variant(bench, kind, "small_cnn", 4, 1, compile_model=True)
+    v = rows.torch_train_variant(bench, kind, "small_cnn", 4, 1, compile_model=True)
     assert v.name == "torch_compile" and v.info["torch_compile"] is True and v.warmup >= 2
-    eager = benchmark.torch_train_variant(bench, kind, "small_cnn", 4, 1)
+    eager = rows.torch_train_variant(bench, kind, "small_cnn", 4, 1)
     assert eager.name == "torch_eager" and eager.info["torch_compile"] is False and eager.warmup is None
-  v = benchmark.torch_pgd_variant(bench, "torch_compile", "small_cnn", 4, 1, compile_model=True)
+  v = rows.torch_pgd_variant(bench, "torch_compile", "small_cnn", 4, 1, compile_model=True)
   assert v.info["torch_compile"] is True and v.warmup >= 2
 
 
 def test_device_scaling_script_shards_over_simulated_devices(tmp_path):
-  """experiments/benchmarks/device_scaling.py: one process per device count, batch split N ways."""
+  """benchmarks/device_scaling.py: one process per device count, batch split N ways."""
   import pathlib
   import subprocess
   import sys
-  script = pathlib.Path(__file__).parents[1] / "experiments" / "benchmarks" / "device_scaling.py"
-  r = subprocess.run([sys.executable, str(script), "--devices", "1,2", "--batch-size", "8", "--steps", "1",
-                      "--repeats", "1", "--out", str(tmp_path)], capture_output=True, text=True, check=False)
+  root = pathlib.Path(__file__).parents[1]
+  script = [sys.executable, "-m", "benchmarks.device_scaling"]
+  r = subprocess.run(script + ["--devices", "1,2", "--batch-size", "8", "--steps", "1",
+                      "--repeats", "1", "--out", str(tmp_path)], capture_output=True, text=True, check=False,
+                     cwd=root)
   assert r.returncode == 0, r.stderr[-2000:]
   report = json.loads((tmp_path / "device_scaling.json").read_text())
   assert [run["num_devices"] for run in report["runs"]] == [1, 2]
@@ -219,6 +223,6 @@ def test_device_scaling_script_shards_over_simulated_devices(tmp_path):
     for prog in ("pgd", "pgd_at_step"):
       assert run[prog]["median_s"] > 0 and run[prog]["compile_s"] > 0
   assert (tmp_path / "device_scaling.md").read_text().count("\n| ") == 3  # header + 2 rows
-  bad = subprocess.run([sys.executable, str(script), "--devices", "3", "--batch-size", "8"],
-                       capture_output=True, text=True, check=False)
+  bad = subprocess.run(script + ["--devices", "3", "--batch-size", "8"], capture_output=True, text=True,
+                       check=False, cwd=root)
   assert bad.returncode == 2 and "divisible" in bad.stderr

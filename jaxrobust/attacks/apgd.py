@@ -211,7 +211,7 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
   # iteration i-1, or here for i = 0) and ends by making x_i+2. Same arithmetic as the reference's order,
   # but the model's input is a loop-carried buffer rather than a value computed in the same body, which
   # measured ~20% faster per iteration on XLA:CPU (SmallCNN, 48 rows: 17.7 vs 22.6 ms;
-  # experiments/benchmarks/aa_component_probe.py, BENCHMARKS.md 1b).
+  # benchmarks/aa_component_probe.py, BENCHMARKS.md 1b).
   carry0 = dict(x_new=candidate(x_adv, x_adv, grad, step, jnp.asarray(1.0, x.dtype)), x_cur=x_adv,
                 grad_best=grad, x_best=x_adv, x_best_adv=x_adv,
                 loss_best=loss0, acc=acc, step=step, loss_steps=jnp.zeros((n_iter, b), loss0.dtype),

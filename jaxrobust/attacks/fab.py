@@ -88,7 +88,7 @@ def _water_level_bisect(u: Array, cap: Array, c: Array, n_iter: int = BISECT_ITE
   within the final bracket of lambda*, so the solve is exact up to that width (2^-n_iter of the
   range), below float32 resolution for n_iter >= 40. Costs n_iter O(D) passes: on a 2-core CPU with
   D = 784 and 96 rows, 2-3 ms against 13-16 ms for the sort (XLA:CPU's sort is slow;
-  experiments/benchmarks/aa_component_probe.py).
+  benchmarks/aa_component_probe.py).
   """
   total = jnp.sum(u * cap, axis=1)
   floor = jnp.asarray(1e-12, cap.dtype)

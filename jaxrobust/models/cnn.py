@@ -1,4 +1,4 @@
-"""Small backbones without batch norm: MLP, SmallCNN (TRADES/SPAT MNIST net) and LeNet-5.
+"""Small backbones without batch norm: MLP, SmallCNN (Carlini & Wagner 2017) and LeNet-5 (LeCun et al. 1998).
 
 Each maps (B, H, W, C) -> penultimate features (B, D); the head lives in ImageClassifier.
 Conv feature maps are flattened in PyTorch's (C, H, W) order so that weights port one-to-one
@@ -36,7 +36,8 @@ class MLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
-  """TRADES/SPAT/ADR MNIST net (C&W 4C3F): conv32-conv32-pool-conv64-conv64-pool, fc200-fc200.
+  """The MNIST net of Carlini & Wagner (2017), as the TRADES (Zhang et al. 2019), SPAT (Hou et al. 2023)
+  and ADR (Bui et al. 2020) code builds it: conv32-conv32-pool-conv64-conv64-pool, fc200-fc200.
 
   Convs are 3x3 'valid' (no padding) with bias; on 28x28 inputs the flattened map is
   64*4*4 = 1024. Features are the fc2 output (B, 200), the input to the last FC.
@@ -71,7 +72,8 @@ class SmallCNN(nn.Module):
 
 
 class LeNet5(nn.Module):
-  """LeNet-5 (ReLU + max-pool): conv6(5x5)-pool-conv16(5x5)-pool, fc120-fc84; features (B, 84).
+  """LeNet-5 (LeCun et al. 1998) with ReLU and max-pool: conv6(5x5)-pool-conv16(5x5)-pool, fc120-fc84;
+  features (B, 84).
 
   conv1_padding=2 is the usual PyTorch MNIST form (28x28 -> 16*5*5 = 400 after the second pool);
   use conv1_padding=0 for the classic 32x32 input.

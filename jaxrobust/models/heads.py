@@ -1,4 +1,4 @@
-"""Classifier heads: 'linear', 'single_logit' and SPAT's 'cosine'.
+"""Classifier heads: 'linear', 'single_logit' and the 'cosine' head of SPAT (Hou, Han, Li 2023).
 
 Every head reads the penultimate features (B, D) and is created under the module name 'head',
 so its parameters live at ``params['head']``.

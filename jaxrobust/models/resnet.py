@@ -1,4 +1,4 @@
-"""ResNets: ResNet-18 (CIFAR and ImageNet stems), PreAct ResNet-18, ResNet-20.
+"""ResNets (He et al. 2016): ResNet-18 (CIFAR and ImageNet stems), PreAct ResNet-18 (He et al. 2016b), ResNet-20.
 
 Each maps (B, H, W, C) -> globally average-pooled features (B, D); the head lives in
 ImageClassifier. Convs use torchvision's kaiming-normal fan_out init and have no bias.
@@ -7,7 +7,7 @@ ImageClassifier. Convs use torchvision's kaiming-normal fan_out init and have no
 * ImageNet stem (torchvision ``resnet18``, used unchanged on 32x32 by AdAP): conv7x7/2, BN, ReLU,
   max-pool 3x3/2; on 32x32 the last map is 1x1.
 * PreAct ResNet-18 (kuangliu ``preact_resnet.py``): no BN after the stem and, by default, no final
-  BN-ReLU before pooling (final_bn=True adds it, as in Rice et al.'s PreActResNet18).
+  BN-ReLU before pooling (final_bn=True adds it, as in the PreActResNet18 of Rice et al. 2020).
 * ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 basic blocks, 16/32/64 channels. shortcut='B'
   (default) projects with 1x1 conv + BN where the shape changes (272,474 params with 10 classes,
   the same projection family as the Keras resnet_v1 the CCE code uses); shortcut='A' is the

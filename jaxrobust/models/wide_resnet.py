@@ -1,4 +1,4 @@
-"""WideResNet (Zagoruyko & Komodakis; the TRADES/MART/MAIL/SPAT ``wideresnet.py``).
+"""WideResNet (Zagoruyko & Komodakis 2016), as the TRADES/MART/MAIL/SPAT ``wideresnet.py`` builds it.
 
 depth = 6n + 4 with n blocks per stage, stage widths 16k/32k/64k for widen factor k; final
 BN-ReLU, global average pooling, features (B, 64k). WRN-34-10: n = 5, 640-d features.

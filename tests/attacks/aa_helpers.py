@@ -4,11 +4,10 @@
 * ``digits()``: sklearn's 8x8 digits as NHWC float32 in [0, 1] (pixel values / 16).
 * ``train_digits(kind)``: a linear softmax or a 64-32-10 MLP trained with optax Adam on the first 1200 digits
   (a few seconds on CPU), returned as ``jax.tree_util.Partial(apply, params)`` so compiled attacks are reused.
-* ``to_torch(params, kind)``: the same model as a torch ``nn.Module`` taking NCHW input (it permutes to NHWC
-  before flattening, so the flattening order matches the JAX model for any channel count).
 * ``traced(logits_fn)``: the same model, counting in ``TRACED_CALLS`` the calls JAX makes while tracing it. A
   Python side effect runs only when a program is traced (a compiled program replays without calling Python),
   so an unchanged count across attack calls means nothing was traced, hence compiled, again.
+(Their torch twins, for the torchattacks cross-check, are ``benchmarks.torch_models.digits_twin``.)
 """
 
 from __future__ import annotations
@@ -94,34 +93,6 @@ def train_digits(kind: str = "mlp", n_train: int = 1200, steps: int = 300, seed:
 def digits_test(n: int, n_train: int = 1200):
   x, y = digits()
   return jnp.asarray(x[n_train:n_train + n]), jnp.asarray(y[n_train:n_train + n])
-
-
-def to_torch(params, kind: str):
-  import torch
-  from torch import nn
-
-  class Net(nn.Module):
-    def __init__(self):
-      super().__init__()
-      if kind == "linear":
-        self.fc = nn.Linear(64, 10)
-        self.fc.weight.data = torch.tensor(np.asarray(params["w"]).T.copy())
-        self.fc.bias.data = torch.tensor(np.asarray(params["b"]).copy())
-      else:
-        self.fc1 = nn.Linear(64, params["w1"].shape[1])
-        self.fc2 = nn.Linear(params["w1"].shape[1], 10)
-        self.fc1.weight.data = torch.tensor(np.asarray(params["w1"]).T.copy())
-        self.fc1.bias.data = torch.tensor(np.asarray(params["b1"]).copy())
-        self.fc2.weight.data = torch.tensor(np.asarray(params["w2"]).T.copy())
-        self.fc2.bias.data = torch.tensor(np.asarray(params["b2"]).copy())
-
-    def forward(self, x):  # x: NCHW -> NHWC before flattening, to match the JAX model
-      h = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-      if kind == "linear":
-        return self.fc(h)
-      return self.fc2(torch.tanh(self.fc1(h)))
-
-  return Net().eval()
 
 
 TRACED_CALLS: collections.Counter = collections.Counter()

@@ -258,8 +258,7 @@ def test_crosscheck_against_torchattacks():
   torch side at a few minutes; the standalone script uses 5000)."""
   pytest.importorskip("torch")
   pytest.importorskip("torchattacks")
-  sys.path.insert(0, str(HERE.parents[1] / "experiments" / "crosscheck"))
-  import crosscheck_torchattacks as cc
+  from benchmarks import crosscheck_torchattacks as cc
   res = cc.run_crosscheck(n=200, norms=("linf",), square_queries=1000, verbose=False)
   print("\n" + cc.markdown(res))
   for row in res["rows"]:

@@ -1,10 +1,11 @@
-"""Forward-pass parity with PyTorch re-statements of the reference nets (weights copied over).
+"""Forward-pass parity with PyTorch restatements of the reference nets (weights copied over).
 
-The torch nets below restate the reference code (torchvision resnet18, kuangliu ResNet18 /
-PreActResNet18, akamaster-style ResNet-20, xternalz/TRADES WideResNet, TRADES SmallCNN, LeNet-5)
-at reduced width, with attribute names equal to our Flax module names so state_dict keys map to
-Flax paths directly. Matching outputs checks padding, strides, pooling, shortcut placement, BN
-semantics (eval and train, incl. the running-mean momentum) and the flatten order.
+The torch nets (``benchmarks.torch_models``) restate the reference code (torchvision resnet18,
+kuangliu ResNet18 / PreActResNet18, akamaster-style ResNet-20, xternalz/TRADES WideResNet, TRADES
+SmallCNN, LeNet-5), here at reduced width, with module names equal to our Flax module names so
+state_dict keys map to Flax paths directly. Matching outputs checks padding, strides, pooling,
+shortcut placement, BN semantics (eval and train, incl. the running-mean momentum) and the flatten
+order.
 """
 
 import jax
@@ -15,163 +16,10 @@ from jaxrobust import models
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
-F = torch.nn.functional
+
+from benchmarks.torch_models import build_torch_model  # noqa: E402  (needs torch)
 
 pytestmark = pytest.mark.torch
-
-
-class TorchBasicBlock(tnn.Module):
-  def __init__(self, c_in, c_out, stride, shortcut="B"):
-    super().__init__()
-    self.conv1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-    self.bn1 = tnn.BatchNorm2d(c_out)
-    self.conv2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-    self.bn2 = tnn.BatchNorm2d(c_out)
-    self.kind = None if (stride == 1 and c_in == c_out) else shortcut
-    self.pad = (c_out - c_in) // 2
-    if self.kind == "B":
-      self.shortcut_conv = tnn.Conv2d(c_in, c_out, 1, stride, bias=False)
-      self.shortcut_bn = tnn.BatchNorm2d(c_out)
-
-  def forward(self, x):
-    out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-    if self.kind is None:
-      shortcut = x
-    elif self.kind == "A":  # akamaster LambdaLayer
-      shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
-    else:
-      shortcut = self.shortcut_bn(self.shortcut_conv(x))
-    return F.relu(out + shortcut)
-
-
-class TorchPreActBlock(tnn.Module):
-  def __init__(self, c_in, c_out, stride):
-    super().__init__()
-    self.bn1 = tnn.BatchNorm2d(c_in)
-    self.conv1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-    self.bn2 = tnn.BatchNorm2d(c_out)
-    self.conv2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-    if stride != 1 or c_in != c_out:
-      self.shortcut_conv = tnn.Conv2d(c_in, c_out, 1, stride, bias=False)
-
-  def forward(self, x):
-    out = F.relu(self.bn1(x))
-    shortcut = self.shortcut_conv(out) if hasattr(self, "shortcut_conv") else x
-    out = self.conv1(out)
-    out = self.conv2(F.relu(self.bn2(out)))
-    return out + shortcut
-
-
-class TorchWideBlock(tnn.Module):  # xternalz / TRADES wideresnet.BasicBlock
-  def __init__(self, c_in, c_out, stride):
-    super().__init__()
-    self.bn1 = tnn.BatchNorm2d(c_in)
-    self.conv1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-    self.bn2 = tnn.BatchNorm2d(c_out)
-    self.conv2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-    self.equal_in_out = c_in == c_out
-    if not self.equal_in_out:
-      self.shortcut_conv = tnn.Conv2d(c_in, c_out, 1, stride, 0, bias=False)
-
-  def forward(self, x):
-    if not self.equal_in_out:
-      x = F.relu(self.bn1(x))
-      out = x
-    else:
-      out = F.relu(self.bn1(x))
-    out = self.conv2(F.relu(self.bn2(self.conv1(out))))
-    return (x if self.equal_in_out else self.shortcut_conv(x)) + out
-
-
-class TorchResNet(tnn.Module):
-  def __init__(self, stages, widths, stem="cifar", shortcut="B", preact=False, num_classes=10):
-    super().__init__()
-    self.stem, self.preact = stem, preact
-    if stem == "cifar":
-      self.conv1 = tnn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
-    else:
-      self.conv1 = tnn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
-    if not preact:
-      self.bn1 = tnn.BatchNorm2d(widths[0])
-    self.blocks = []
-    c_in = widths[0]
-    for stage, (n, width) in enumerate(zip(stages, widths)):
-      for block in range(n):
-        stride = 2 if stage > 0 and block == 0 else 1
-        module = (TorchPreActBlock(c_in, width, stride) if preact
-                  else TorchBasicBlock(c_in, width, stride, shortcut))
-        name = f"layer{stage + 1}_{block}"
-        setattr(self, name, module)
-        self.blocks.append(name)
-        c_in = width
-    self.head = tnn.Linear(c_in, num_classes)
-
-  def forward(self, x):
-    out = self.conv1(x)
-    if not self.preact:
-      out = F.relu(self.bn1(out))
-    if self.stem == "imagenet":
-      out = F.max_pool2d(out, 3, 2, 1)
-    for name in self.blocks:
-      out = getattr(self, name)(out)
-    return self.head(F.adaptive_avg_pool2d(out, 1).flatten(1))
-
-
-class TorchWideResNet(tnn.Module):
-  def __init__(self, depth, widen, num_classes=10):
-    super().__init__()
-    n = (depth - 4) // 6
-    self.conv1 = tnn.Conv2d(3, 16, 3, 1, 1, bias=False)
-    self.blocks = []
-    c_in = 16
-    for stage, width in enumerate((16 * widen, 32 * widen, 64 * widen)):
-      for block in range(n):
-        name = f"block{stage + 1}_{block}"
-        setattr(self, name, TorchWideBlock(c_in, width, 2 if stage > 0 and block == 0 else 1))
-        self.blocks.append(name)
-        c_in = width
-    self.bn_final = tnn.BatchNorm2d(c_in)
-    self.head = tnn.Linear(c_in, num_classes)
-
-  def forward(self, x):
-    out = self.conv1(x)
-    for name in self.blocks:
-      out = getattr(self, name)(out)
-    out = F.relu(self.bn_final(out))
-    return self.head(F.avg_pool2d(out, 8).flatten(1))
-
-
-class TorchSmallCNN(tnn.Module):  # TRADES small_cnn.SmallCNN (dropout omitted: eval-mode parity)
-  def __init__(self, c_in=1, num_classes=10):
-    super().__init__()
-    self.conv1 = tnn.Conv2d(c_in, 32, 3)
-    self.conv2 = tnn.Conv2d(32, 32, 3)
-    self.conv3 = tnn.Conv2d(32, 64, 3)
-    self.conv4 = tnn.Conv2d(64, 64, 3)
-    self.fc1 = tnn.Linear(64 * 4 * 4, 200)
-    self.fc2 = tnn.Linear(200, 200)
-    self.head = tnn.Linear(200, num_classes)
-
-  def forward(self, x):
-    x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
-    x = F.max_pool2d(F.relu(self.conv4(F.relu(self.conv3(x)))), 2)
-    x = F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
-    return self.head(x)
-
-
-class TorchLeNet5(tnn.Module):
-  def __init__(self, num_classes=10):
-    super().__init__()
-    self.conv1 = tnn.Conv2d(1, 6, 5, padding=2)
-    self.conv2 = tnn.Conv2d(6, 16, 5)
-    self.fc1 = tnn.Linear(400, 120)
-    self.fc2 = tnn.Linear(120, 84)
-    self.head = tnn.Linear(84, num_classes)
-
-  def forward(self, x):
-    x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-    x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-    return self.head(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
 
 
 def torch_to_flax(state_dict, abstract):
@@ -196,11 +44,11 @@ def torch_to_flax(state_dict, abstract):
     else:
       collection, name = "batch_stats", {"running_mean": "mean", "running_var": "var"}[leaf]
     node = variables[collection]
-    for part in ([] if path[0] == "head" else ["backbone"]) + path:
+    for part in path:
       node = node[part]
     assert node[name] is None, key
     expected_shape = abstract[collection]
-    for part in ([] if path[0] == "head" else ["backbone"]) + path + [name]:
+    for part in path + [name]:
       expected_shape = expected_shape[part]
     assert value.shape == expected_shape.shape, (key, value.shape, expected_shape.shape)
     node[name] = np.array(value, copy=True)  # torch updates running stats in place
@@ -222,29 +70,25 @@ def randomise_bn(net, seed):
         module.running_var.copy_(0.5 + torch.rand(c, generator=gen))
 
 
+# case: (model name, get_model / build_torch_model kwargs, input shape)
 CASES = {
-  "small_cnn": (lambda: TorchSmallCNN(), lambda: models.get_model("small_cnn"), (28, 28, 1)),
-  "lenet5": (lambda: TorchLeNet5(), lambda: models.get_model("lenet5"), (28, 28, 1)),
-  "resnet18": (lambda: TorchResNet((2, 2, 2, 2), (8, 16, 32, 64)),
-               lambda: models.get_model("resnet18", width=8), (32, 32, 3)),
-  "resnet18_imagenet": (lambda: TorchResNet((2, 2, 2, 2), (8, 16, 32, 64), stem="imagenet"),
-                        lambda: models.get_model("resnet18_imagenet", width=8), (32, 32, 3)),
-  "preact_resnet18": (lambda: TorchResNet((2, 2, 2, 2), (8, 16, 32, 64), preact=True),
-                      lambda: models.get_model("preact_resnet18", width=8), (32, 32, 3)),
-  "resnet20_A": (lambda: TorchResNet((3, 3, 3), (4, 8, 16), shortcut="A"),
-                 lambda: models.get_model("resnet20", width=4, shortcut="A"), (32, 32, 3)),
-  "wide_resnet": (lambda: TorchWideResNet(10, 2), lambda: models.get_model("wide_resnet", depth=10, widen=2),
-                  (32, 32, 3)),
+  "small_cnn": ("small_cnn", {}, (28, 28, 1)),
+  "lenet5": ("lenet5", {}, (28, 28, 1)),
+  "resnet18": ("resnet18", {"width": 8}, (32, 32, 3)),
+  "resnet18_imagenet": ("resnet18_imagenet", {"width": 8}, (32, 32, 3)),
+  "preact_resnet18": ("preact_resnet18", {"width": 8}, (32, 32, 3)),
+  "resnet20_A": ("resnet20", {"width": 4, "shortcut": "A"}, (32, 32, 3)),
+  "wide_resnet": ("wide_resnet", {"depth": 10, "widen": 2}, (32, 32, 3)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_pytorch_reference_in_eval_and_train_mode(case):
-  make_torch, make_flax, shape = CASES[case]
+  name, kwargs, shape = CASES[case]
   torch.manual_seed(0)
-  net = make_torch()
+  net = build_torch_model(name, shape, **kwargs)
   randomise_bn(net, seed=1)
-  module = make_flax()
+  module = models.get_model(name, **kwargs)
   abstract = jax.eval_shape(lambda key: models.init_model(module, key, shape), jax.random.key(0))
   variables = torch_to_flax(net.state_dict(), abstract)
   x = np.random.default_rng(2).random((4,) + shape, dtype=np.float32)
@@ -272,19 +116,12 @@ def test_matches_pytorch_reference_in_eval_and_train_mode(case):
 
 
 def test_full_size_torch_references_have_the_documented_parameter_counts():
-  with torch.device("meta"):
-    counts = {
-      "resnet18": TorchResNet((2, 2, 2, 2), (64, 128, 256, 512)),
-      "resnet18_imagenet": TorchResNet((2, 2, 2, 2), (64, 128, 256, 512), stem="imagenet"),
-      "preact_resnet18": TorchResNet((2, 2, 2, 2), (64, 128, 256, 512), preact=True),
-      "resnet20": TorchResNet((3, 3, 3), (16, 32, 64)),
-      "wrn34_10": TorchWideResNet(34, 10),
-      "wrn28_10": TorchWideResNet(28, 10),
-      "small_cnn": TorchSmallCNN(),
-      "lenet5": TorchLeNet5(),
-    }
-  for name, net in counts.items():
+  names = ("resnet18", "resnet18_imagenet", "preact_resnet18", "resnet20", "wrn34_10", "wrn28_10", "small_cnn",
+           "lenet5")
+  for name in names:
     shape = (28, 28, 1) if name in ("small_cnn", "lenet5") else (32, 32, 3)
+    with torch.device("meta"):
+      net = build_torch_model(name, shape)
     module = models.get_model(name)
     abstract = jax.eval_shape(lambda key: models.init_model(module, key, shape), jax.random.key(0))
     torch_count = sum(p.numel() for p in net.parameters())

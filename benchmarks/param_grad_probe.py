@@ -1,6 +1,6 @@
 """Parameter-gradient probe behind BENCHMARKS.md section 1 (why the TRADES ResNet-18 step trails eager).
 
-    python experiments/benchmarks/param_grad_probe.py [batch]
+    python -m benchmarks.param_grad_probe [batch]
 
 1. PreAct ResNet-18, train mode: the gradient w.r.t. the parameters of one CE forward (the PGD-AT
    update) and of TRADES's two forwards (CE + 6 KL), JAX (``train.step.make_forwards``) against
@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from _timing import median_ms  # this folder (the script's directory is on sys.path)
 
+from benchmarks import torch_models as tm
+from benchmarks.timing import median_ms
 from jaxrobust import losses as L
-from jaxrobust import torch_reference as tr
 from jaxrobust.models import get_model, init_model
 from jaxrobust.models.conv import conv2d
 from jaxrobust.train.step import make_forwards
@@ -52,8 +52,8 @@ def train_grads(b):
     return jnp.mean(L.cross_entropy(o1.logits, y)) + 6.0 * jnp.mean(L.kl_divergence(o2.logits, None, o1.logits)), nb
 
   g_at, g_tr = jax.jit(jax.grad(at, has_aux=True)), jax.jit(jax.grad(trades, has_aux=True))
-  net = tr.port_flax_to_torch(v, tr.build_torch_model("preact_resnet18", (32, 32, 3), 10)).train()
-  xt, xat = tr.to_torch_images(np.asarray(x)), tr.to_torch_images(np.asarray(xa))
+  net = tm.port_flax_to_torch(v, tm.build_torch_model("preact_resnet18", (32, 32, 3), 10)).train()
+  xt, xat = tm.to_torch_images(np.asarray(x)), tm.to_torch_images(np.asarray(xa))
   yt = torch.zeros(b, dtype=torch.long)
   F = torch.nn.functional
 

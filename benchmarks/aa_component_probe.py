@@ -1,6 +1,6 @@
 """Per-iteration probe behind BENCHMARKS.md section 1b (where AutoAttack's time goes on CPU).
 
-    python experiments/benchmarks/aa_component_probe.py [rows]
+    python -m benchmarks.aa_component_probe [rows]
 
 On the robust SmallCNN of ``autoattack_vs_torchattacks.py`` (runs/aa_compare_pgd_at; train it
 with that script first), at ``rows`` (default 48, the bucket size of the 100-point comparison):
@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from benchmarks import torch_models as tm
 from jaxrobust import losses as L
-from jaxrobust import torch_reference as tr
 from jaxrobust.attacks import apgd as A
 from jaxrobust.attacks import fab as F
 from jaxrobust.attacks import square as S
-from jaxrobust.cli import _load_run
-from jaxrobust.models import make_apply
+from jaxrobust.data import load_splits
+from jaxrobust.runs import load_run
 
 torch.set_num_threads(2)
 
@@ -40,21 +40,20 @@ def best_ms(f, n=3):
 
 
 def main(rows: int) -> None:
-  cfg, trainer, state = _load_run("runs/aa_compare_pgd_at")
-  variables = trainer.variables(state)
-  ds = trainer.test_ds
+  run = load_run("runs/aa_compare_pgd_at")
+  variables = run.variables
+  ds = load_splits(run.config["data"]).test
   x = jnp.asarray(np.asarray(ds.as_float()[:rows], np.float32))
   y = jnp.asarray(np.asarray(ds.labels[:rows], np.int32))
-  fn = jax.tree_util.Partial(make_apply(trainer.module), variables)
+  fn = jax.tree_util.Partial(run.apply, variables)
   key = jax.random.PRNGKey(0)
   eps, idx = jnp.full((rows,), 0.1), jnp.arange(rows)
 
   # 1. forward-backward, interleaved with torch
   g = jax.jit(lambda f, xx: jax.grad(lambda z: jnp.sum(L.cross_entropy(f(z), y)))(xx))
-  net = tr.port_flax_to_torch(variables, tr.build_torch_model("small_cnn", x.shape[1:], 10,
-                                                              mean=trainer.module.mean,
-                                                              std=trainer.module.std)).eval()
-  xt, yt = tr.to_torch_images(np.asarray(x)), torch.from_numpy(np.asarray(y, np.int64))
+  net = tm.port_flax_to_torch(variables, tm.build_torch_model("small_cnn", x.shape[1:], 10, mean=run.module.mean,
+                                                              std=run.module.std)).eval()
+  xt, yt = tm.to_torch_images(np.asarray(x)), torch.from_numpy(np.asarray(y, np.int64))
 
   def t_fb():
     xx = xt.clone().requires_grad_(True)

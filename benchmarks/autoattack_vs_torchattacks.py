@@ -1,6 +1,6 @@
-"""AutoAttack standard, ours vs the same cascade from torchattacks' components (issue 6).
+"""AutoAttack standard (Croce & Hein 2020), ours vs the same cascade from torchattacks' components.
 
-    python experiments/benchmarks/autoattack_vs_torchattacks.py [--n 500] [--out DIR]
+    python -m benchmarks.autoattack_vs_torchattacks [--n 500] [--out DIR]
 
 1. Trains (or reuses) a robust SmallCNN (the TRADES MNIST net, 32-64 channels, fc 200) on
    Fashion-MNIST with PGD-AT: ``jaxrobust train --config fashion_mnist_reduced`` at full width,
@@ -50,7 +50,8 @@ def train_model(run_dir: str) -> None:
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--n", type=int, default=500, help="test points")
-  p.add_argument("--out", default="experiments/benchmarks")
+  p.add_argument("--out", default=None,
+                 help="output folder (default benchmarks/results/autoattack_vs_torchattacks_n<N>)")
   p.add_argument("--run-dir", default=RUN_DIR)
   p.add_argument("--skip-shipped", action="store_true", help="skip torchattacks' own AutoAttack")
   p.add_argument("--skip-warm", action="store_true",
@@ -58,36 +59,36 @@ def main(argv=None) -> int:
   p.add_argument("--batch-size", type=int, default=128,
                  help="jaxrobust bucket size for the still-robust points (None-like 0: whole batch, masked)")
   args = p.parse_args(argv)
+  args.out = args.out or f"benchmarks/results/autoattack_vs_torchattacks_n{args.n}"
 
   train_model(args.run_dir)
   import jax
   import torch
   import torchattacks
-  from jaxrobust import torch_reference as tr
+  from benchmarks import torch_models as tm
+  from benchmarks.report import machine_info
   from jaxrobust.attacks.autoattack import run_autoattack
-  from jaxrobust.benchmark import machine_info
-  from jaxrobust.cli import _load_run
-  from jaxrobust.models import make_apply
+  from jaxrobust.data import load_splits
+  from jaxrobust.runs import load_run
 
-  cfg, trainer, state = _load_run(args.run_dir)
-  variables = trainer.variables(state)
-  ds = trainer.test_ds
+  run = load_run(args.run_dir)
+  variables, module, apply = run.variables, run.module, run.apply
+  ds = load_splits(run.config["data"]).test
   x = np.asarray(ds.as_float()[:args.n], np.float32)
   y = np.asarray(ds.labels[:args.n], np.int32)
-  module = trainer.module
-  apply = make_apply(module)
   logits_fn = jax.tree_util.Partial(apply, variables)
 
-  mc = cfg["model"]
-  net = tr.build_torch_model("small_cnn", x.shape[1:], 10, mean=module.mean, std=module.std)
-  net = tr.port_flax_to_torch(variables, net).eval()
-  xt, yt = tr.to_torch_images(x), torch.from_numpy(y.astype(np.int64))
+  mc = run.config["model"]
+  net = tm.build_torch_model("small_cnn", x.shape[1:], 10, mean=module.mean, std=module.std)
+  net = tm.port_flax_to_torch(variables, net).eval()
+  xt, yt = tm.to_torch_images(x), torch.from_numpy(y.astype(np.int64))
   with torch.no_grad():
     diff = float(np.max(np.abs(net(xt).numpy() - np.asarray(jax.jit(apply)(variables, x)))))
   print(f"model {mc}; max |logits jax - torch| = {diff:.2e}", flush=True)
 
   results = {"n": args.n, "eps": EPS, "model": mc, "run_dir": args.run_dir, "logits_max_abs_diff": diff,
-             "machine": machine_info(torch), "command": "python " + " ".join(sys.argv)}
+             "machine": machine_info(torch),
+             "command": "python -m benchmarks.autoattack_vs_torchattacks " + " ".join(sys.argv[1:])}
 
   # --- ours ---------------------------------------------------------------------------------
   t0 = time.perf_counter()

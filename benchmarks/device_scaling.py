@@ -1,7 +1,7 @@
 """Cost against the number of devices: the sharded PGD-10 attack and PGD-AT train step.
 
-    python experiments/benchmarks/device_scaling.py [--devices 1,2,4,8] [--batch-size 128]
-        [--model small_cnn] [--repeats 5] [--out experiments/benchmarks/device_scaling]
+    python -m benchmarks.device_scaling [--devices 1,2,4,8] [--batch-size 128]
+        [--model small_cnn] [--repeats 5] [--out benchmarks/results/device_scaling_small_cnn]
 
 Each device count runs in its own process (XLA fixes the device count when the backend starts),
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` on CPU, so on a CPU machine the N
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import platform
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import time
 
 import numpy as np
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]  # the repository root, where `-m benchmarks...` resolves
 NUM_CLASSES = 10
 SPECS = {
     "small_cnn": dict(shape=(28, 28, 1), eps=0.3, kwargs={}),
@@ -121,10 +123,10 @@ def parent(args) -> None:
       flags = env.get("XLA_FLAGS", "")
       env["XLA_FLAGS"] = (flags + f" --xla_force_host_platform_device_count={n}").strip()
       env.setdefault("JAX_PLATFORMS", "cpu")
-    cmd = [sys.executable, __file__, "--child", "--num-devices", str(n), "--model", args.model,
+    cmd = [sys.executable, "-m", "benchmarks.device_scaling", "--child", "--num-devices", str(n), "--model", args.model,
            "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
     print(f"[device_scaling] {n} device(s) ...", file=sys.stderr, flush=True)
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
     if out.returncode != 0:
       raise SystemExit(f"child with {n} devices failed:\n{out.stderr[-4000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -137,7 +139,7 @@ def parent(args) -> None:
           "cpu_count": os.cpu_count(), "jax": jax.__version__, "load_avg": list(os.getloadavg()),
           "simulated_cpu_devices": not args.real_devices, "model": args.model, "batch_size": args.batch_size,
           "steps": args.steps, "repeats": args.repeats,
-          "command": "python experiments/benchmarks/device_scaling.py " + " ".join(sys.argv[1:])}
+          "command": "python -m benchmarks.device_scaling " + " ".join(sys.argv[1:])}
   base = {k: runs[0][k]["median_s"] for k in ("pgd", "pgd_at_step")}
   lines = [f"`{meta['command']}`", "",
            f"{meta['date']} · {meta['cpu_count']} cores · jax {meta['jax']} · "

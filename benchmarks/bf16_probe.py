@@ -1,7 +1,7 @@
-"""Does bf16 make XLA:CPU convolutions faster? (The opt-in bf16 question of issue 6.)
+"""Does bf16 make XLA:CPU convolutions faster? (Would an opt-in bf16 mode pay off on CPU?)
 
-    python experiments/benchmarks/bf16_probe.py            # current XLA flags, plus torch
-    python experiments/benchmarks/bf16_probe.py --sweep    # also XLA's oneDNN/YNNPACK options
+    python -m benchmarks.bf16_probe            # current XLA flags, plus torch
+    python -m benchmarks.bf16_probe --sweep    # also XLA's oneDNN/YNNPACK options
 
 Times, on this machine, the forward of two 3x3 convolutions the benchmark models spend their
 time in (SmallCNN's 32->32 on 128x26x26, PreAct ResNet-18's first stage 64->64 on 128x32x32,
@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
-from _timing import median_ms  # this folder (the script's directory is on sys.path)
+from benchmarks.timing import median_ms
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]  # the repository root, where `-m benchmarks...` resolves
 CONVS = [(128, 26, 32, 32), (128, 32, 64, 64)]
 MATMUL = (4096, 1024, 1024)
 SWEEP = {
@@ -119,8 +121,8 @@ def main(argv=None):
   columns = {}
   settings = SWEEP if args.sweep else {"jaxrobust default (YNNPACK fusions off)": None}
   for label, setting in settings.items():
-    res = subprocess.run([sys.executable, __file__, "--jax-only-child"], env=_child_env(setting),
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bf16_probe", "--jax-only-child"], env=_child_env(setting),
+                         capture_output=True, text=True, check=False, cwd=ROOT)
     if res.returncode != 0:
       columns[f"jax: {label}"] = {"error": res.stderr[-300:]}
       continue

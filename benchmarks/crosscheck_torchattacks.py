@@ -1,5 +1,8 @@
 """Cross-check of jaxrobust's APGD / APGD-T / FAB-T / Square / AutoAttack against torchattacks 3.5.
 
+APGD and APGD-T (Croce & Hein 2020a), FAB-T (Croce & Hein 2020b), Square (Andriushchenko et al. 2020)
+and their AutoAttack cascade (Croce & Hein 2020a) against torchattacks (Kim 2020).
+
 Both sides attack the same model (a 64-32-10 tanh MLP trained with optax on sklearn's 8x8 digits, ported weight
 for weight to torch, NCHW -> NHWC before flattening) on the same held-out points with AutoAttack's original
 parameters: APGD n_iter 100, rho 0.75, 1 restart; APGD-T 9 targets; FAB-T 9 targets, 100 iterations,
@@ -8,9 +11,10 @@ alpha_max 0.1, eta 1.05, beta 0.9; Square 5000 queries, p_init 0.8, no schedule 
 Square schedule, so the torch cascade is built with ``MultiAttack`` from the components configured as above).
 Random starts differ between the two libraries, so robust accuracies agree only up to sampling noise.
 
-    python experiments/crosscheck/crosscheck_torchattacks.py [--n 200] [--norms linf l2] [--square-queries 5000]
+    python -m benchmarks.crosscheck_torchattacks [--n 200] [--norms linf l2] [--square-queries 5000]
 
-prints a markdown table and writes experiments/crosscheck/attack_crosscheck_results.json.
+prints a markdown table and writes benchmarks/results/crosscheck_torchattacks.json. The digits models are the
+attack tests' (``tests/attacks/aa_helpers.py``); their torch twins are ``torch_models.digits_twin``.
 """
 
 from __future__ import annotations
@@ -19,23 +23,21 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "attacks"))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+from benchmarks.torch_models import digits_twin
+from jaxrobust import threat
+from jaxrobust.attacks import apgd as apgd_lib
+from jaxrobust.attacks import autoattack as aa_lib
+from jaxrobust.attacks import fab as fab_lib
+from jaxrobust.attacks import square as square_lib
+from tests.attacks import aa_helpers
 
-import aa_helpers  # noqa: E402
-from jaxrobust.attacks import apgd as apgd_lib  # noqa: E402
-from jaxrobust.attacks import autoattack as aa_lib  # noqa: E402
-from jaxrobust.attacks import fab as fab_lib  # noqa: E402
-from jaxrobust.attacks import square as square_lib  # noqa: E402
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 DEFAULT_EPS = {"linf": 0.08, "l2": 0.45}
 ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square", "autoattack")
@@ -78,7 +80,7 @@ def run_crosscheck(n: int = 200, norms=("linf",), eps=None, square_queries: int 
   torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
   params, f = aa_helpers.train_digits(kind)
   x, y = aa_helpers.digits_test(n)
-  model = aa_helpers.to_torch(params, kind)
+  model = digits_twin(params, kind)
   xt = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
   yt = torch.tensor(np.asarray(y)).long()
   with torch.no_grad():
@@ -97,7 +99,7 @@ def run_crosscheck(n: int = 200, norms=("linf",), eps=None, square_queries: int 
       _jax_attack(name, f, x, y, jax.random.PRNGKey(seed), e, norm, square_queries).block_until_ready()
       jax_warm_s = time.time() - t0
       jax_acc = aa_helpers.accuracy(f, xa, y)
-      jax_dist = float(jnp.max(apgd_lib.threat.per_example_norm(xa - x, norm)))
+      jax_dist = float(jnp.max(threat.per_example_norm(xa - x, norm)))
       t0 = time.time()
       atk = _torch_attack(name, model, e, norm, square_queries, seed)
       xat = atk(xt, yt)
@@ -140,7 +142,7 @@ def main(argv=None):
   ap.add_argument("--norms", nargs="+", default=["linf", "l2"])
   ap.add_argument("--square-queries", type=int, default=5000)
   ap.add_argument("--kind", default="mlp", choices=["mlp", "linear"])
-  ap.add_argument("--out", default=str(HERE / "attack_crosscheck_results.json"))
+  ap.add_argument("--out", default=str(RESULTS / "crosscheck_torchattacks.json"))
   args = ap.parse_args(argv)
   res = run_crosscheck(n=args.n, norms=tuple(args.norms), square_queries=args.square_queries, kind=args.kind)
   res["markdown"] = markdown(res)
