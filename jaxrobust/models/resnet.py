@@ -58,10 +58,13 @@ class BasicBlock(nn.Module):
 
 
 class PreActBlock(nn.Module):
-  """Pre-activation block: conv(relu(bn(conv(relu(bn(x)))))) + shortcut, shortcut on relu(bn(x))."""
+  """Pre-activation block (He et al. 2016b): conv(relu(bn(conv(relu(bn(x)))))) + shortcut, the 1x1 shortcut
+  (when the shape changes) on relu(bn(x)). ``dropout_rate`` > 0 puts dropout between the two convolutions,
+  as the wide block of Zagoruyko & Komodakis (2016) does."""
   features: int
   stride: int = 1
   dtype: Dtype = jnp.float32
+  dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
@@ -73,6 +76,8 @@ class PreActBlock(nn.Module):
                       name="shortcut_conv")(pre)
     out = conv(self.features, 3, self.stride, dtype=self.dtype, name="conv1")(pre)
     out = relu(batch_norm(train, self.dtype, "bn2")(out))
+    if self.dropout_rate > 0:
+      out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
     out = conv(self.features, 3, 1, dtype=self.dtype, name="conv2")(out)
     return out + shortcut
 

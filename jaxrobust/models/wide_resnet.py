@@ -13,30 +13,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from jaxrobust.models.common import Dtype, batch_norm, conv, global_avg_pool, relu
+from jaxrobust.models.resnet import PreActBlock
 from jaxrobust.types import Array
-
-
-class WideBlock(nn.Module):
-  """Pre-activation wide block; when the shape changes the 1x1 shortcut reads relu(bn1(x))."""
-  features: int
-  stride: int = 1
-  dropout_rate: float = 0.0
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: Array, train: bool) -> Array:
-    pre = relu(batch_norm(train, self.dtype, "bn1")(x))
-    if self.stride == 1 and x.shape[-1] == self.features:
-      shortcut = x
-    else:
-      shortcut = conv(self.features, 1, self.stride, padding=0, dtype=self.dtype,
-                      name="shortcut_conv")(pre)
-    out = conv(self.features, 3, self.stride, dtype=self.dtype, name="conv1")(pre)
-    out = relu(batch_norm(train, self.dtype, "bn2")(out))
-    if self.dropout_rate > 0:
-      out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
-    out = conv(self.features, 3, 1, dtype=self.dtype, name="conv2")(out)
-    return out + shortcut
 
 
 class WideResNet(nn.Module):
@@ -55,7 +33,7 @@ class WideResNet(nn.Module):
     for stage, width in enumerate((16 * self.widen, 32 * self.widen, 64 * self.widen)):
       for block in range(blocks):
         stride = 2 if stage > 0 and block == 0 else 1
-        x = WideBlock(width, stride, self.dropout_rate, dtype=self.dtype,
-                      name=f"block{stage + 1}_{block}")(x, train)
+        x = PreActBlock(width, stride, dtype=self.dtype, dropout_rate=self.dropout_rate,
+                        name=f"block{stage + 1}_{block}")(x, train)
     x = relu(batch_norm(train, self.dtype, "bn_final")(x))
     return global_avg_pool(x)
