@@ -5,6 +5,9 @@ equivalence of the two implementations are checked.
 """
 
 import json
+import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -226,3 +229,10 @@ def test_device_scaling_script_shards_over_simulated_devices(tmp_path):
   bad = subprocess.run(script + ["--devices", "3", "--batch-size", "8"], capture_output=True, text=True,
                        check=False, cwd=root)
   assert bad.returncode == 2 and "divisible" in bad.stderr
+
+
+def test_importing_benchmarks_applies_the_library_xla_flags_first():
+  # `python -m benchmarks.<module>` must set jaxrobust's XLA:CPU flags before JAX starts a backend.
+  code = "import sys, benchmarks; print('jaxrobust' in sys.modules)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=pathlib.Path(__file__).resolve().parents[1], check=True)
+  assert out.stdout.strip() == "True"
