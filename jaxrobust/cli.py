@@ -143,6 +143,8 @@ def cmd_list(args) -> int:
   from jaxrobust.methods.registry import method_names
   from jaxrobust.models import MODEL_NAMES
   from jaxrobust.data import DATASET_NAMES
+  if args.attack:
+    return _describe_attack(args.attack)
   if args.keys:
     width = max(map(len, KEYS))
     for key, meaning in KEYS.items():
@@ -153,6 +155,23 @@ def cmd_list(args) -> int:
   print("attacks: ", ", ".join(attack_names()))
   print("models:  ", ", ".join(MODEL_NAMES))
   print("datasets:", ", ".join(DATASET_NAMES))
+  return 0
+
+
+def _describe_attack(name: str) -> int:
+  """``jaxrobust list --attack NAME``: what the attack is and every option with its default."""
+  import inspect
+  from jaxrobust.attacks.registry import attack_info, attack_parameters
+  info = attack_info(name)
+  print(f"{info.name}: {info.summary}")
+  print(f"  norms: {', '.join(info.norms)}; {info.box}-box; "
+        f"{'one compiled program' if info.jittable else 'host-side cascade of compiled stages'}")
+  print("  options (NAME=DEFAULT; required ones have none):")
+  for k, q in attack_parameters(name).items():
+    print(f"    {k}" + ("" if q.default is inspect.Parameter.empty else f"={q.default!r}"))
+  print(f"  e.g. jaxrobust evaluate --run-dir DIR --attack {info.name}:eps=0.03")
+  documented = info.forwards_to[0] if info.forwards_to else inspect.unwrap(info.factory)
+  print(f"  meaning of each option: python -c \"import {documented.__module__} as m; help(m.{documented.__qualname__})\"")
   return 0
 
 
@@ -224,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   l = sub.add_parser("list", help="list configs, methods, attacks, models and datasets")
   l.add_argument("--keys", action="store_true", help="list every config key with its meaning instead")
+  l.add_argument("--attack", metavar="NAME", help="describe one attack: threat models and every option with its default")
   l.set_defaults(fn=cmd_list)
   return p
 

@@ -31,11 +31,17 @@ def collect(modules: Iterable[str], kind: str, check: Callable[[str, str, object
   return out
 
 
+def nearest(name: str, candidates: Iterable[str]) -> str | None:
+  """The candidate closest to ``name`` (difflib), or None when none is close."""
+  near = difflib.get_close_matches(name, list(candidates), n=1)
+  return near[0] if near else None
+
+
 def lookup(registry: dict[str, Entry], name: str, kind: str) -> Entry:
   """``registry[canonical(name)]``; an unknown name raises ValueError naming the nearest valid one."""
   key = canonical(name)
   if key in registry:
     return registry[key]
-  near = difflib.get_close_matches(key, list(registry), n=1)
-  hint = f" (did you mean {near[0]!r}?)" if near else ""
+  near = nearest(key, registry)
+  hint = f" (did you mean {near!r}?)" if near else ""
   raise ValueError(f"unknown {kind} {name!r}{hint}; available: {', '.join(sorted(registry))}")

@@ -22,6 +22,16 @@ def test_list_keys(capsys):
     assert key in out
 
 
+def test_list_attack_shows_every_option_with_its_default(capsys):
+  assert main(["list", "--attack", "pgd"]) == 0
+  out = capsys.readouterr().out
+  for text in ("projected gradient descent", "linf, l2, l1", "    eps\n", "steps=10", "restart_select='loss'",
+               "help(m.pgd)"):
+    assert text in out
+  assert main(["list", "--attack", "pdg"]) == 2
+  assert "did you mean 'pgd'" in capsys.readouterr().err
+
+
 def test_train_evaluate_attack_roundtrip(tmp_path, capsys):
   run = tmp_path / "run"
   assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
@@ -34,6 +44,8 @@ def test_train_evaluate_attack_roundtrip(tmp_path, capsys):
                "--attack", "fgsm:eps=0.2,label=fgsm"]) == 0
   ev = json.loads((run / "evaluation.json").read_text())
   assert ev["n"] == 64 and ev["robust_acc"]["fgsm"] <= ev["clean_acc"]
+  assert main(["evaluate", "--run-dir", str(run), "--no-progress", "--attack", "pgd:eps=0.2,step=3"]) == 2
+  assert "did you mean 'steps'" in capsys.readouterr().err
   out = tmp_path / "adv.npz"
   assert main(["attack", "--run-dir", str(run), "--attack", "fgsm:eps=0.2", "--out", str(out),
                "--max-examples", "32", "--no-progress"]) == 0
@@ -74,6 +86,8 @@ def test_switch_method_keeps_only_the_threat_model():
     (["train", "--config", "quickstart_digits", "train.epoch=1"], "did you mean train.epochs"),
     (["train", "--config", "quickstart_digits", "--method", "trades", "method.bta=1"], "did you mean method.beta"),
     (["train", "--config", "no/such/config.py"], "not found"),
+    (["train", "--config", "quickstart_digits", "eval.attacks=[{'name': 'pgd', 'eps': 0.1, 'step': 3}]"],
+     "has no parameter 'step' (did you mean 'steps'?)"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
   assert main(argv + ["--output-dir", str(tmp_path / "r"), "--no-progress"]) == 2

@@ -331,6 +331,6 @@ def _autoattack_factory(*, eps, norm="linf", version="standard", **kw):
 
 
 REGISTRY = {
-    "autoattack": AttackInfo(_autoattack_factory, norms=("linf", "l2"), jittable=False,
+    "autoattack": AttackInfo(_autoattack_factory, norms=("linf", "l2"), jittable=False, forwards_to=(run_autoattack,),
                              summary="AutoAttack cascade: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020)"),
 }

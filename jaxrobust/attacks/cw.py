@@ -156,6 +156,6 @@ def cw_linf(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size=None
 
 
 REGISTRY = {
-    "cw_l2": AttackInfo(configured(cw_l2), norms=("l2",), summary="Carlini & Wagner 2017 L2 attack (Adam on tanh space)"),
+    "cw_l2": AttackInfo(configured(cw_l2), norms=("l2",), forwards_to=(cw_l2_search,), summary="Carlini & Wagner 2017 L2 attack (Adam on tanh space)"),
     "cw_linf": AttackInfo(configured(cw_linf), summary="PGD on the CW margin loss (Carlini & Wagner 2017)"),
 }

@@ -17,6 +17,8 @@ in (``example_keys(key, B)[i:i+1]`` reproduces row ``i`` of a batch attack).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -130,9 +132,12 @@ def _bim_factory(*, eps, step_size=None, steps=10, **kw):
 
 
 REGISTRY = {
-    "pgd": AttackInfo(_pgd_factory, norms=("linf", "l2", "l1"), summary="projected gradient descent (Madry et al. 2018)"),
-    "pgd_linf": AttackInfo(lambda **kw: _pgd_factory(norm="linf", **kw), summary="PGD with norm='linf'"),
-    "pgd_l2": AttackInfo(lambda **kw: _pgd_factory(norm="l2", **kw), norms=("l2",), summary="PGD with norm='l2'"),
-    "bim": AttackInfo(_bim_factory, norms=("linf", "l2", "l1"),
+    "pgd": AttackInfo(_pgd_factory, norms=("linf", "l2", "l1"), forwards_to=(pgd,),
+                      summary="projected gradient descent (Madry et al. 2018)"),
+    "pgd_linf": AttackInfo(functools.partial(_pgd_factory, norm="linf"), forwards_to=(pgd,), fixed=("norm",),
+                           summary="PGD with norm='linf'"),
+    "pgd_l2": AttackInfo(functools.partial(_pgd_factory, norm="l2"), norms=("l2",), forwards_to=(pgd,),
+                         fixed=("norm",), summary="PGD with norm='l2'"),
+    "bim": AttackInfo(_bim_factory, norms=("linf", "l2", "l1"), forwards_to=(pgd,), fixed=("init", "init_scale"),
                       summary="basic iterative method: PGD without a random start (Kurakin et al. 2016)"),
 }

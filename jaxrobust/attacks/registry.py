@@ -42,6 +42,9 @@ class AttackInfo:
   jittable: the configured attack can run inside ``jax.jit``; False for a cascade with host-side
     control (AutoAttack), which the evaluator calls directly with a ``jax.tree_util.Partial`` model.
   summary: one line for listings.
+  forwards_to: the attack functions a factory passes its remaining keyword options (``**kw``) on to,
+    so that ``attack_parameters`` can list them and ``get_attack`` refuse a misspelt one.
+  fixed: options the factory sets itself (e.g. BIM's ``init``), which a caller may not pass.
   """
   factory: Callable[..., AttackFn]
   norms: tuple[str, ...] = ("linf",)
@@ -49,6 +52,8 @@ class AttackInfo:
   jittable: bool = True
   summary: str = ""
   name: str = ""
+  forwards_to: tuple[Callable, ...] = ()
+  fixed: tuple[str, ...] = ()
 
   def __post_init__(self):
     if self.box not in ("white", "black"):
@@ -70,7 +75,51 @@ def configured(attack_fn: Callable[..., Array], **fixed) -> Callable[..., Attack
     def attack(logits_fn, x, y, key):
       return attack_fn(logits_fn, x, y, key, **fixed, **config)
     return attack
+
+  # The factory's own signature is the attack's options (the standard inspect protocol), so that
+  # attack_parameters, help() and the CLI show them.
+  options = [q for q in list(signature.parameters.values())[4:] if q.name not in fixed]
+  factory.__signature__ = inspect.Signature(options)
+  factory.__doc__ = attack_fn.__doc__
+  factory.__wrapped__ = attack_fn
   return factory
+
+
+_CALL_ARGS = ("logits_fn", "x", "y", "key")
+
+
+def _options(fn: Callable) -> list[inspect.Parameter]:
+  """Keyword options of a factory or attack function (not the call arguments, not ``**kw``)."""
+  return [q for q in inspect.signature(fn).parameters.values()
+          if q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD) and q.name not in _CALL_ARGS]
+
+
+def attack_parameters(name: str) -> dict[str, inspect.Parameter]:
+  """The options ``get_attack(name, **config)`` accepts, with their defaults (``inspect.Parameter``;
+  ``default is inspect.Parameter.empty`` for a required one), in declaration order."""
+  info = attack_info(name)
+  out: dict[str, inspect.Parameter] = {}
+  for fn in (info.factory, *info.forwards_to):  # the factory's own defaults win
+    for q in _options(fn):
+      if q.name not in info.fixed:
+        out.setdefault(q.name, q)
+  return out
+
+
+def check_attack_config(name: str, config: dict) -> None:
+  """Refuses an option ``name`` does not take (naming the nearest one) or a missing required one."""
+  params = attack_parameters(name)
+  canonical = attack_info(name).name
+  for k in config:
+    if k not in params:
+      near = registries.nearest(k, list(params))
+      hint = f" (did you mean {near!r}?)" if near else ""
+      raise ValueError(f"attack {canonical!r} has no parameter {k!r}{hint}; its parameters: {', '.join(params)} "
+                       f"(jaxrobust list --attack {canonical})")
+  missing = [k for k, q in params.items() if q.default is inspect.Parameter.empty and k not in config]
+  if missing:
+    raise ValueError(f"attack {canonical!r} needs {', '.join(missing)}; e.g. get_attack({canonical!r}, "
+                     + ", ".join(f"{k}=..." for k in missing) + ")")
 
 
 def _entry(mod_name: str, name: str, info) -> AttackInfo:
@@ -93,5 +142,11 @@ def attack_info(name: str) -> AttackInfo:
 
 
 def get_attack(name: str, **config) -> AttackFn:
-  """Returns the configured attack; unknown names raise ValueError listing the valid ones."""
+  """The configured pure attack ``attack(logits_fn, x, y, key) -> x_adv``.
+
+  An unknown name, an option the attack does not take, or a missing required option (e.g. eps)
+  raises ValueError naming the valid ones; ``attack_parameters(name)`` (or ``jaxrobust list
+  --attack NAME``) lists the options with their defaults.
+  """
+  check_attack_config(name, config)
   return attack_info(name).factory(**config)

@@ -70,7 +70,8 @@ KEYS: dict[str, str] = {
     "eval.max_examples": "evaluate the first n test points only (None: all)",
     "eval.eps_grid": "eps values of the robust-accuracy-vs-eps curve (quickstart)",
     "eval.attacks": "attack specs {'name': registry name, 'label': shown name, ...attack config} of the report; "
-                    "evaluator keys: max_examples (first m points), two_class_logits (attack [0, z] of a single logit)",
+                    "evaluator keys: max_examples (first m points), two_class_logits (attack [0, z] of a single logit), "
+                    "step_size_ratio (step_size = ratio * eps)",
     "eval.checks": "run the gradient-masking checks after the evaluation",
     "eval.ap_attacks": "attack specs under which the report adds robust average precision (binary tasks)",
 }
@@ -195,6 +196,13 @@ def validate_config(cfg: dict) -> None:
       raise ValueError(f"every eval attack needs a 'name'; got {a}")
     if float(a.get("eps", 0.0)) < 0:
       raise ValueError(f"eval attack {a.get('label', a['name'])!r} has eps < 0: {a['eps']}")
+  # Attack options are checked now, not after training: a misspelt one names the nearest valid one.
+  from jaxrobust.evaluate.specs import check_attack_options
+  for a in [*cfg["eval"].get("attacks", []), *([t["select_attack"]] if t.get("select_attack") else [])]:
+    try:
+      check_attack_options(a)
+    except ValueError as e:
+      raise ValueError(f"eval attack {a.get('label', a['name'])!r}: {e}") from None
   for k in ("eps",):
     if k in cfg["method"] and float(cfg["method"][k]) < 0:
       raise ValueError(f"method.{k} must be >= 0; got {cfg['method'][k]}")

@@ -60,7 +60,8 @@ class RobustEvaluator:
     eps_constant = None if self.trace_eps or eps is None else float(eps)
     two_class = bool(spec.get("two_class_logits", False))
     source_apply = None if spec.get("source") is None else spec["source"][0]
-    cache_key = (spec["name"], has_eps, eps_constant, two_class, id(source_apply),
+    step_size_ratio = spec.get("step_size_ratio")
+    cache_key = (spec["name"], has_eps, eps_constant, two_class, id(source_apply), repr(step_size_ratio),
                  tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
     if cache_key in self._attacks:
       return self._attacks[cache_key]
@@ -74,8 +75,8 @@ class RobustEvaluator:
       kw = dict(kwargs)
       if eps_constant is not None:
         eps_value = eps_constant
-      if "step_size_ratio" in kw:  # step size proportional to a (possibly traced) eps
-        kw["step_size"] = kw.pop("step_size_ratio") * eps_value
+      if step_size_ratio is not None:  # step size proportional to a (possibly traced) eps
+        kw["step_size"] = step_size_ratio * eps_value
       return get_attack(name, eps=eps_value, **kw) if has_eps else get_attack(name, **kw)
 
     def logits_fn(v, src):

@@ -13,6 +13,8 @@ by the evaluator itself and apply to any attack:
   attacks a binary classifier.
 * ``source``: a surrogate model ``(apply, variables)`` to craft on; the evaluated model only scores
   the result (a transfer, black-box attack).
+* ``step_size_ratio``: the attack's ``step_size`` is ratio * eps, so an eps sweep keeps the step
+  proportional and reuses one compiled program (eps is traced).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Sequence
 import jax.numpy as jnp
 
 from jaxrobust import threat
+from jaxrobust.attacks.registry import check_attack_config
 
-EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source")
+EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source", "step_size_ratio")
 
 # Keys never shown in an automatic label or written to a report: a model is not a setting.
 _UNPRINTABLE = ("source",)
@@ -47,12 +50,22 @@ def reported(spec: dict, label: str) -> dict:
   return {**{k: v for k, v in spec.items() if k not in _UNPRINTABLE}, "label": label}
 
 
+def check_attack_options(spec: dict) -> None:
+  """The spec's attack exists and takes its options (``step_size_ratio`` stands for ``step_size``):
+  checked on the host before any batch runs, naming the nearest valid option."""
+  config = attack_kwargs(spec)
+  if "step_size_ratio" in spec:
+    config["step_size"] = spec["step_size_ratio"]
+  check_attack_config(spec["name"], config)
+
+
 def check_specs(specs: Sequence[dict]) -> list[str]:
-  """Validates names, eps and sources on the host (eps is traced inside the compiled attack);
-  returns the unique labels."""
+  """Validates names, options, eps and sources on the host (eps is traced inside the compiled
+  attack); returns the unique labels."""
   for s in specs:
     if "name" not in s:
       raise ValueError(f"attack spec {s} needs a 'name' (one of jaxrobust.attacks.attack_names())")
+    check_attack_options(s)
     threat.check_eps(s.get("eps", 0.0), name=f"eps of attack {spec_label(s)!r}")
     source = s.get("source")
     if source is not None and not (isinstance(source, (tuple, list)) and len(source) == 2 and callable(source[0])):

@@ -72,6 +72,26 @@ def test_configured_checks_options_when_configured():
   y = jnp.asarray([0, 1])
   np.testing.assert_array_equal(configured(fgsm, eps=0.1)()(f, x, y, None), fgsm(f, x, y, eps=0.1))
   with pytest.raises(TypeError):
-    get_attack("fgsm", eps=0.1, stepsize=0.1)  # misspelt option
-  with pytest.raises(TypeError):
-    get_attack("apgd_ce", n_iter=3)  # eps is required
+    configured(fgsm)(eps=0.1, stepsize=0.1)  # the bare factory: misspelt option
+  with pytest.raises(ValueError, match="'fgsm' has no parameter 'stepsize'"):
+    get_attack("fgsm", eps=0.1, stepsize=0.1)  # through the registry: a clear ValueError
+  with pytest.raises(ValueError, match="'apgd_ce' needs eps"):
+    get_attack("apgd_ce", n_iter=3)
+
+
+def test_get_attack_refuses_unknown_and_missing_options_naming_the_valid_ones():
+  import inspect
+  from jaxrobust.attacks.registry import attack_names, attack_parameters, get_attack
+  with pytest.raises(ValueError, match=r"no parameter 'step' \(did you mean 'steps'\?\)"):
+    get_attack("pgd", eps=0.1, step=5)
+  with pytest.raises(ValueError, match="'pgd' needs eps"):
+    get_attack("pgd", steps=5)
+  with pytest.raises(ValueError, match="did you mean 'version'"):
+    get_attack("autoattack", eps=0.1, verison="standard")
+  with pytest.raises(ValueError, match="'bim' has no parameter 'init'"):  # BIM sets its own start
+    get_attack("bim", eps=0.1, init="uniform")
+  for name in attack_names():  # every declared option is accepted: its default passed explicitly
+    params = attack_parameters(name)
+    assert "eps" in params, name
+    config = {k: q.default for k, q in params.items() if q.default is not inspect.Parameter.empty}
+    get_attack(name, **{**config, "eps": 0.1})
