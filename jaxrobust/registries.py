@@ -8,6 +8,7 @@ The attack and method registries share this: every listed module must import and
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 from typing import Callable, Iterable, TypeVar
 
@@ -20,8 +21,17 @@ def canonical(name: str) -> str:
 
 
 def collect(modules: Iterable[str], kind: str, check: Callable[[str, str, object], Entry]) -> dict[str, Entry]:
-  """{name: check(module, name, entry)} over every module's ``REGISTRY``; a repeated name raises."""
-  out: dict[str, Entry] = {}
+  """{name: check(module, name, entry)} over every module's ``REGISTRY``; a repeated name raises.
+
+  Built once per (modules, kind, check): ``get_attack`` runs inside every evaluator batch of a
+  host-side cascade, and the registries do not change while a process runs. Treat it as read-only.
+  """
+  return _collect(tuple(modules), kind, check)
+
+
+@functools.lru_cache(maxsize=None)
+def _collect(modules: tuple[str, ...], kind: str, check) -> dict:
+  out: dict = {}
   for mod_name in modules:
     mod = importlib.import_module(mod_name)
     for name, entry in mod.REGISTRY.items():

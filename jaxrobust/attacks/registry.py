@@ -116,6 +116,9 @@ def check_attack_config(name: str, config: dict) -> None:
       hint = f" (did you mean {near!r}?)" if near else ""
       raise ValueError(f"attack {canonical!r} has no parameter {k!r}{hint}; its parameters: {', '.join(params)} "
                        f"(jaxrobust list --attack {canonical})")
+  for k, v in config.items():  # a number given as text (e.g. eps='abc' from a hand-written spec)
+    if isinstance(v, str) and (k == "eps" or isinstance(params[k].default, (int, float))):
+      raise ValueError(f"attack {canonical!r}: {k} must be a number; got {v!r}")
   missing = [k for k, q in params.items() if q.default is inspect.Parameter.empty and k not in config]
   if missing:
     raise ValueError(f"attack {canonical!r} needs {', '.join(missing)}; e.g. get_attack({canonical!r}, "

@@ -47,6 +47,11 @@ def positive_balanced_rows(labels: np.ndarray, batch_size: int, *, seed: int, ep
   if batch_size < 2 or not 0 < pos_num < batch_size:
     raise ValueError(f"the positive-balanced sampler needs 0 < pos_num < batch_size; got pos_num={pos_num}, "
                      f"batch_size={batch_size}")
+  classes = np.unique(labels)
+  if not np.isin(classes, (0, 1)).all():  # label 1 of a multi-class set is not "the positive class"
+    raise ValueError(f"the positive-balanced sampler needs binary labels in {{0, 1}}; got classes "
+                     f"{classes[:10].tolist()}{' ...' if len(classes) > 10 else ''}; make the task binary first "
+                     "(data.binary_task='ova' with data.binary_positive_class)")
   pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
   if len(pos) == 0 or len(neg) == 0:
     raise ValueError(f"the positive-balanced sampler needs positives and negatives; got {len(pos)} positives "

@@ -146,3 +146,9 @@ def test_methods_declare_their_batches_and_pos_num_overrides_the_default():
          "method": {"name": "ap_max"}}
   first = next(iter(make_batches(ds, cfg, epoch=0)))
   np.testing.assert_array_equal(first["label"], np.r_[np.ones(8), np.zeros(24)])
+
+
+def test_positive_balanced_sampler_refuses_multiclass_labels():
+  from jaxrobust.data.positive_balanced import positive_balanced_rows
+  with pytest.raises(ValueError, match="needs binary labels in"):
+    positive_balanced_rows(np.arange(40) % 10, 8, seed=0, epoch=0)

@@ -88,6 +88,8 @@ def test_get_attack_refuses_unknown_and_missing_options_naming_the_valid_ones():
     get_attack("pgd", steps=5)
   with pytest.raises(ValueError, match="did you mean 'version'"):
     get_attack("autoattack", eps=0.1, verison="standard")
+  with pytest.raises(ValueError, match="eps must be a number; got 'abc'"):
+    get_attack("pgd", eps="abc")
   with pytest.raises(ValueError, match="'bim' has no parameter 'init'"):  # BIM sets its own start
     get_attack("bim", eps=0.1, init="uniform")
   for name in attack_names():  # every declared option is accepted: its default passed explicitly
