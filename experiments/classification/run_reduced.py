@@ -106,6 +106,12 @@ def method_section(name: str, *, eps: float, step_size: float, steps: int, epoch
       return dict(name=name, beta=mart_beta, **udr)
     if name == "udr_awp_at":
       return dict(name=name, gamma=0.01, proxy_lr=0.01, warmup=awp_warmup, **udr)
+  if name == "adr_adv":    # ADR's MNIST weights (Bui et al. 2020, supp. Table 1): lc = gb = smt = 1, conf 0
+    return dict(name=name, lc=1.0, gb=1.0, smt=1.0, conf=0.0, **atk)
+  if name == "adr_trades":  # the same ADR terms on this protocol's TRADES (beta as its TRADES row)
+    return dict(name=name, beta=trades_beta, lc=1.0, gb=1.0, smt=1.0, conf=0.0, **atk)
+  if name == "ascl":        # the thesis's Leaked-ASCL defaults (lambda_scl 1, lambda_vat 2, tau 0.07, cosine)
+    return dict(name=name, strategy="leaked", **atk)
   raise ValueError(f"no reduced-protocol section for method {name!r}")
 
 

@@ -41,10 +41,29 @@ def auto_attack_loss(name):
   return losses_lib.AttackLoss(loss, needs_reference=name == "kl")
 
 
+# Batch-norm mode of the model while the training attack runs.
+ATTACK_BN_MODES = ("eval", "train")
+
+
+def attack_logits_fn(ctx, params, batch_stats, bn: str = "eval"):
+  """``x -> logits`` for a training attack.
+
+  bn='eval': inference mode, running statistics (the reference code's ``model.eval()``).
+  bn='train': batch statistics of the attacked batch, as codes that craft in ``model.train()`` do
+    (TF ADR, the ASCL repository). The running statistics are not updated by the attack's passes
+    (PyTorch would update them at every attack step); only the loss's forward passes update them.
+  """
+  if bn == "eval":
+    return logits_fn_for(ctx, params, batch_stats)
+  if bn == "train":
+    return lambda x: ctx.forward(params, batch_stats, x)[0].logits
+  raise ValueError(f"attack bn mode must be one of {ATTACK_BN_MODES}; got {bn!r}")
+
+
 def training_pgd(params, batch_stats, batch, key, ctx, *, eps, step_size, steps, loss="ce",
-                 init="uniform", norm="linf"):
-  """The inner maximisation every adversarial-training method uses, in inference mode."""
-  logits_fn = logits_fn_for(ctx, params, batch_stats)
+                 init="uniform", norm="linf", bn="eval"):
+  """The inner maximisation every adversarial-training method uses (inference mode by default)."""
+  logits_fn = attack_logits_fn(ctx, params, batch_stats, bn)
   x_adv = pgd(logits_fn, batch["image"], batch["label"], key, eps=eps, step_size=step_size,
               steps=steps, norm=norm, loss=auto_attack_loss(loss), init=init)
   return stop(x_adv)
@@ -56,9 +75,12 @@ def check_threat(method: str, eps, step_size, steps) -> None:
     raise ValueError(f"{method} needs eps, step_size, steps >= 0; got {eps}, {step_size}, {steps}")
 
 
-def pgd_attack(*, eps, step_size, steps, loss="ce", init="uniform", norm="linf"):
+def pgd_attack(*, eps, step_size, steps, loss="ce", init="uniform", norm="linf", bn="eval"):
   """A ``Method.attack`` running ``training_pgd`` with fixed settings; it returns no attack aux."""
+  if bn not in ATTACK_BN_MODES:
+    raise ValueError(f"attack bn mode must be one of {ATTACK_BN_MODES}; got {bn!r}")
+
   def attack(params, batch_stats, batch, key, method_state, ctx):
     return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size, steps=steps,
-                        loss=loss, init=init, norm=norm), None
+                        loss=loss, init=init, norm=norm, bn=bn), None
   return attack

@@ -30,6 +30,8 @@ _METHOD_MODULES = (
     "jaxrobust.methods.alp",
     "jaxrobust.methods.fat",
     "jaxrobust.methods.adap",
+    "jaxrobust.methods.adr",
+    "jaxrobust.methods.ascl",
 )
 
 # The threat model of a config: what ``switch_method`` carries over to another method.

@@ -234,3 +234,21 @@ def awp_diff(w_old, w_proxy, gamma):
   """utils_awp.py::diff_in_weights times gamma: gamma ||w|| (w' - w) / (||w' - w|| + 1e-20)."""
   d = w_proxy - w_old
   return gamma * np.linalg.norm(w_old) / (np.linalg.norm(d) + 1e-20) * d
+
+
+def supcon_loss(features, labels, temperature, base_temperature=None):
+  """Khosla et al. 2020 ``SupConLoss`` (contrast_mode='all') on features (B, V, D), L2-normalised
+  inside, as ``HobbitLong/SupContrast/losses.py`` computes it."""
+  base_temperature = temperature if base_temperature is None else base_temperature
+  f = features / np.linalg.norm(features, axis=-1, keepdims=True)
+  b, v, _ = f.shape
+  contrast = np.concatenate([f[:, i] for i in range(v)])  # torch.cat(torch.unbind(features, 1))
+  logits = contrast @ contrast.T / temperature
+  logits = logits - logits.max(1, keepdims=True)
+  lab = np.tile(labels, v)
+  mask = (lab[:, None] == lab[None, :]).astype(float)
+  logits_mask = 1.0 - np.eye(b * v)
+  mask = mask * logits_mask
+  log_prob = logits - np.log((np.exp(logits) * logits_mask).sum(1, keepdims=True))
+  mean_log_prob_pos = (mask * log_prob).sum(1) / mask.sum(1)
+  return float((-(temperature / base_temperature) * mean_log_prob_pos).mean())

@@ -22,7 +22,7 @@ final = {}
 for nd in (1, 8):
   over = [f"method.name={method}", f"model.name={model}", "train.epochs=1", "data.train_subset=640",
           "train.batch_size=64", f"train.num_devices={nd}"]
-  if method == "pgd_at":
+  if method in ("pgd_at", "adr_adv", "ascl"):
     over += ["method.eps=0.2", "method.step_size=0.05", "method.steps=3"]
   cfg = load_config("quickstart_digits", over)
   cfg["output_dir"] = f"/tmp/jaxrobust_cmp_{os.getpid()}_{nd}"
