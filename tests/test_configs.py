@@ -23,7 +23,8 @@ from jaxrobust.models import MODEL_NAMES, get_model
 NAMES = config_names()
 PAPER_CONFIGS = ("cifar10_pgd_at", "cifar10_trades", "cifar10_mart", "cifar10_gairat", "cifar10_mail_at",
                  "cifar10_mail_trades", "cifar10_mail_mart", "cifar10_spat", "cifar10_awp_at",
-                 "mnist_trades", "mnist_spat", "cifar10_udr", "cifar10_udr_awp_at", "mnist_udr")
+                 "mnist_trades", "mnist_spat", "cifar10_udr", "cifar10_udr_awp_at", "mnist_udr",
+                 "mnist_adr", "cifar10_adr", "cifar10_adr_cnn", "cifar10_ascl", "cifar10_ascl_code", "cifar100_ascl")
 
 
 def test_paper_configs_are_listed():
@@ -245,6 +246,36 @@ def test_mnist_protocols():
   m = s["method"]
   assert (m["name"], m["eps"], m["step_size"], m["steps"]) == ("spat", 0.3, 0.01, 40)
   assert (s["optim"]["lr"], s["train"]["epochs"]) == (0.01, 80)
+
+
+def test_representation_protocols():
+  """ADR / ASCL spec 2.3-2.6 and 3.4-3.7: thesis settings by default, the released code's as a config."""
+  a = load_config("mnist_adr")
+  m = a["method"]
+  assert (m["name"], m["eps"], m["step_size"], m["steps"], m["lc"], m["gb"], m["smt"], m["conf"]) == (
+      "adr_adv", 0.3, 0.01, 20, 1.0, 1.0, 1.0, 0.0)
+  assert {"PGD-40 eps=0.3", "mPGD-40 eps=0.3", "mPGD-40 eps=0.325"} <= _labels(a)
+  c = load_config("cifar10_adr")
+  assert c["model"]["name"] == "resnet20" and (c["method"]["eps"], c["method"]["step_size"]) == (0.031, 0.007)
+  assert (c["optim"]["lr"], c["optim"]["weight_decay"], c["optim"]["boundaries"]) == (0.1, 2e-4, (100, 150))
+  assert {"PGD-20", "mPGD-20", "AA"} <= _labels(c)
+  n = load_config("cifar10_adr_cnn")
+  assert n["model"]["channels"] == (64, 128) and n["method"]["conf"] == 1.0 and n["optim"]["name"] == "adam"
+  t = load_config("cifar10_ascl")
+  h = get_method(**t["method"]).hparams
+  assert (h["strategy"], h["tau"], h["lambda_scl"], h["lambda_vat"], h["distance"], h["alpha"]) == (
+      "leaked", 0.07, 1.0, 2.0, "cosine", 1.0)
+  assert h["counterpart_always_positive"] and h["vat_reduction"] == "batchmean"
+  assert t["optim"]["boundaries"] == (80, 120, 160) and _attack(t, "PGD-250")["steps"] == 250
+  assert _attack(t, "AA")["max_examples"] == 1000 and "mPGD-250" in _labels(t)
+  k = get_method(**load_config("cifar10_ascl_code")["method"]).hparams
+  assert (k["alpha"], k["tau"], k["distance"], k["normalize"], k["vat_reduction"], k["attack_bn"]) == (
+      0.0, 0.2, "linf", True, "elementmean", "train")
+  assert not k["counterpart_always_positive"]
+  h100 = load_config("cifar100_ascl")
+  assert h100["data"]["name"] == "cifar100" and h100["method"]["eps"] == 0.01 and _attack(h100, "PGD-250")["eps"] == 0.01
+  switched = load_config("cifar10_adr", ["method.name=adr_trades"])
+  assert get_method(**switched["method"]).name == "adr_trades"
 
 
 def test_reduced_config_is_small():

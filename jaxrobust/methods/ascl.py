@@ -31,6 +31,10 @@ the thesis default), or on L2-normalised z ('normalize=True'): 'linf' (the code 
 detached (both branches get gradient), as in the code. The loss is computed in the latents' dtype
 (the code uses float64); with tau >= 0.01 float32 is exact to ~1e-6 relative.
 
+The pool is the global batch: under ``jit`` with a batch sharded over devices the (2N, 2N) similarity
+matrix spans every device's examples (as ADR's B x B pairs do), so the loss does not depend on the
+device count; a per-device pool would need an explicit ``shard_map``, which no source uses.
+
 Defaults are the thesis's Leaked-ASCL (ResNet-20, CIFAR-10): alpha = beta = 1, lambda_scl = 1,
 lambda_vat = 2, tau = 0.07, cosine, no projection head, PGD-10 at eps 8/255, step 2/255; the
 released code's settings are ``configs/cifar10_ascl.code_faithful_config``. Not implemented: the
