@@ -23,6 +23,7 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.pgd",
     "jaxrobust.attacks.fgsm",
     "jaxrobust.attacks.mim",
+    "jaxrobust.attacks.transfer_family",
     "jaxrobust.attacks.cw",
     "jaxrobust.attacks.lm_pgd",
     "jaxrobust.attacks.apgd",

@@ -16,6 +16,9 @@ CONFIGS = {
     "cw_l2": dict(steps=3), "apgd_ce": dict(eps=0.1, n_iter=4), "apgd_dlr": dict(eps=0.1, n_iter=4),
     "apgd_t": dict(eps=0.1, n_iter=4, n_target_classes=2), "fab": dict(eps=0.1, n_iter=3),
     "fab_t": dict(eps=0.1, n_iter=3, n_target_classes=2), "square": dict(eps=0.1, n_queries=5),
+    "difgsm": dict(eps=0.1, steps=3), "tifgsm": dict(eps=0.1, steps=3, len_kernel=3), "nifgsm": dict(eps=0.1, steps=3),
+    "sinifgsm": dict(eps=0.1, steps=3, scales=2), "vmifgsm": dict(eps=0.1, steps=3, n_neighbours=2),
+    "vnifgsm": dict(eps=0.1, steps=3, n_neighbours=2), "transfer_fgsm": dict(eps=0.1, steps=3),
 }
 
 
