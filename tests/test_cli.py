@@ -64,6 +64,17 @@ def test_train_method_flag_switches_the_method(tmp_path, capsys):
   assert (run / "report.json").exists()
 
 
+@pytest.mark.parametrize("method,extra", [("adr_trades", ["method.gb=0.5"]), ("ascl", ["method.strategy=hard"])])
+def test_train_representation_methods_from_the_cli(tmp_path, method, extra):
+  run = tmp_path / method
+  assert main(["train", "--config", "quickstart_digits", "--method", method, "--output-dir", str(run),
+               "--no-progress", "train.epochs=1", "data.train_subset=128", "method.steps=2",
+               "eval.attacks=[]", *extra]) == 0
+  records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+  key = "loss_gb" if method == "adr_trades" else "loss_scl"
+  assert np.isfinite(records[-1][key])
+
+
 def test_switch_method_keeps_only_the_threat_model():
   from jaxrobust.methods.registry import switch_method
   trades = {"name": "trades", "eps": 0.3, "step_size": 0.01, "steps": 40, "beta": 1.0}
