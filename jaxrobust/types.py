@@ -30,9 +30,12 @@ class ModelOutput(NamedTuple):
 
   logits: (B, K) float, or (B, 1) for single-logit heads.
   features: (B, D) penultimate (latent) features, before the classifier head.
+  projection: (B, P) the features through a projection head for contrastive losses (the head does
+    not feed the logits), or None for models without one.
   """
   logits: Array
   features: Array
+  projection: Array | None = None
 
 
 FeaturesFn = Callable[[Array], ModelOutput]

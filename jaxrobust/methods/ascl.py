@@ -35,10 +35,14 @@ The pool is the global batch: under ``jit`` with a batch sharded over devices th
 matrix spans every device's examples (as ADR's B x B pairs do), so the loss does not depend on the
 device count; a per-device pool would need an explicit ``shard_map``, which no source uses.
 
+The projection heads of the thesis's Table 5 belong to the model (``model.projection_head=linear``
+for p1, ``mlp`` for p2; ``ModelOutput.projection``): the contrastive loss reads the projection when
+the model has one, the classifier always reads z.
+
 Defaults are the thesis's Leaked-ASCL (ResNet-20, CIFAR-10): alpha = beta = 1, lambda_scl = 1,
 lambda_vat = 2, tau = 0.07, cosine, no projection head, PGD-10 at eps 8/255, step 2/255; the
-released code's settings are ``configs/cifar10_ascl.code_faithful_config``. Not implemented: the
-optional projection head (thesis Table 5) and the code's two-augmented-views batches.
+released code's settings are the ``cifar10_ascl_code`` config. Not implemented: the code's
+two-augmented-views batches (a pool of 4N).
 """
 
 from __future__ import annotations
@@ -219,7 +223,10 @@ def _make_ascl(name: str, base: str, *, eps, step_size, steps, norm, attack_bn, 
       robust = masked_mean(losses_lib.kl_divergence(out_adv.logits, None, out_nat.logits), mask)
     else:
       robust = masked_mean(classification_loss(out_adv.logits, y), mask)
-    scl = contrastive_loss(out_nat.features, out_adv.features, y, jnp.argmax(out_nat.logits, -1),
+    # The projection head's output when the model has one (model.projection_head), else the latent.
+    latent_nat = out_nat.features if out_nat.projection is None else out_nat.projection
+    latent_adv = out_adv.features if out_adv.projection is None else out_adv.projection
+    scl = contrastive_loss(latent_nat, latent_adv, y, jnp.argmax(out_nat.logits, -1),
                            jnp.argmax(out_adv.logits, -1), strategy=strategy, tau=tau, distance=distance,
                            normalize=normalize, counterpart_always_positive=counterpart_always_positive,
                            mask=mask)

@@ -17,6 +17,7 @@ from jaxrobust.models import cnn, resnet, wide_resnet
 from jaxrobust.models.classifier import ImageClassifier
 from jaxrobust.models.common import Dtype
 from jaxrobust.models.microbatch import Microbatch, microbatched
+from jaxrobust.models.classifier import PROJECTION_HEADS
 from jaxrobust.models.heads import check_head
 from jaxrobust.types import ApplyFn, Array, ModelOutput, PRNGKey, PyTree
 
@@ -46,22 +47,27 @@ def _channel_tuple(value: Optional[Sequence[float]]) -> Optional[Tuple[float, ..
 
 def get_model(name: str, num_classes: int = 10, *, head: str = "linear", mean=None, std=None,
               dtype: Dtype = jnp.float32, cosine_normalize_features: bool = True,
-              **kwargs) -> ImageClassifier:
+              projection_head: str = "none", projection_dim: int = 128, **kwargs) -> ImageClassifier:
   """Builds model `name` (see MODEL_NAMES) with the given head and in-model normalisation.
 
   head: 'linear' (Dense K), 'single_logit' (Dense 1, logits (B, 1); num_classes ignored) or
     'cosine' (SPAT; see heads.py and project_cosine_head).
   mean/std: per-channel tuples or None (identity), applied to x in [0, 1] inside the model.
+  projection_head / projection_dim: 'none', 'linear' or 'mlp' head for contrastive losses (ASCL),
+    returned as ``ModelOutput.projection``; it does not change the logits.
   kwargs go to the backbone, e.g. depth/widen for 'wide_resnet', width for the ResNets,
     shortcut='A' for 'resnet20', final_bn for 'preact_resnet18', hidden_sizes for 'mlp'.
   """
   if name not in _BACKBONES:
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
   check_head(head)
+  if projection_head not in PROJECTION_HEADS:
+    raise ValueError(f"projection_head must be one of {PROJECTION_HEADS}; got {projection_head!r}")
   backbone = _BACKBONES[name](dtype=dtype, **kwargs)
   return ImageClassifier(backbone=backbone, num_classes=1 if head == "single_logit" else num_classes,
                          head=head, mean=_channel_tuple(mean), std=_channel_tuple(std), dtype=dtype,
-                         cosine_normalize_features=cosine_normalize_features)
+                         cosine_normalize_features=cosine_normalize_features,
+                         projection_head=projection_head, projection_dim=int(projection_dim))
 
 
 def model_keywords(name: str) -> Tuple[str, ...]:

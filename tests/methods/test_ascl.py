@@ -245,3 +245,36 @@ def test_bad_hyperparameters_are_refused():
 def test_ascl_trains_and_compiles_once(name, kw):
   method = get_method(name, eps=0.1, step_size=0.05, steps=2, **kw)
   h.check_training(method, n_steps=12)
+
+
+@pytest.mark.parametrize("kind,dim", [("linear", 16), ("mlp", 8)])
+def test_projection_head_feeds_the_contrastive_loss_only(kind, dim):
+  """ASCL App. C.1: p(z) for the contrastive term, z for the classifier."""
+  from jaxrobust.models import get_model, init_model
+  x, y = h.digits(32)
+  plain = get_model("mlp", hidden_sizes=(24,))
+  proj = get_model("mlp", hidden_sizes=(24,), projection_head=kind, projection_dim=dim)
+  v = init_model(proj, jax.random.key(0), x.shape[1:])
+  assert "projection" in v["params"]
+  out = proj.apply(v, jnp.asarray(x), return_features=True)
+  assert out.projection.shape == (32, dim) and out.features.shape == (32, 24)
+  bare = {"params": {k: p for k, p in v["params"].items() if k != "projection"}}
+  np.testing.assert_array_equal(np.asarray(plain.apply(bare, jnp.asarray(x))), np.asarray(proj.apply(v, jnp.asarray(x))))
+  assert plain.apply(bare, jnp.asarray(x), return_features=True).projection is None
+  with pytest.raises(ValueError, match="projection_head"):
+    get_model("mlp", projection_head="deep")
+
+  method = ascl.make_ascl(eps=0.1, step_size=0.05, steps=1)
+  ctx = h.identity_ctx()._replace(
+      forward=lambda p, bs, xx: (proj.apply({"params": p}, xx, return_features=True), bs),
+      eval_forward=lambda p, bs, xx: proj.apply({"params": p}, xx, return_features=True))
+  batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
+  x_adv = jnp.clip(jnp.asarray(x) + 0.05, 0, 1)
+  grads, metrics = jax.grad(lambda p: method.loss(p, {}, batch, x_adv, None, (), jax.random.key(0), ctx),
+                            has_aux=True)(v["params"])
+  a_nat = proj.apply(v, jnp.asarray(x), return_features=True)
+  a_adv = proj.apply(v, x_adv, return_features=True)
+  expected = ascl.contrastive_loss(a_nat.projection, a_adv.projection, jnp.asarray(y),
+                                   jnp.argmax(a_nat.logits, -1), jnp.argmax(a_adv.logits, -1)).loss
+  np.testing.assert_allclose(float(metrics.metrics["loss_scl"]), float(expected), rtol=1e-6)
+  assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads["projection"]))) > 0
