@@ -197,3 +197,95 @@ def test_plot_writes_a_png(tmp_path):
   path = plot_latent_divergence(z, za, y, str(tmp_path / "sub" / "rdiv.png"), title="t")
   with open(path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# -------------------------------------------------------------------------------------------
+# The evaluator plug-in, end to end on the shipped digits
+# -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mlp_digits():
+  """get_model('mlp') trained briefly on the shipped digits, its logits and features applies."""
+  import optax
+  from jaxrobust.data import load_dataset
+  from jaxrobust.models import get_model, init_model, make_apply, make_features_apply
+  train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+  module = get_model("mlp", 10, hidden_sizes=(32,))
+  v = init_model(module, jax.random.PRNGKey(0), (8, 8, 1))
+  apply = make_apply(module, microbatch=None)
+  x, y = jnp.asarray(train.as_float()), jnp.asarray(train.labels)
+  opt = optax.adam(0.01)
+  st = opt.init(v["params"])
+
+  @jax.jit
+  def step(p, st):
+    g = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(apply({"params": p}, x), y).mean())(p)
+    u, st = opt.update(g, st)
+    return optax.apply_updates(p, u), st
+
+  p = v["params"]
+  for _ in range(60):
+    p, st = step(p, st)
+  return module, apply, make_features_apply(module, microbatch=None), {"params": p}, test
+
+
+SPECS = [{"name": "pgd", "label": "pgd", "eps": 0.1, "steps": 5, "step_size": 0.03},
+         {"name": "fgsm", "label": "fgsm", "eps": 0.1, "max_examples": 200}]
+
+
+def test_evaluator_r_div_from_the_same_attack_run_and_other_numbers_unchanged(mlp_digits, tmp_path):
+  from jaxrobust.evaluate.robust import DEFAULT_METRICS, RobustEvaluator
+  module, apply, features_apply, v, test = mlp_digits
+  plain = RobustEvaluator(apply).evaluate(v, test, SPECS, batch_size=100, progress=False)
+  ev = RobustEvaluator(apply, features_apply=features_apply)
+  metric = LatentDivergence(plot=str(tmp_path / "rdiv.png"))
+  r = ev.evaluate(v, test, SPECS, batch_size=100, progress=False, keep_adversarials=True,
+                  metrics=[*DEFAULT_METRICS, metric])
+  # every number the default metrics report is bit-identical with the features pass added
+  for k in ("n", "clean_acc", "robust_acc", "worst_case_acc", "n_worst", "n_attacked", "attacks"):
+    assert r[k] == plain[k], k
+  assert r["clean_acc"] > 0.8 and r["robust_acc"]["pgd"] < r["clean_acc"]
+  # the latents are those of the same x_adv the accuracies scored
+  x = jnp.asarray(test.as_float())
+  for label, m in (("pgd", len(test)), ("fgsm", 200)):
+    e = r["r_div"][label]
+    assert e["n"] == m and e["pools"] == "mixed" and e["minibatch"] == 128
+    z_clean = np.asarray(features_apply(v, x[:m]).features)
+    z_adv = np.asarray(features_apply(v, jnp.asarray(r["adversarials"][label])).features)
+    order = np.random.default_rng(0).permutation(m)  # shuffle_seed=0
+    want = r_div(z_clean[order], z_adv[order], test.labels[:m][order])
+    np.testing.assert_allclose([e["ratio"], e["d_plus"], e["d_minus"]], np.array(want), rtol=1e-4)
+    assert 0 < e["d_plus"] < e["d_minus"]  # a trained model separates its classes
+    assert len(e["per_class"]["class"]) == 10 and sum(e["per_class"]["n"]) == m
+    with open(e["plot"], "rb") as f:
+      assert f.read(4) == b"\x89PNG"
+  assert r["r_div"]["pgd"]["plot"].endswith("rdiv_pgd.png")
+  json.dumps(r["r_div"])  # JSON-ready
+  # adversarial-only pools on one attack, its latents alone kept
+  p = ev.points(v, test, SPECS, batch_size=100, progress=False, features=("fgsm",))
+  assert set(p.adv_features) == {"fgsm"} and p.clean_features.shape == (len(test), 32)
+  adv_only = LatentDivergence("fgsm", pools="adversarial", shuffle_seed=None)(p)["r_div"]["fgsm"]
+  want = r_div(p.clean_features[:200], p.adv_features["fgsm"], p.labels[:200], pools="adversarial")
+  np.testing.assert_allclose([adv_only["ratio"], adv_only["d_plus"]], np.array(want)[:2], rtol=1e-6)
+
+
+def test_evaluator_without_a_features_apply_names_the_fix(mlp_digits):
+  from jaxrobust.evaluate.robust import RobustEvaluator
+  module, apply, _, v, test = mlp_digits
+  with pytest.raises(ValueError, match="make_features_apply"):
+    RobustEvaluator(apply).evaluate(v, test, SPECS[:1], progress=False, metrics=[LatentDivergence()])
+  with pytest.raises(TypeError, match="make_features_apply"):  # a logits-only apply given as features apply
+    RobustEvaluator(apply, features_apply=apply).evaluate(v, test.take(50), SPECS[:1], progress=False,
+                                                          metrics=[LatentDivergence()])
+  ev = RobustEvaluator(apply, features_apply=_features_of(module))
+  with pytest.raises(ValueError, match="at least one attack"):
+    ev.evaluate(v, test.take(50), [], progress=False, metrics=[LatentDivergence()])
+  with pytest.raises(ValueError, match="not in this evaluation"):
+    ev.evaluate(v, test.take(50), SPECS[:1], progress=False, metrics=[LatentDivergence("nope")])
+  with pytest.raises(ValueError, match="pools must be one of"):
+    LatentDivergence(pools="clean")
+
+
+def _features_of(module):
+  from jaxrobust.models import make_features_apply
+  return make_features_apply(module, microbatch=None)
