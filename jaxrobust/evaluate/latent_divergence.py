@@ -179,7 +179,7 @@ def class_divergences(z_clean, z_adv, y, *, pools: str = "mixed", minibatch: int
   counterpart: mean d(z_i, z_i^T), how far each point's own adversarial latent moved;
   within: mean of the anchors' positive-pool means (their d_a^+ terms; anchors with an empty pool left out);
   between: mean of their negative-pool means (d_a^- terms); n: the number of anchors.
-  A class with no usable anchor gets NaN (JSON null after ``write_json``)."""
+  A class with no usable anchor for a pool gets NaN there."""
   a = jax.tree.map(np.asarray, anchor_divergences(z_clean, z_adv, y, pools=pools, minibatch=minibatch))
   y = np.asarray(y)
   out = {"class": [], "n": [], "counterpart": [], "within": [], "between": []}
