@@ -321,13 +321,17 @@ def plot_latent_divergence(z_clean, z_adv, y, path: str, *, pools: str = "mixed"
                                    ("within", "within class (d+ pool)"),
                                    ("between", "between classes (d- pool)"))):
     ax.bar(x + (k - 1) * width, per_class[key], width, label=name)
-  ax.axhline(float(rdiv.d_plus), color="C1", ls="--", lw=1)
-  ax.axhline(float(rdiv.d_minus), color="C2", ls="--", lw=1)
+  ax.axhline(float(rdiv.d_plus), color="C1", ls="--", lw=1, label="d+ (R-DIV numerator)")
+  ax.axhline(float(rdiv.d_minus), color="C2", ls="--", lw=1, label="d- (R-DIV denominator)")
+  tallest = np.nanmax([np.nanmax(np.asarray(per_class[k], float)) for k in ("counterpart", "within", "between")]
+                      + [float(rdiv.d_minus), float(rdiv.d_plus)])
+  if np.isfinite(tallest) and tallest > 0:
+    ax.set_ylim(0, 1.4 * tallest)  # room for the legend above the bars
   ax.set_xticks(x, [str(c) for c in classes])
   ax.set_xlabel("class")
   ax.set_ylabel("mean cosine distance 1 - cos")
   ax.set_title(f"d+ {float(rdiv.d_plus):.3f}  d- {float(rdiv.d_minus):.3f}  R-DIV {float(rdiv.ratio):.3f}")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7, ncol=2, loc="upper center")
   ax.grid(alpha=0.3, axis="y")
 
   rng = np.random.default_rng(seed)
