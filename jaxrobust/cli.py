@@ -2,7 +2,7 @@
 
     jaxrobust quickstart                      # standard vs PGD-AT on the shipped digits
     jaxrobust train --config NAME_OR_FILE.py [key=value ...]
-    jaxrobust evaluate --run-dir DIR [--attack SPEC ...] [key=value ...]
+    jaxrobust evaluate --run-dir DIR [--attack SPEC ...] [--rdiv] [key=value ...]
     jaxrobust attack --run-dir DIR --attack SPEC --out adv.npz
     jaxrobust list [--keys]                   # configs, methods, attacks, models, datasets (config keys)
 """
@@ -91,13 +91,27 @@ def cmd_evaluate(args) -> int:
   attacks = [_parse_attack_spec(a) for a in args.attack] if args.attack else cfg["eval"]["attacks"]
   if not attacks:
     print("note: no attacks given (use --attack pgd:eps=...,steps=20); reporting clean accuracy only")
-  evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
+  out = args.json or os.path.join(args.run_dir, "evaluation.json")
+  metrics, features_apply = None, None
+  if args.rdiv:
+    if not attacks:
+      raise SystemExit("error: --rdiv compares clean and adversarial latents: give an attack, e.g. "
+                       "--attack pgd:eps=0.031,step_size=0.0078,steps=250 (the paper's PGD-250)")
+    from jaxrobust.evaluate.latent_divergence import LatentDivergence
+    from jaxrobust.evaluate.robust import DEFAULT_METRICS
+    from jaxrobust.models import make_features_apply
+    features_apply = make_features_apply(run.module)
+    metrics = [*DEFAULT_METRICS, LatentDivergence(pools=args.rdiv_pools, plot=os.path.splitext(out)[0] + "_rdiv.png")]
+  evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")),
+                              features_apply=features_apply)
   report = evaluator.evaluate(run.variables, _test_split(cfg), attacks,
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
-                              checks=not args.no_checks)
+                              checks=not args.no_checks, metrics=metrics)
   print(format_table({cfg["method"]["name"]: report}))
-  out = args.json or os.path.join(args.run_dir, "evaluation.json")
+  for label, r in report.get("r_div", {}).items():
+    print(f"R-DIV [{label}, {r['pools']} pools]: {r['ratio']:.4f} = d+ {r['d_plus']:.4f} / d- {r['d_minus']:.4f} "
+          f"on {r['n']} points; plot: {r['plot']}")
   write_json(out, report)
   print(f"json: {out}")
   return 0
@@ -216,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--no-checks", action="store_true",
                  help="skip the gradient-masking checks (zero gradients, randomised outputs, probabilities "
                       "instead of logits, black-box stronger than white-box)")
+  e.add_argument("--rdiv", action="store_true",
+                 help="also report R-DIV (Bui et al. 2021a), the latent-divergence ratio d+ / d- of cosine distances "
+                      "between penultimate features of clean and attacked test points, for every attack of the "
+                      "evaluation (same adversarial examples); adds 'r_div' to the JSON and writes a per-class "
+                      "bar chart + PCA plot next to it (<json>_rdiv[_LABEL].png)")
+  e.add_argument("--rdiv-pools", choices=("mixed", "adversarial"), default="mixed",
+                 help="R-DIV pools of a clean anchor: 'mixed' = other points' clean and adversarial latents, as the "
+                      "paper writes it (default); 'adversarial' = their adversarial latents only")
   e.add_argument("--no-progress", action="store_true")
   e.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. data.test_subset=1000)")
   e.set_defaults(fn=cmd_evaluate)

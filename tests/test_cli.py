@@ -129,3 +129,19 @@ def test_quickstart_runs_and_writes_report_and_plot(tmp_path, capsys):
   for c in report["curves"].values():
     assert len(c["eps"]) == len(c["robust_acc"]) and c["robust_acc"][0] >= c["robust_acc"][-1]
   assert "| standard |" in capsys.readouterr().out
+
+
+def test_evaluate_rdiv_writes_numbers_and_plot(tmp_path, capsys):
+  run = tmp_path / "run"
+  assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
+               "train.epochs=1", "data.train_subset=128", "eval.attacks=[]"]) == 0
+  assert main(["evaluate", "--run-dir", str(run), "--no-progress", "--no-checks", "--max-examples", "150",
+               "--attack", "fgsm:eps=0.2,label=fgsm", "--rdiv", "--rdiv-pools", "adversarial"]) == 0
+  assert "R-DIV [fgsm, adversarial pools]" in capsys.readouterr().out
+  ev = json.loads((run / "evaluation.json").read_text())
+  r = ev["r_div"]["fgsm"]
+  assert r["n"] == 150 and r["pools"] == "adversarial" and r["ratio"] == pytest.approx(r["d_plus"] / r["d_minus"])
+  assert r["plot"] == str(run / "evaluation_rdiv.png") and (run / "evaluation_rdiv.png").exists()
+  assert "fgsm" in ev["robust_acc"]
+  with pytest.raises(SystemExit, match="--rdiv compares clean and adversarial latents"):
+    main(["evaluate", "--run-dir", str(run), "--no-progress", "--rdiv"])

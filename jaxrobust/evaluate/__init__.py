@@ -4,12 +4,15 @@
 (``specs.py``) once over the split, ``evaluate`` reports clean / robust accuracy and, for single-logit
 models, clean / robust AP with the plug-ins of ``metrics.py``. ``average_precision.py`` is the robust-AP
 protocol of Li, Tong & Yang (2023) on the same loop, ``checks.py`` the gradient-masking checks,
-``selection.py`` the one model-selection rule (best score so far, first on ties, NaN never wins).
+``selection.py`` the one model-selection rule (best score so far, first on ties, NaN never wins),
+``latent_divergence.py`` R-DIV (Bui et al. 2021a), the latent-divergence diagnostic, as a function and a
+metric plug-in that reads the latents of the same pass.
 """
 
 # (The AP function stays jaxrobust.evaluate.metrics.average_precision: exported here under that name it
 # would hide the module jaxrobust.evaluate.average_precision.)
 from jaxrobust.evaluate.average_precision import APEvaluator, evaluate_ap
+from jaxrobust.evaluate.latent_divergence import LatentDivergence, RDiv, plot_latent_divergence, r_div
 from jaxrobust.evaluate.metrics import (AdversarialAccuracy, AveragePrecision, CleanAccuracy, Metric, Points,
                                         PositiveRate, RobustAccuracy, WorstCaseAP, inverted_ranking_ap)
 from jaxrobust.evaluate.robust import (DEFAULT_METRICS, RobustEvaluator, evaluate, evaluate_from_config,
@@ -20,4 +23,5 @@ from jaxrobust.evaluate.specs import EVALUATOR_KEYS
 __all__ = ["RobustEvaluator", "evaluate", "evaluate_from_config", "format_table", "robust_accuracy_curve",
            "DEFAULT_METRICS", "Metric", "Points", "CleanAccuracy", "RobustAccuracy", "AdversarialAccuracy",
            "AveragePrecision", "WorstCaseAP", "PositiveRate", "APEvaluator", "evaluate_ap", "inverted_ranking_ap",
-           "select_best", "improves", "ScoreLog", "EVALUATOR_KEYS"]
+           "select_best", "improves", "ScoreLog", "EVALUATOR_KEYS", "r_div", "RDiv", "LatentDivergence",
+           "plot_latent_divergence"]

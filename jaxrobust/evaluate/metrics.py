@@ -41,6 +41,8 @@ class Points(NamedTuple):
   attacks: the specs as reported (labels set). seconds: {'clean' or label: wall time}.
   adversarials: {label: (m_a, ...) x_adv} when kept, else None.
   sample: (x, y) host arrays of the first batch (for the gradient-masking checks).
+  clean_features: (n, D) latent features at the clean points, when a metric asked for them
+    (``needs_features``), else None. adv_features: {label: (m_a, D)} latents at attack a's outputs.
   """
   labels: np.ndarray
   clean_pred: np.ndarray
@@ -51,6 +53,8 @@ class Points(NamedTuple):
   seconds: dict
   adversarials: dict | None = None
   sample: tuple | None = None
+  clean_features: np.ndarray | None = None
+  adv_features: dict | None = None
 
   @property
   def n(self) -> int:
@@ -62,7 +66,13 @@ class Points(NamedTuple):
 
 
 class Metric(Protocol):
-  """``name`` identifies the metric; calling it on ``Points`` returns its report entries."""
+  """``name`` identifies the metric; calling it on ``Points`` returns its report entries.
+
+  A metric that reads latent features declares ``needs_features = True`` and ``feature_attacks``
+  (the attack labels whose outputs' latents it reads, None for all): the evaluator then fills
+  ``Points.clean_features`` / ``adv_features`` through its features apply (e.g.
+  ``jaxrobust.evaluate.latent_divergence.LatentDivergence``). Other metrics need neither.
+  """
   name: str
 
   def __call__(self, points: Points) -> dict[str, Any]:

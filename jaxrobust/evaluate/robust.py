@@ -12,6 +12,12 @@ eps is a traced argument (unless ``trace_eps=False``), so an eps sweep reuses on
 ``two_class_logits`` and ``source`` (``specs.py``) choose what the attack crafts on; the evaluated model
 always scores the result. A cascade with host-side control
 (registry ``jittable=False``, e.g. AutoAttack) runs eagerly with its stages jitted inside.
+
+Latent features: a metric that declares ``needs_features`` (R-DIV, ``latent_divergence.py``) makes the
+loop also keep the penultimate features of the clean points and of the attacks' outputs (the same
+x_adv as the accuracies), through the evaluator's ``features_apply`` (``models.make_features_apply``).
+That is one extra forward pass per batch and attack, outside the attacks' programs: the attacks,
+predictions and every other number are the same with or without it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from jaxrobust.attacks.registry import attack_info, get_attack
 from jaxrobust.evaluate import metrics as metrics_lib
 from jaxrobust.evaluate.specs import EVALUATOR_KEYS  # noqa: F401  (the spec keys the evaluator reads)
 from jaxrobust.evaluate.specs import attack_kwargs, attack_limits, check_specs, reported, two_class_logits
-from jaxrobust.types import ApplyFn
+from jaxrobust.types import ApplyFn, ModelOutput
 
 # Clean accuracy, robust accuracy (+ worst case); clean and robust AP for a single-logit model.
 DEFAULT_METRICS = (metrics_lib.CleanAccuracy(), metrics_lib.RobustAccuracy(), metrics_lib.AveragePrecision())
@@ -41,10 +47,14 @@ class RobustEvaluator:
   trace_eps: eps is a traced argument of each attack's program, so an eps sweep compiles once. False
   compiles every eps into its own program as a constant, which XLA may fold, moving the last bits of
   an attack's iterates: the AdAP protocol's numbers (``APEvaluator``) were measured that way.
+  features_apply: ``features_apply(variables, x) -> ModelOutput(logits, features)`` of the same model
+  (``jaxrobust.models.make_features_apply(module)``), needed only by metrics that read latents (R-DIV).
   """
 
-  def __init__(self, apply: ApplyFn, *, mesh=None, trace_eps: bool = True):
+  def __init__(self, apply: ApplyFn, *, mesh=None, trace_eps: bool = True, features_apply=None):
     self.apply = apply
+    self.features_apply = features_apply
+    self._features = None
     self.trace_eps = bool(trace_eps)
     self.mesh = mesh if mesh is not None else parallel.make_mesh()
     repl, data = parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)
@@ -98,12 +108,38 @@ class RobustEvaluator:
     self._attacks[cache_key] = fn
     return fn
 
+  def _features_step(self):
+    """features(variables, x) -> (B, D) latents, jitted once."""
+    if self._features is None:
+      if self.features_apply is None:
+        raise ValueError("this evaluation needs latent features (a metric declares needs_features, e.g. R-DIV) "
+                         "but the evaluator has no features apply: build it as RobustEvaluator(apply, "
+                         "features_apply=jaxrobust.models.make_features_apply(module)), or, for your own model, "
+                         "pass a features_apply(variables, x) -> jaxrobust.types.ModelOutput(logits, features)")
+      features_apply = self.features_apply
+
+      def latents(v, x):
+        out = features_apply(v, x)
+        if not isinstance(out, ModelOutput):
+          raise TypeError(f"features_apply returned {type(out).__name__} (shape {getattr(out, 'shape', '?')}), not "
+                          "ModelOutput(logits, features): it looks like a logits-only apply (make_apply). Use "
+                          "jaxrobust.models.make_features_apply(module), or return "
+                          "jaxrobust.types.ModelOutput(logits, features) from your function")
+        return out.features.reshape(out.features.shape[0], -1)
+      self._features = jax.jit(latents, in_shardings=(self._repl, self._data), out_shardings=self._data)
+    return self._features
+
   def points(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256, key=None,
              max_examples: int | None = None, progress: bool = True,
-             keep_adversarials: bool = False) -> metrics_lib.Points:
+             keep_adversarials: bool = False, features: bool | Sequence[str] = False) -> metrics_lib.Points:
     """One pass over ``dataset`` (its first ``max_examples`` points): per-point clean and adversarial
     predictions (and scores of a single-logit model), timings, the first batch, and the adversarial
-    examples when ``keep_adversarials``."""
+    examples when ``keep_adversarials``.
+
+    features: True keeps the latents (``features_apply``) of the clean points and of every attack's
+    outputs in ``Points.clean_features`` / ``adv_features``; a sequence of labels keeps those attacks'
+    only (and the clean ones). Not counted in ``seconds``.
+    """
     from jaxrobust.data import batch_iterator
     if max_examples:
       dataset = dataset.take(int(max_examples))
@@ -113,9 +149,20 @@ class RobustEvaluator:
     labels = check_specs(attacks)
     limits = attack_limits(dataset, attacks, labels)
     steps = [self._attack_step(s) for s in attacks]
+    if features is True or features is False:
+      feature_labels = set(labels) if features else set()
+    else:
+      feature_labels = set(features)
+      unknown = sorted(feature_labels - set(labels))
+      if unknown:
+        raise ValueError(f"latent features asked for attacks {unknown}, which are not in this evaluation "
+                         f"(its attack labels: {labels})")
+    keep_features = features is not False
+    features_at = self._features_step() if keep_features else None
     variables = parallel.replicate(variables, self.mesh)
     sources = [parallel.replicate(() if s.get("source") is None else s["source"][1], self.mesh) for s in attacks]
-    out = {"labels": [], "clean_pred": [], "clean_score": []}
+    out = {"labels": [], "clean_pred": [], "clean_score": [], "clean_features": []}
+    adv_features = {l: [] for l in labels if l in feature_labels}
     adv_pred = {l: [] for l in labels}
     adv_score = {l: [] for l in labels}
     adversarials = {l: [] for l in labels}
@@ -147,6 +194,8 @@ class RobustEvaluator:
       if single_logit:
         out["clean_score"].append(clean_logits.reshape(len(mask))[mask])
       hits["clean"] += int((pred == y_host)[mask].sum())
+      if keep_features:
+        out["clean_features"].append(np.asarray(features_at(variables, x))[mask])
       for a, (label, step, src) in enumerate(zip(labels, steps, sources)):
         keep = mask & (n + np.cumsum(mask) - 1 < limits.get(label, n + len(mask)))  # rows inside the limit
         if not keep.any():
@@ -165,6 +214,8 @@ class RobustEvaluator:
         seen[label] += int(keep.sum())
         if keep_adversarials:
           adversarials[label].append(np.asarray(x_adv)[keep])
+        if label in adv_features:
+          adv_features[label].append(np.asarray(features_at(variables, x_adv))[keep])
       n += int(mask.sum())
       if bar is not None:
         bar.update(1)
@@ -181,7 +232,10 @@ class RobustEvaluator:
         adv_score={l: _join(v, np.float32) for l, v in adv_score.items()} if single else None,
         attacks=[reported(s, l) for s, l in zip(attacks, labels)], seconds=seconds,
         adversarials={l: np.concatenate(v) for l, v in adversarials.items()} if keep_adversarials else None,
-        sample=sample)
+        sample=sample,
+        clean_features=np.concatenate(out["clean_features"]) if keep_features and out["clean_features"] else None,
+        adv_features={l: np.concatenate(v) if v else None for l, v in adv_features.items()}
+        if keep_features else None)
 
   def evaluate(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256,
                key=None, max_examples: int | None = None, progress: bool = True,
@@ -195,15 +249,18 @@ class RobustEvaluator:
     (``n_worst``). ``check_prefix_classes`` refuses a prefix that misses classes (class-sorted files).
     A single-logit model also gets 'clean_ap' and 'robust_ap': {label: AP}.
 
-    metrics: the plug-ins computing the report (default ``DEFAULT_METRICS``).
+    metrics: the plug-ins computing the report (default ``DEFAULT_METRICS``). One that declares
+    ``needs_features`` (``LatentDivergence``: 'r_div') needs the evaluator's ``features_apply``.
     checks=True adds 'checks': the gradient-masking checks of ``jaxrobust.evaluate.checks`` on
     the first batch and across the attacks' results (flagged ones are also printed).
     keep_adversarials=True adds 'adversarials', 'robust_flags' and 'clean_flags' (per point).
     """
+    metrics = DEFAULT_METRICS if metrics is None else metrics
     points = self.points(variables, dataset, attacks, batch_size=batch_size, key=key, max_examples=max_examples,
-                         progress=progress, keep_adversarials=keep_adversarials)
+                         progress=progress, keep_adversarials=keep_adversarials,
+                         features=_features_asked(metrics))
     report = {"n": points.n,
-              **metrics_lib.compute(points, DEFAULT_METRICS if metrics is None else metrics),
+              **metrics_lib.compute(points, metrics),
               "seconds": points.seconds, "attacks": points.attacks}
     if checks and points.sample is not None:
       from jaxrobust.evaluate.checks import run_checks
@@ -221,6 +278,16 @@ class RobustEvaluator:
     return report
 
 
+def _features_asked(metrics) -> bool | tuple[str, ...]:
+  """What the metrics' declared ``needs_features`` / ``feature_attacks`` ask ``points`` to keep."""
+  asking = [m for m in metrics if getattr(m, "needs_features", False)]
+  if not asking:
+    return False
+  if any(getattr(m, "feature_attacks", None) is None for m in asking):
+    return True
+  return tuple(dict.fromkeys(l for m in asking for l in m.feature_attacks))
+
+
 def _join(parts: list, dtype) -> np.ndarray:
   return np.concatenate(parts) if parts else np.zeros((0,), dtype)
 
@@ -231,8 +298,8 @@ def _short(label: str) -> str:
 
 def evaluate(apply: ApplyFn, variables, dataset, attacks: Sequence[dict] = (), **kw) -> dict:
   """One-shot form of ``RobustEvaluator(apply).evaluate(variables, dataset, attacks, ...)``."""
-  mesh = kw.pop("mesh", None)
-  return RobustEvaluator(apply, mesh=mesh).evaluate(variables, dataset, attacks, **kw)
+  mesh, features_apply = kw.pop("mesh", None), kw.pop("features_apply", None)
+  return RobustEvaluator(apply, mesh=mesh, features_apply=features_apply).evaluate(variables, dataset, attacks, **kw)
 
 
 def robust_accuracy_curve(evaluator: RobustEvaluator, variables, dataset, spec: dict,
