@@ -99,7 +99,10 @@ def train(args) -> None:
 
 
 def evaluate(args) -> None:
+  from jaxrobust.evaluate.latent_divergence import LatentDivergence
+  from jaxrobust.evaluate.robust import DEFAULT_METRICS
   from jaxrobust.evaluate.robust import RobustEvaluator
+  from jaxrobust.models import make_features_apply
   from jaxrobust.runs import load_run
   from jaxrobust.data import load_splits
   eps = DATASETS["fashion_mnist"]["eps"]
@@ -126,15 +129,18 @@ def evaluate(args) -> None:
       if test is None:
         test = load_splits(run.config["data"]).test
       if evaluator is None:  # one architecture: the compiled programs take the variables as input
-        evaluator = RobustEvaluator(run.apply)
+        evaluator = RobustEvaluator(run.apply, features_apply=make_features_apply(run.module))
       t0 = time.perf_counter()
+      # R-DIV (Bui et al. 2021, sec. 2) from the latents of the PGD-20 points, pools mixed as written.
+      metrics = [*DEFAULT_METRICS, LatentDivergence(["PGD-20"], pools="mixed")]
       rep = evaluator.evaluate(run.variables, test, attacks, batch_size=250, progress=False,
-                               key=jax.random.PRNGKey(seed + 1))
+                               key=jax.random.PRNGKey(seed + 1), metrics=metrics)
       row = {"label": label, "seed": seed, "clean": rep["clean_acc"], "pgd20": rep["robust_acc"]["PGD-20"],
              "mpgd20": rep["robust_acc"]["mPGD-20"], "n": rep["n"], "pgd_eval_seconds": time.perf_counter() - t0,
              **{k: record[k] for k in ("train_seconds", "steps", "median_examples_per_s", "last_metrics",
                                        "command")}}
-      row.update(rdiv_metrics(run, test, eps, step, seed))
+      rdiv = rep["r_div"]["PGD-20"]
+      row.update(rdiv=rdiv["ratio"], rdiv_d_plus=rdiv["d_plus"], rdiv_d_minus=rdiv["d_minus"])
       if args.aa_points:
         aa = evaluate_aa(run.apply, run.variables, test.take(args.aa_points), eps, "standard", seed + 2)
         row.update(aa=aa["robust_acc"], aa_n=args.aa_points, aa_seconds=aa["seconds"])
@@ -143,17 +149,6 @@ def evaluate(args) -> None:
             f"AA {row.get('aa', float('nan')):.3f} R-DIV {row.get('rdiv', float('nan')):.3f}", flush=True)
       write(args, results, time.perf_counter() - t_start)
   write(args, results, time.perf_counter() - t_start)
-
-
-def rdiv_metrics(run, test, eps, step, seed) -> dict:
-  """R-DIV (Bui et al. 2021, sec. 2) of the model's latents under PGD-20, mixed pools."""
-  try:
-    from jaxrobust.evaluate.latent_divergence import latent_divergence_of
-  except ImportError:
-    return {}
-  res = latent_divergence_of(run, test, {"name": "pgd", "eps": eps, "steps": 20, "step_size": step},
-                             key=jax.random.PRNGKey(seed + 3))
-  return {"rdiv": float(res.ratio), "rdiv_d_plus": float(res.d_plus), "rdiv_d_minus": float(res.d_minus)}
 
 
 def _mean_sd(values):
