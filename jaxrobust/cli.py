@@ -3,8 +3,9 @@
     jaxrobust quickstart                      # standard vs PGD-AT on the shipped digits
     jaxrobust train --config NAME_OR_FILE.py [key=value ...]
     jaxrobust evaluate --run-dir DIR [--attack SPEC ...] [--rdiv] [key=value ...]
+    jaxrobust evaluate --run-dir DIR --protocol NAME  # a paper's evaluation, beside its table
     jaxrobust attack --run-dir DIR --attack SPEC --out adv.npz
-    jaxrobust list [--keys]                   # configs, methods, attacks, models, datasets (config keys)
+    jaxrobust list [--keys | --attack NAME | --protocols]   # what exists, config keys, attack options
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+  if args.protocol:
+    return _evaluate_protocol(args)
+  if args.source_run:
+    raise SystemExit("error: --source-run is the surrogate of a protocol's transfer column; use it with --protocol")
   import jax
   from jaxrobust import parallel
   from jaxrobust.evaluate.robust import RobustEvaluator, format_table
@@ -113,6 +118,31 @@ def cmd_evaluate(args) -> int:
     print(f"R-DIV [{label}, {r['pools']} pools]: {r['ratio']:.4f} = d+ {r['d_plus']:.4f} / d- {r['d_minus']:.4f} "
           f"on {r['n']} points; plot: {r['plot']}")
   write_json(out, report)
+  print(f"json: {out}")
+  return 0
+
+
+def _evaluate_protocol(args) -> int:
+  """``jaxrobust evaluate --protocol NAME``: the paper's attack list and budgets, beside its numbers."""
+  from jaxrobust import parallel
+  from jaxrobust.runs import evaluate_protocol, protocol_table
+  from jaxrobust.train.checkpoint import CheckpointError, write_json
+  if args.attack or args.rdiv:
+    raise SystemExit("error: --protocol fixes the attacks (and R-DIV where the paper reports it); drop --attack / --rdiv")
+  run = _load_run(args, best=args.best)  # the reason a folder is not a run, before any work
+  try:
+    result = evaluate_protocol(args.run_dir, args.protocol, best=args.best, max_examples=args.max_examples,
+                               seed=args.seed, progress=not args.no_progress, source_run=args.source_run,
+                               overrides=args.overrides,
+                               mesh=parallel.make_mesh(run.config["train"].get("num_devices")))
+  except (FileNotFoundError, CheckpointError) as e:
+    raise SystemExit(f"error: {e}")
+  table = protocol_table(result)
+  print(table)
+  out = args.json or os.path.join(args.run_dir, f"evaluation_{result['protocol']}.json")
+  write_json(out, result)
+  with open(os.path.splitext(out)[0] + ".md", "w") as f:
+    f.write(table + "\n")
   print(f"json: {out}")
   return 0
 
@@ -159,6 +189,15 @@ def cmd_list(args) -> int:
   from jaxrobust.data import DATASET_NAMES
   if args.attack:
     return _describe_attack(args.attack)
+  if args.protocols:
+    from jaxrobust.configs.protocols import get_protocol, protocol_names
+    for name in protocol_names():
+      spec = get_protocol(name)
+      print(f"{name}: {spec.paper}")
+      print(f"    data {spec.dataset}; columns {', '.join(spec.columns)}"
+            + (f"; not run yet: {', '.join(spec.missing)}" if spec.missing else ""))
+    print("  run one: jaxrobust evaluate --run-dir DIR --protocol NAME [--max-examples N]")
+    return 0
   if args.keys:
     width = max(map(len, KEYS))
     for key, meaning in KEYS.items():
@@ -169,6 +208,8 @@ def cmd_list(args) -> int:
   print("attacks: ", ", ".join(attack_names()))
   print("models:  ", ", ".join(MODEL_NAMES))
   print("datasets:", ", ".join(DATASET_NAMES))
+  from jaxrobust.configs.protocols import protocol_names
+  print("protocols:", ", ".join(protocol_names()), "(jaxrobust list --protocols)")
   return 0
 
 
@@ -238,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--rdiv-pools", choices=("mixed", "adversarial"), default="mixed",
                  help="R-DIV pools of a clean anchor: 'mixed' = other points' clean and adversarial latents, as the "
                       "paper writes it (default); 'adversarial' = their adversarial latents only")
+  e.add_argument("--protocol", metavar="NAME",
+                 help="run a paper's evaluation protocol (its attacks, budgets and sample counts) and print the "
+                      "result beside the paper's table; jaxrobust list --protocols names them. Writes "
+                      "<run-dir>/evaluation_NAME.json and .md; --max-examples caps every attack for a reduced run")
+  e.add_argument("--source-run", metavar="DIR",
+                 help="with --protocol: the CE-trained surrogate run for the protocol's transfer column (AdAP)")
   e.add_argument("--no-progress", action="store_true")
   e.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. data.test_subset=1000)")
   e.set_defaults(fn=cmd_evaluate)
@@ -266,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
   l = sub.add_parser("list", help="list configs, methods, attacks, models and datasets")
   l.add_argument("--keys", action="store_true", help="list every config key with its meaning instead")
   l.add_argument("--attack", metavar="NAME", help="describe one attack: threat models and every option with its default")
+  l.add_argument("--protocols", action="store_true",
+                 help="list the papers' evaluation protocols (jaxrobust evaluate --protocol NAME)")
   l.set_defaults(fn=cmd_list)
   return p
 

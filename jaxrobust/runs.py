@@ -93,3 +93,82 @@ def _checked(variables: dict, module, image_shape, folder: str) -> dict:
       raise CheckpointError(f"checkpoint in {folder!r} does not match the model of the run's config: {k} has "
                             f"shape {tuple(jnp.shape(have[k]))} in the checkpoint but {tuple(leaf.shape)} in the model")
   return jax.tree.map(lambda s, v: jnp.asarray(v, s.dtype), expected, variables)
+
+
+def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_examples: int | None = None,
+                      seed: int = 0, progress: bool = True, source_run: str | None = None,
+                      overrides=(), mesh=None) -> dict:
+  """A paper's evaluation (``jaxrobust.configs.protocols``) of a trained run, beside the paper's rows.
+
+  Returns {'protocol', 'paper', 'paper_row', 'columns', 'this_run': {column: value}, 'reference',
+  'missing', 'notes', 'evaluation': the evaluator's full report, 'provenance'}. Accuracies are in %,
+  AP in [0, 1]. ``max_examples`` caps every attack (a reduced run; the paper's counts otherwise).
+  ``source_run``: the CE-trained surrogate of a protocol with a transfer column (AdAP).
+  Raises ValueError when the run's data is not the protocol's.
+  """
+  import jax
+  import numpy as np
+  from jaxrobust.configs.protocols import check_run_matches, get_protocol, paper_row
+  from jaxrobust.data import load_splits
+  spec = get_protocol(protocol)
+  run = load_run(run_dir, best=best, overrides=overrides)
+  check_run_matches(spec, run.config)
+  test = load_splits(run.config["data"]).test
+  attacks = [dict(a) for a in spec.attacks]
+  batch_size = int(run.config["eval"]["batch_size"])
+  key = jax.random.PRNGKey(seed)
+  this_run, missing = {}, list(spec.missing)
+  if spec.metric == "ap":
+    from jaxrobust.evaluate.average_precision import evaluate_ap, transfer_spec
+    if source_run is not None:
+      source = load_run(source_run)
+      attacks.append(transfer_spec(source.apply, source.variables))
+      missing = [m for m in missing if m != "transfer PGD-20"]
+    report = evaluate_ap(run.apply, run.variables, test, attacks, mesh=mesh, batch_size=batch_size, key=key,
+                         max_examples=max_examples)
+    this_run["clean"] = float(report["clean_ap"])
+    this_run.update({label: float(v) for label, v in report["robust_ap"].items()})
+  else:
+    from jaxrobust.evaluate.robust import DEFAULT_METRICS, RobustEvaluator
+    metrics, features_apply = None, None
+    if spec.r_div:
+      from jaxrobust.evaluate.latent_divergence import LatentDivergence
+      from jaxrobust.models import make_features_apply
+      features_apply = make_features_apply(run.module)
+      metrics = [*DEFAULT_METRICS, LatentDivergence([spec.r_div])]
+    evaluator = RobustEvaluator(run.apply, mesh=mesh, features_apply=features_apply)
+    report = evaluator.evaluate(run.variables, test, attacks, batch_size=batch_size, max_examples=max_examples,
+                                progress=progress, key=key, metrics=metrics)
+    this_run["clean"] = 100.0 * float(report["clean_acc"])
+    this_run.update({label: 100.0 * float(v) for label, v in report["robust_acc"].items()})
+    if spec.r_div:
+      this_run["R-DIV"] = float(report["r_div"][spec.r_div]["ratio"])
+  return {"protocol": spec.name, "paper": spec.paper, "metric": spec.metric, "paper_row": paper_row(spec, run.config["method"]),
+          "columns": list(spec.columns), "this_run": this_run, "reference": {k: dict(v) for k, v in spec.reference.items()},
+          "missing": missing, "notes": spec.notes, "evaluation": report,
+          "provenance": {"run_dir": os.path.abspath(run_dir), "checkpoint_step": run.step, "best": best,
+                         "seed": seed, "max_examples": max_examples, "n": int(report["n"]),
+                         "method": run.config["method"], "jax": jax.__version__, "numpy": np.__version__}}
+
+
+def protocol_table(result: dict) -> str:
+  """Markdown: the run's row, then the paper's rows (its own row marked), in the paper's columns."""
+  cols = result["columns"]
+
+  def cell(v, column):
+    if v is None:
+      return "-"
+    if result["metric"] == "ap":
+      return f"{v:.4f}"
+    return f"{v:.3f}" if column == "R-DIV" else f"{v:.2f}"
+  lines = [f"{result['paper']}", "", "| row | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+  lines.append("| this run (" + result["provenance"]["method"].get("name", "?") + ", n="
+               f"{result['provenance']['n']}) | " + " | ".join(cell(result["this_run"].get(c), c) for c in cols) + " |")
+  for row, values in result["reference"].items():
+    mark = " (this method)" if row == result["paper_row"] else ""
+    lines.append(f"| paper: {row}{mark} | " + " | ".join(cell(values.get(c), c) for c in cols) + " |")
+  if result["missing"]:
+    lines.append(f"\nnot run: {', '.join(result['missing'])}")
+  if result["notes"]:
+    lines.append(f"note: {result['notes']}")
+  return "\n".join(lines)

@@ -1,0 +1,235 @@
+"""Evaluation protocols of the source papers: the attack list, budgets and sample counts a paper's
+table uses, with the paper's own numbers to print beside a run's.
+
+    jaxrobust evaluate --run-dir runs/cifar10_ascl --protocol ascl_cifar10
+    jaxrobust list --protocols
+
+A protocol names the dataset it is defined on (a run trained on other data is refused), its attack
+specs (labels are the table's columns), and the paper's rows: method -> {column: value}, accuracies
+in %, average precision in [0, 1]. ``paper_row(protocol, method_section)`` picks the row a run's
+method corresponds to. The attack lists are those of the protocol configs (one definition each).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping
+
+from jaxrobust.registries import lookup, nearest  # noqa: F401  (nearest re-exported for callers)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """One paper table's evaluation.
+
+  name: registry name. paper: citation and table. dataset: the ``data.name`` it is defined on.
+  attacks: evaluator attack specs (labels = the table's columns). columns: the table's columns in
+  order, 'clean' first; a column no attack produces yet (e.g. B&B before it exists) is listed in
+  ``missing``. reference: paper row -> {column: value}. rows: method name -> paper row (a callable
+  of the method section for methods whose row depends on a hyper-parameter). metric: 'accuracy'
+  (the robust evaluator) or 'ap' (robust average precision, AdAP). r_div: also report R-DIV under
+  ``r_div`` (the attack label). notes: what differs from the paper's own evaluation.
+  """
+  name: str
+  paper: str
+  dataset: str
+  attacks: tuple
+  columns: tuple
+  reference: Mapping[str, Mapping[str, float]]
+  rows: Mapping[str, str | Callable[[dict], str]] = dataclasses.field(default_factory=dict)
+  metric: str = "accuracy"
+  r_div: str | None = None
+  missing: tuple = ()
+  notes: str = ""
+
+
+def _row(values: str, columns: tuple) -> dict:
+  return dict(zip(columns, (float(v) for v in values.split())))
+
+
+def _table(columns: tuple, rows: dict) -> dict:
+  return {name: _row(values, columns) for name, values in rows.items()}
+
+
+def _mail() -> Protocol:
+  from jaxrobust.configs.cifar10_mail_at import mail_eval_attacks
+  cols = ("clean", "PGD-100", "APGD-CE", "CW-Linf", "AA")
+  return Protocol(
+      name="mail_cifar10", paper="MAIL (Liu et al. 2021), Table 2: CIFAR-10, ResNet-18, eps 8/255", dataset="cifar10",
+      attacks=tuple(mail_eval_attacks()), columns=cols,
+      reference=_table(cols, {"AT": "84.86 48.91 47.70 51.61 44.90", "TRADES": "84.00 52.66 52.37 52.30 48.10",
+                              "MART": "82.28 53.50 52.73 51.59 48.40", "FAT": "87.97 46.78 46.68 49.92 43.90",
+                              "GAIRAT": "83.22 54.81 50.95 39.86 33.35", "MAIL-AT": "83.15 55.25 53.20 47.81 44.10",
+                              "MAIL-TRADES": "81.84 53.68 52.92 52.89 50.03"}),
+      rows={"pgd_at": "AT", "trades": "TRADES", "mart": "MART", "fat": "FAT", "gairat": "GAIRAT",
+            "mail_at": "MAIL-AT", "mail_trades": "MAIL-TRADES"},
+      notes="The paper's PGD column is PGD-100; PGD-20 is reported too.")
+
+
+def _spat_cifar10() -> Protocol:
+  from jaxrobust.configs.cifar10_spat import spat_eval_attacks
+  cols = ("clean", "FGSM", "PGD-20", "PGD-100", "MIM-20", "FAB", "CW-Linf", "AA")
+  return Protocol(
+      name="spat_cifar10", paper="SPAT (Hou et al. 2023), Table 6: CIFAR-10, ResNet-18, white-box, eps 8/255",
+      dataset="cifar10", attacks=tuple(spat_eval_attacks()), columns=cols,
+      reference=_table(cols, {"Madry": "84.35 54.23 46.70 45.73 47.03 47.67 48.62 46.90",
+                              "TRADES": "82.12 56.49 51.82 50.21 51.25 48.21 49.96 47.32",
+                              "MART": "83.08 60.19 54.87 52.97 53.91 48.62 51.23 47.87",
+                              "GAIRAT": "83.14 60.03 54.85 52.68 53.44 37.11 40.73 35.90",
+                              "MAIL-AT": "83.80 61.33 55.06 53.26 54.57 45.55 48.67 44.32",
+                              "SPAT": "84.08 61.71 58.33 58.11 58.93 48.54 50.60 48.09"}),
+      rows={"pgd_at": "Madry", "trades": "TRADES", "mart": "MART", "gairat": "GAIRAT", "mail_at": "MAIL-AT",
+            "spat": "SPAT"},
+      notes="SPAT's clean accuracy in its code is on normalize=False logits (cosine head); this protocol "
+            "reports the model's own logits.")
+
+
+def _spat_mnist() -> Protocol:
+  from jaxrobust.configs.mnist_trades import mnist_eval_attacks
+  cols = ("clean", "FGSM", "PGD-20", "CW-Linf")
+  attacks = tuple(a for a in mnist_eval_attacks() if a["label"] in cols)
+  return Protocol(
+      name="spat_mnist", paper="SPAT (Hou et al. 2023), Table 4: MNIST, SmallCNN, white-box, eps 0.3",
+      dataset="mnist", attacks=attacks, columns=cols,
+      reference=_table(cols, {"SPAT": "99.21 98.12 96.64 96.57", "TRADES": "99.10 97.42 96.22 96.01",
+                              "MART": "98.89 97.70 96.24 96.33"}),
+      rows={"spat": "SPAT", "trades": "TRADES", "mart": "MART"})
+
+
+_UDR_ROWS = {"pgd_at": "PGD-AT", "udr_pgd": "UDR-PGD", "trades": "TRADES", "udr_trades": "UDR-TRADES",
+             "mart": "MART", "udr_mart": "UDR-MART"}
+
+
+def _udr(dataset: str) -> Protocol:
+  from jaxrobust.configs.cifar10_udr import udr_eval_attacks
+  cols = ("clean", "PGD-200", "AA", "B&B")
+  if dataset == "mnist":
+    attacks = udr_eval_attacks(eps=0.3, step=0.01, aa_max_examples=1000)
+    values = {"PGD-AT": "99.4 94.0 88.9 91.3", "UDR-PGD": "99.5 94.3 90.0 91.4", "TRADES": "99.4 95.1 90.9 92.2",
+              "UDR-TRADES": "99.4 96.9 92.2 95.2", "MART": "99.3 94.7 90.6 92.9", "UDR-MART": "99.3 96.0 92.3 94.4"}
+    setting = "MNIST, SmallCNN, eps 0.3"
+  else:
+    attacks = udr_eval_attacks(aa_max_examples=1000)
+    values = {"PGD-AT": "86.4 46.0 42.5 44.2", "UDR-PGD": "86.4 48.9 44.8 46.0", "TRADES": "80.8 51.9 49.1 50.2",
+              "UDR-TRADES": "84.4 53.6 49.9 51.0", "MART": "81.9 53.3 48.2 49.3", "UDR-MART": "80.1 54.1 49.1 50.4"}
+    setting = "CIFAR-10, ResNet-18, eps 8/255"
+  return Protocol(
+      name=f"udr_{dataset}", paper=f"UDR (Bui et al. 2022), Table 1: {setting}; PGD-200 on the test set, AA on 1000",
+      dataset=dataset, attacks=tuple(attacks), columns=cols, reference=_table(cols, values), rows=_UDR_ROWS,
+      missing=("B&B",), notes="B&B (Brendel & Bethge) is not in the library yet: its column stays empty.")
+
+
+def _adr(dataset: str) -> Protocol:
+  if dataset == "mnist":
+    from jaxrobust.configs.mnist_adr import get_config
+    cols = ("clean", "PGD-40 eps=0.3", "mPGD-40 eps=0.3", "PGD-40 eps=0.325", "mPGD-40 eps=0.325")
+    reference = {"ADV": {"PGD-40 eps=0.3": 94.15}, "ADR-ADV": {"PGD-40 eps=0.3": 96.55},
+                 "TRADES": {"PGD-40 eps=0.3": 93.64}, "ADR-TRADES": {"PGD-40 eps=0.3": 95.71},
+                 "ADR +LC/GB/CA (Table 1)": {"clean": 99.36, "PGD-40 eps=0.325": 94.96},
+                 "ADR-None = ADV (Table 1)": {"clean": 99.27, "PGD-40 eps=0.325": 88.1}}
+    paper = "ADR (Bui et al. 2020), Fig. 6 (eps 0.3, eta 0.01) and Table 1 (eps 0.325): MNIST, CNN-4C3F(32)"
+    name = "adr_mnist"
+  else:
+    from jaxrobust.configs.cifar10_adr import get_config
+    cols = ("clean", "PGD-20", "mPGD-20", "AA")
+    reference = _table(cols[:3], {"Standard": "92.51 0.00 0.00", "ADV": "78.84 44.08 41.20",
+                                  "TRADES": "83.27 37.52 35.05", "ADR-ADV": "78.43 44.72 41.43",
+                                  "ADR-TRADES": "82.02 40.17 37.70"})
+    paper = "ADR (Bui et al. 2020), Table 2, ResNet columns: CIFAR-10, PGD-20 eps 0.031 eta 0.007 (NT / MT)"
+    name = "adr_cifar10"
+  return Protocol(name=name, paper=paper, dataset=dataset, attacks=tuple(get_config()["eval"]["attacks"]),
+                  columns=cols, reference=reference,
+                  rows={"standard": "Standard", "pgd_at": "ADV", "trades": "TRADES", "adr_adv": "ADR-ADV",
+                        "adr_trades": "ADR-TRADES"})
+
+
+def _ascl_row(method: dict) -> str:
+  strategy = method.get("strategy", "leaked")
+  return {"leaked": "Leaked-ASCL", "global": "ASCL (Global)", "hard": "ASCL (Hard)", "soft": "ASCL (Soft)"}.get(
+      strategy, f"ASCL ({strategy})")
+
+
+def _ascl(dataset: str) -> Protocol:
+  from jaxrobust.configs.cifar10_ascl import ascl_eval_attacks
+  cols = ("clean", "PGD-250", "mPGD-250", "AA")
+  if dataset == "cifar100":
+    attacks = ascl_eval_attacks(0.01, 0.001)
+    values = {"ADV": "60.7 35.7 25.3 25.7", "TRADES": "59.0 37.2 25.3 25.7", "ADR": "59.1 40.0 29.1 28.6",
+              "Leaked-ASCL": "59.0 42.5 31.1 31.9"}
+    setting = "CIFAR-100, ResNet-20, eps 0.01"
+  else:
+    attacks = ascl_eval_attacks()
+    values = {"ADV": "78.8 48.1 36.4 36.1", "TRADES": "76.1 51.9 38.2 36.3", "ADR": "76.8 51.5 38.9 38.6",
+              "Leaked-ASCL": "75.5 53.7 41.0 42.0", "ASCL (Global)": "76.4 52.7 40.4 40.9",
+              "ASCL (Hard)": "75.5 53.1 41.0 41.3", "ASCL (Soft)": "75.5 53.4 40.6 40.4"}
+    setting = "CIFAR-10, ResNet-20, eps 8/255 (Tables 2 and 4)"
+  reference = _table(cols, values)
+  if dataset == "cifar10":  # R-DIV under PGD-250 (thesis sec. 2)
+    for row, value in {"ADV": 0.64, "ADR": 0.63, "ASCL (Global)": 0.49, "Leaked-ASCL": 0.48}.items():
+      reference[row]["R-DIV"] = value
+    cols = cols + ("R-DIV",)
+  return Protocol(
+      name=f"ascl_{dataset}", paper=f"ASCL (Bui et al. 2021): {setting}; PGD / mPGD on the test set, AA on 1000",
+      dataset=dataset, attacks=tuple(attacks), columns=cols, reference=reference,
+      rows={"pgd_at": "ADV", "trades": "TRADES", "adr_adv": "ADR", "ascl": _ascl_row},
+      r_div="PGD-250" if dataset == "cifar10" else None)
+
+
+def _adap() -> Protocol:
+  from jaxrobust.evaluate.average_precision import paper_attacks
+  cols = ("clean", "PGD-10", "APGD-CE-10", "transfer PGD-20")
+  values = {"CE Min.": {"clean": 0.8944, "PGD-10": 0.0526, "APGD-CE-10": 0.0524},
+            "AP Max.": {"clean": 0.9007, "PGD-10": 0.0528, "APGD-CE-10": 0.0526, "transfer PGD-20": 0.1137},
+            "PGD": {"clean": 0.4929, "PGD-10": 0.2765, "APGD-CE-10": 0.2670, "transfer PGD-20": 0.4594},
+            "TRADES": {"clean": 0.5631, "PGD-10": 0.2884, "APGD-CE-10": 0.2839, "transfer PGD-20": 0.5148},
+            "MART": {"clean": 0.4971, "PGD-10": 0.2859, "APGD-CE-10": 0.2721, "transfer PGD-20": 0.4624},
+            "AdAP_LN": {"clean": 0.6345, "PGD-10": 0.2949, "APGD-CE-10": 0.2594, "transfer PGD-20": 0.5562},
+            "AdAP_LPN": {"clean": 0.6526, "PGD-10": 0.3301, "APGD-CE-10": 0.3252, "transfer PGD-20": 0.6031}}
+  return Protocol(
+      name="adap_cifar10", paper="AdAP (Li, Tong, Yang 2023), Tables 2-4: CIFAR-10 one-vs-all, AP (mean of 10 classes)",
+      dataset="cifar10", attacks=tuple(paper_attacks()), columns=cols, reference=values,
+      rows={"bce": "CE Min.", "ap_max": "AP Max.", "pgd_binary": "PGD", "trades_binary": "TRADES",
+            "mart_binary": "MART", "adap_ln": "AdAP_LN", "adap_lpn": "AdAP_LPN"},
+      metric="ap", missing=("transfer PGD-20",),
+      notes="Values are AP, the paper's mean over the 10 one-vs-all tasks; a run is one task. The transfer "
+            "column needs the CE-trained source model: --source-run DIR.")
+
+
+_PROTOCOLS: dict[str, Callable[[], Protocol]] = {
+    "mail_cifar10": _mail,
+    "spat_cifar10": _spat_cifar10,
+    "spat_mnist": _spat_mnist,
+    "udr_cifar10": lambda: _udr("cifar10"),
+    "udr_mnist": lambda: _udr("mnist"),
+    "adr_cifar10": lambda: _adr("cifar10"),
+    "adr_mnist": lambda: _adr("mnist"),
+    "ascl_cifar10": lambda: _ascl("cifar10"),
+    "ascl_cifar100": lambda: _ascl("cifar100"),
+    "adap_cifar10": _adap,
+}
+
+
+def protocol_names() -> list[str]:
+  return sorted(_PROTOCOLS)
+
+
+def get_protocol(name: str) -> Protocol:
+  """The protocol registered as ``name``; unknown names raise ValueError naming the nearest."""
+  return lookup(_PROTOCOLS, name, "protocol")()
+
+
+def paper_row(protocol: Protocol, method: dict) -> str | None:
+  """The paper row a run's method section corresponds to, or None."""
+  row = protocol.rows.get(method.get("name", ""))
+  return row(method) if callable(row) else row
+
+
+def check_run_matches(protocol: Protocol, cfg: dict) -> None:
+  """A run trained on other data than the protocol's is refused before any attack runs."""
+  data = cfg.get("data", {})
+  if data.get("name") != protocol.dataset:
+    raise ValueError(f"protocol {protocol.name!r} is defined on {protocol.dataset!r}, but the run was trained on "
+                     f"{data.get('name')!r}; choose a protocol for {data.get('name')!r} (jaxrobust list --protocols)")
+  if protocol.metric == "ap" and not data.get("binary_task"):
+    raise ValueError(f"protocol {protocol.name!r} evaluates average precision of a one-vs-all (binary) model; "
+                     "the run has no data.binary_task")

@@ -1,0 +1,69 @@
+"""The papers' evaluation protocols: every protocol is well formed, a run on other data is refused,
+and one protocol runs end to end from the CLI on a small real-data run."""
+
+import json
+
+import pytest
+
+from jaxrobust.attacks.registry import check_attack_config
+from jaxrobust.cli import main
+from jaxrobust.configs.protocols import check_run_matches, get_protocol, paper_row, protocol_names
+
+
+@pytest.mark.parametrize("name", protocol_names())
+def test_protocol_is_well_formed(name):
+  p = get_protocol(name)
+  labels = [a["label"] for a in p.attacks]
+  assert len(set(labels)) == len(labels)
+  assert p.columns[0] == "clean"
+  produced = set(labels) | {"clean"} | ({"R-DIV"} if p.r_div else set())
+  for column in p.columns:  # every column is produced, or declared missing
+    assert column in produced or column in p.missing, (name, column)
+  for row, values in p.reference.items():
+    assert set(values) <= set(p.columns), (name, row)
+    assert all(0 <= v <= (1 if p.metric == "ap" else 100) for k, v in values.items() if k != "R-DIV")
+  for spec in p.attacks:
+    check_attack_config(spec["name"], {k: v for k, v in spec.items()
+                                       if k not in ("name", "label", "max_examples", "two_class_logits", "source")})
+  for method, row in p.rows.items():
+    assert (row({"name": method}) if callable(row) else row) in p.reference, (name, method)
+
+
+def test_paper_values_and_rows():
+  ascl = get_protocol("ascl_cifar10")
+  assert ascl.reference["Leaked-ASCL"] == {"clean": 75.5, "PGD-250": 53.7, "mPGD-250": 41.0, "AA": 42.0, "R-DIV": 0.48}
+  assert paper_row(ascl, {"name": "ascl", "strategy": "hard"}) == "ASCL (Hard)"
+  assert paper_row(ascl, {"name": "standard"}) is None
+  mail = get_protocol("mail_cifar10")
+  assert mail.reference["MAIL-TRADES"]["AA"] == 50.03 and paper_row(mail, {"name": "mail_trades"}) == "MAIL-TRADES"
+  assert get_protocol("udr_mnist").attacks[0]["eps"] == 0.3
+  with pytest.raises(ValueError, match="did you mean 'ascl_cifar10'"):
+    get_protocol("ascl_cifar1O")
+
+
+def test_run_on_other_data_is_refused():
+  with pytest.raises(ValueError, match="defined on 'cifar10'.*trained on 'mnist'"):
+    check_run_matches(get_protocol("udr_cifar10"), {"data": {"name": "mnist"}})
+  with pytest.raises(ValueError, match="binary"):
+    check_run_matches(get_protocol("adap_cifar10"), {"data": {"name": "cifar10"}})
+
+
+def test_protocol_from_the_cli_on_a_small_mnist_run(tmp_path, capsys):
+  run = tmp_path / "run"
+  assert main(["train", "--config", "mnist_trades", "--output-dir", str(run), "--no-progress", "model.name=mlp",
+               "model.hidden_sizes=(32,)", "method.steps=2", "train.epochs=1", "data.train_subset=256",
+               "data.test_subset=64", "eval.attacks=[]"]) == 0
+  capsys.readouterr()
+  assert main(["evaluate", "--run-dir", str(run), "--protocol", "spat_mnist", "--max-examples", "32",
+               "--no-progress"]) == 0
+  out = capsys.readouterr().out
+  assert "| paper: TRADES (this method) | 99.10 | 97.42 | 96.22 | 96.01 |" in out
+  result = json.loads((run / "evaluation_spat_mnist.json").read_text())
+  assert result["paper_row"] == "TRADES" and result["provenance"]["n"] == 32
+  assert set(result["this_run"]) == {"clean", "FGSM", "PGD-20", "CW-Linf"}
+  assert all(0 <= v <= 100 for v in result["this_run"].values())
+  assert (run / "evaluation_spat_mnist.md").exists()
+  assert main(["evaluate", "--run-dir", str(run), "--protocol", "mail_cifar10", "--no-progress"]) != 0
+  assert "defined on 'cifar10', but the run was trained on 'mnist'" in capsys.readouterr().err
+  with pytest.raises(SystemExit, match="drop --attack"):
+    main(["evaluate", "--run-dir", str(run), "--protocol", "spat_mnist", "--attack", "fgsm:eps=0.1"])
