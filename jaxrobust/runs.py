@@ -143,8 +143,16 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
     this_run.update({label: 100.0 * float(v) for label, v in report["robust_acc"].items()})
     if spec.r_div:
       this_run["R-DIV"] = float(report["r_div"][spec.r_div]["ratio"])
+    if spec.clean_logits == "unnormalized_cosine" and run.config["model"].get("head") == "cosine":
+      from jaxrobust.models import make_apply
+      unnormalized = make_apply(run.module.clone(cosine_normalize_features=False))
+      clean = RobustEvaluator(unnormalized, mesh=mesh).evaluate(run.variables, test, [], batch_size=batch_size,
+                                                                  max_examples=max_examples, progress=False)
+      this_run["clean (model logits)"] = this_run["clean"]
+      this_run["clean"] = 100.0 * float(clean["clean_acc"])
+  columns = list(spec.columns) + [c for c in this_run if c not in spec.columns]
   return {"protocol": spec.name, "paper": spec.paper, "metric": spec.metric, "paper_row": paper_row(spec, run.config["method"]),
-          "columns": list(spec.columns), "this_run": this_run, "reference": {k: dict(v) for k, v in spec.reference.items()},
+          "columns": columns, "this_run": this_run, "reference": {k: dict(v) for k, v in spec.reference.items()},
           "missing": missing, "notes": spec.notes, "evaluation": report,
           "provenance": {"run_dir": os.path.abspath(run_dir), "checkpoint_step": run.step, "best": best,
                          "seed": seed, "max_examples": max_examples, "n": int(report["n"]),

@@ -51,7 +51,7 @@ def test_run_on_other_data_is_refused():
 def test_protocol_from_the_cli_on_a_small_mnist_run(tmp_path, capsys):
   run = tmp_path / "run"
   assert main(["train", "--config", "mnist_trades", "--output-dir", str(run), "--no-progress", "model.name=mlp",
-               "model.hidden_sizes=(32,)", "method.steps=2", "train.epochs=1", "data.train_subset=256",
+               "model.hidden_sizes=(32,)", "model.head=cosine", "method.steps=2", "train.epochs=1", "data.train_subset=256",
                "data.test_subset=64", "eval.attacks=[]"]) == 0
   capsys.readouterr()
   assert main(["evaluate", "--run-dir", str(run), "--protocol", "spat_mnist", "--max-examples", "32",
@@ -60,7 +60,8 @@ def test_protocol_from_the_cli_on_a_small_mnist_run(tmp_path, capsys):
   assert "| paper: TRADES (this method) | 99.10 | 97.42 | 96.22 | 96.01 |" in out
   result = json.loads((run / "evaluation_spat_mnist.json").read_text())
   assert result["paper_row"] == "TRADES" and result["provenance"]["n"] == 32
-  assert set(result["this_run"]) == {"clean", "FGSM", "PGD-20", "CW-Linf"}
+  # a cosine head: 'clean' on SPAT's normalize=False logits, beside the model's own
+  assert set(result["this_run"]) == {"clean", "clean (model logits)", "FGSM", "PGD-20", "CW-Linf"}
   assert all(0 <= v <= 100 for v in result["this_run"].values())
   assert (run / "evaluation_spat_mnist.md").exists()
   assert main(["evaluate", "--run-dir", str(run), "--protocol", "mail_cifar10", "--no-progress"]) != 0

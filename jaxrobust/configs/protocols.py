@@ -28,7 +28,9 @@ class Protocol:
   ``missing``. reference: paper row -> {column: value}. rows: method name -> paper row (a callable
   of the method section for methods whose row depends on a hyper-parameter). metric: 'accuracy'
   (the robust evaluator) or 'ap' (robust average precision, AdAP). r_div: also report R-DIV under
-  ``r_div`` (the attack label). notes: what differs from the paper's own evaluation.
+  ``r_div`` (the attack label). clean_logits: 'model' (the model's logits) or 'unnormalized_cosine'
+  (SPAT's code: a cosine-head model's clean accuracy on normalize=False logits, features not
+  normalised; the attacks still see the model's logits). notes: what differs from the paper's own evaluation.
   """
   name: str
   paper: str
@@ -39,6 +41,7 @@ class Protocol:
   rows: Mapping[str, str | Callable[[dict], str]] = dataclasses.field(default_factory=dict)
   metric: str = "accuracy"
   r_div: str | None = None
+  clean_logits: str = "model"
   missing: tuple = ()
   notes: str = ""
 
@@ -79,9 +82,9 @@ def _spat_cifar10() -> Protocol:
                               "MAIL-AT": "83.80 61.33 55.06 53.26 54.57 45.55 48.67 44.32",
                               "SPAT": "84.08 61.71 58.33 58.11 58.93 48.54 50.60 48.09"}),
       rows={"pgd_at": "Madry", "trades": "TRADES", "mart": "MART", "gairat": "GAIRAT", "mail_at": "MAIL-AT",
-            "spat": "SPAT"},
-      notes="SPAT's clean accuracy in its code is on normalize=False logits (cosine head); this protocol "
-            "reports the model's own logits.")
+            "spat": "SPAT"}, clean_logits="unnormalized_cosine",
+      notes="For a cosine-head model 'clean' is on normalize=False logits as SPAT's eval_test computes it; "
+            "'clean (model logits)' is the accuracy of the logits the attacks see.")
 
 
 def _spat_mnist() -> Protocol:
@@ -93,7 +96,7 @@ def _spat_mnist() -> Protocol:
       dataset="mnist", attacks=attacks, columns=cols,
       reference=_table(cols, {"SPAT": "99.21 98.12 96.64 96.57", "TRADES": "99.10 97.42 96.22 96.01",
                               "MART": "98.89 97.70 96.24 96.33"}),
-      rows={"spat": "SPAT", "trades": "TRADES", "mart": "MART"})
+      rows={"spat": "SPAT", "trades": "TRADES", "mart": "MART"}, clean_logits="unnormalized_cosine")
 
 
 _UDR_ROWS = {"pgd_at": "PGD-AT", "udr_pgd": "UDR-PGD", "trades": "TRADES", "udr_trades": "UDR-TRADES",
