@@ -32,6 +32,11 @@ README gives none for mail_mart, which uses the paper's (5, 0.05). beta = 5 (cod
 paper uses 6 for MAIL-MART). Paper symbols -> arguments: gamma = ``slope``, beta (eq. 8) = ``bias``,
 the trade-off beta = ``beta``, PM type = ``pm``, burn-in length = ``burn_in_epochs``.
 Single-logit heads work (PM = 2 sigmoid(+-z) - 1 through the two-class form).
+
+``pm='lps'`` replaces the margin weights by GAIRAT's least-perturbation-step weights (Zhang et al.
+2021): kappa_i = PGD steps x'_i stayed correctly classified (GA-PGD), omega = n w / sum w with
+w_i = (tanh(lps_lam + 5 (1 - 2 kappa_i / K)) + 1) / 2 (``lps_weight_fn``): MAIL Table 1's AT-LPS
+(= GAIRAT), TRADES-LPS and MART-LPS columns, which MAIL trains with GAIRAT's setting (Lambda -1, Tanh).
 """
 
 from __future__ import annotations
@@ -42,11 +47,11 @@ import jax.numpy as jnp
 from jaxrobust import threat
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
 from jaxrobust.methods.common import check_threat, classification_loss, kl_to_clean, training_pgd
-from jaxrobust.methods.gairat import ga_pgd, normalize_weights, start_point
+from jaxrobust.methods.gairat import WEIGHT_FNS, ga_pgd, gair_weights, normalize_weights, start_point
 from jaxrobust.methods.mart import mart_terms, two_class_logits
 
 BASES = ("at", "trades", "mart")
-PM_TYPES = ("adv", "nat", "dif")
+PM_TYPES = ("adv", "nat", "dif", "lps")
 NORMS = ("code", "paper")
 CODE_SCALE = 3.0  # ``normalized_reweight = reweight * 3`` in mail_loss.py
 
@@ -93,7 +98,7 @@ def mail_weights(pm, slope: float, bias: float, norm: str = "code", mask=None):
 def make_mail(base: str = "at", *, eps: float = 0.031, step_size: float = 0.007, steps: int = 10,
               slope: float | None = None, bias: float | None = None, beta: float | None = None,
               norm: str = "code", pm: str = "adv", burn_in_epochs: float = 76,
-              attack_norm: str = "linf") -> Method:
+              attack_norm: str = "linf", lps_lam: float = -1.0, lps_weight_fn: str = "tanh") -> Method:
   if base not in BASES:
     raise ValueError(f"MAIL base must be one of {BASES}; got {base!r}")
   d_slope, d_bias, d_beta = _DEFAULTS[base]
@@ -110,22 +115,28 @@ def make_mail(base: str = "at", *, eps: float = 0.031, step_size: float = 0.007,
     raise ValueError(f"mail pm must be one of {PM_TYPES}; got {pm!r}")
   if burn_in_epochs < 0:
     raise ValueError(f"mail burn_in_epochs must be >= 0; got {burn_in_epochs}")
+  if pm == "lps" and lps_weight_fn not in WEIGHT_FNS:
+    raise ValueError(f"mail lps_weight_fn must be one of {WEIGHT_FNS}; got {lps_weight_fn!r}")
+  if pm == "lps" and steps < 2 and lps_weight_fn != "discrete":
+    raise ValueError(f"mail pm='lps' needs steps >= 2 for the {lps_weight_fn} weights; got {steps}")
   check_threat("mail", eps, step_size, steps)
   name = f"mail_{base}"
   attack_loss = "kl" if base == "trades" else "ce"
 
   def attack(params, batch_stats, batch, key, method_state, ctx):
     x, y = batch["image"], batch["label"]
-    if pm != "dif":
+    if pm not in ("dif", "lps"):
       return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size,
                           steps=steps, loss=attack_loss, init="normal", norm=attack_norm), None
-    # PM_dif needs the iterate at the least PGD step: the same attack, tracked by GA-PGD.
+    # PM_dif and LPS need the least PGD step: the same attack, tracked by GA-PGD.
     logits_fn = logits_fn_for(ctx, params, batch_stats)
     x0 = start_point(key, x, eps, "normal")
-    x_adv, _, x_lps = ga_pgd(logits_fn, x, y, x0, eps=eps, step_size=step_size, steps=steps,
-                             loss=attack_loss, norm=attack_norm)
+    x_adv, kappa, x_lps = ga_pgd(logits_fn, x, y, x0, eps=eps, step_size=step_size, steps=steps,
+                                 loss=attack_loss, norm=attack_norm)
     if steps == 0:  # no step projected the 0.001 N start: project it as pgd() does
       x_adv = x_lps = threat.project_ball_and_box(x0, x, eps, attack_norm)
+    if pm == "lps":
+      return x_adv, kappa
     return x_adv, pm_dif(logits_fn(x), logits_fn(x_lps), y)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
@@ -144,8 +155,11 @@ def make_mail(base: str = "at", *, eps: float = 0.031, step_size: float = 0.007,
     elif pm == "nat":
       margin = probabilistic_margin(out_nat.logits, y)
     else:
-      margin = attack_aux
-    omega = mail_weights(margin, slope, bias, norm, mask)
+      margin = attack_aux  # PM_dif, or kappa for 'lps'
+    if pm == "lps":
+      omega = gair_weights(margin, steps, lps_lam, lps_weight_fn, mask)
+    else:
+      omega = mail_weights(margin, slope, bias, norm, mask)
     active = jnp.floor(ctx.epoch) >= burn_in_epochs
     # Burn-in: omega == 1 exactly (x * 1.0 == x), so the loss is the unweighted base formula.
     omega = jnp.where(active, omega, jnp.ones_like(omega))
@@ -173,7 +187,7 @@ def make_mail(base: str = "at", *, eps: float = 0.031, step_size: float = 0.007,
   return Method(name=name, loss=loss, attack=attack,
                 hparams=dict(base=base, eps=eps, step_size=step_size, steps=steps, slope=slope,
                              bias=bias, beta=beta, norm=norm, pm=pm, burn_in_epochs=burn_in_epochs,
-                             attack_norm=attack_norm))
+                             attack_norm=attack_norm, lps_lam=lps_lam, lps_weight_fn=lps_weight_fn))
 
 
 def make_mail_at(**kw) -> Method:

@@ -180,3 +180,41 @@ def test_train_step_mail_trades_crosses_burn_in_without_recompiling():
 @pytest.mark.parametrize("factory", [make_mail_at, make_mail_mart])
 def test_train_step_mail_at_and_mart(factory):
   h.check_training(factory(steps=2, burn_in_epochs=0))
+
+
+@pytest.mark.parametrize("base", ["trades", "mart"])
+def test_lps_weights_are_gairat_weights_of_the_least_perturbation_step(base):
+  """MAIL Table 1's TRADES-LPS / MART-LPS: the PM weights replaced by GAIRAT's weights of kappa."""
+  from jaxrobust.methods.gairat import gair_weights
+  z_nat, z_adv, y = _logits(11)
+  kappa = jnp.asarray(np.random.default_rng(0).integers(0, 11, size=32), jnp.float32)
+  with h.x64():
+    lps, m_lps = h.call_loss(make_mail(base, pm="lps", steps=10, burn_in_epochs=0, beta=5.0), z_nat, z_adv, y,
+                             attack_aux=kappa)
+    omega = np.asarray(gair_weights(kappa, 10, -1.0, "tanh"))
+    if base == "trades":
+      kl = ref.kl_div_none(ref.log_softmax(z_adv), ref.softmax(z_nat)).sum(1)
+      expected = ref.cross_entropy(z_nat, y).mean() + 5.0 * (omega * kl).mean()
+      np.testing.assert_allclose(float(lps), expected, rtol=1e-6)
+    else:
+      bce, kl_w = ref.mart_parts(z_nat, z_adv, y)
+      np.testing.assert_allclose(float(lps), (omega * bce).mean() + 5.0 * kl_w.mean(), rtol=1e-6)
+    np.testing.assert_allclose(float(m_lps["weight_mean"]), 1.0, rtol=1e-6)  # normalised to the batch size
+    burn, _ = h.call_loss(make_mail(base, pm="lps", steps=10, burn_in_epochs=5, beta=5.0), z_nat, z_adv, y,
+                          attack_aux=kappa)
+    base_loss, _ = h.call_loss(make_trades(beta=5.0) if base == "trades" else make_mart(beta=5.0), z_nat, z_adv, y)
+  np.testing.assert_allclose(float(burn), float(base_loss), rtol=1e-10)
+
+
+def test_lps_attack_returns_kappa_and_trains():
+  rng = np.random.default_rng(9)
+  x = jnp.asarray(rng.uniform(0, 1, (16, 10)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, 16), jnp.int32)
+  method = make_mail_trades(pm="lps", eps=0.1, step_size=0.03, steps=4)
+  x_adv, kappa = h.jit(lambda x, y: method.attack({"w": jnp.asarray(8.0)}, {}, {"image": x, "label": y},
+                                                  jax.random.key(0), (), h.identity_ctx(0.0)))(x, y)
+  assert float(jnp.max(jnp.abs(x_adv - x))) <= 0.1 + 1e-6
+  assert kappa.shape == (16,) and float(jnp.min(kappa)) >= 0 and float(jnp.max(kappa)) <= 4
+  h.check_training(make_mail_trades(pm="lps", eps=0.1, step_size=0.05, steps=3, burn_in_epochs=0), n_steps=12)
+  with pytest.raises(ValueError, match="lps_weight_fn"):
+    make_mail_mart(pm="lps", lps_weight_fn="relu")
