@@ -71,7 +71,12 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
   if args.output_dir:
     cfg["output_dir"] = args.output_dir
-  report = train_and_evaluate(cfg, progress=not args.no_progress, resume=not args.no_resume)
+  transfer_source = None
+  if cfg["eval"].get("transfer_from"):  # loaded before training: a missing surrogate fails now
+    source = _load_run(argparse.Namespace(run_dir=cfg["eval"]["transfer_from"], overrides=()))
+    transfer_source = (source.apply, source.variables)
+  report = train_and_evaluate(cfg, progress=not args.no_progress, resume=not args.no_resume,
+                              transfer_source=transfer_source)
   print(format_table({cfg["method"]["name"]: report["evaluation"]}))
   ap = report["evaluation"].get("average_precision")
   if ap:

@@ -145,3 +145,28 @@ def test_evaluate_rdiv_writes_numbers_and_plot(tmp_path, capsys):
   assert "fgsm" in ev["robust_acc"]
   with pytest.raises(SystemExit, match="--rdiv compares clean and adversarial latents"):
     main(["evaluate", "--run-dir", str(run), "--no-progress", "--rdiv"])
+
+
+@pytest.mark.slow  # ~1 min quiet (two trainings with per-epoch AP selection); run with -m slow
+def test_adap_from_the_cli_selects_on_validation_ap_and_adds_the_transfer_column(tmp_path):
+  """AdAP's protocol end to end from `jaxrobust train`: the CE surrogate first, then AdAP_LPN with
+  eval.transfer_from; both select their epoch on the validation split."""
+  small = ["train.epochs=2", "data.train_subset=800", "data.test_subset=300", "train.batch_size=100",
+           "model.hidden_sizes=(32,)", "--no-progress"]
+  ce = tmp_path / "ce"
+  assert main(["train", "--config", "adap_reduced", "--output-dir", str(ce), "--no-progress", "method.name=bce",
+               "train.select_attack=None", *small[:-1]]) == 0
+  assert main(["train", "--config", "adap_reduced", "--output-dir", str(tmp_path / "lpn"), "--no-progress",
+               "method.steps=2", f"eval.transfer_from={ce}", *small[:-1]]) == 0
+  report = json.loads((tmp_path / "lpn" / "report.json").read_text())
+  assert report["selected"]["metric"] == "AP PGD-10"
+  records = [json.loads(l) for l in (tmp_path / "lpn" / "selection.jsonl").read_text().splitlines()]
+  assert [r["split"] for r in records] == ["val", "val"] and records[0]["n"] < 800  # the held-out 20 %
+  ap = report["evaluation"]["average_precision"]
+  assert set(ap["robust_ap"]) == {"PGD-10", "APGD-CE-10", "transfer PGD-20"}
+  assert 0 <= ap["robust_ap"]["transfer PGD-20"] <= 1
+  ce_report = json.loads((ce / "report.json").read_text())
+  assert ce_report["selected"]["metric"] == "AP clean"
+  with pytest.raises(SystemExit, match="not a jaxrobust run directory"):
+    main(["train", "--config", "adap_reduced", "--output-dir", str(tmp_path / "x"), "--no-progress",
+          f"eval.transfer_from={tmp_path / 'missing'}", *small[:-1]])

@@ -278,6 +278,17 @@ def test_representation_protocols():
   assert get_method(**switched["method"]).name == "adr_trades"
 
 
+def test_adap_protocol_selects_on_validation_robust_ap():
+  c = load_config("adap_cifar10")
+  t = c["train"]
+  assert (t["select_best"], t["select_split"], t["select_metric"], t["eval_every_epochs"]) == (True, "val", "ap", 1)
+  assert t["select_attack"]["label"] == "PGD-10" and c["eval"]["transfer_from"] is None
+  with pytest.raises(ValueError, match="validation split"):
+    load_config("mnist_trades", ["train.select_best=True", "train.eval_every_epochs=1", "train.select_split=val"])
+  with pytest.raises(ValueError, match="select_metric"):
+    load_config("adap_cifar10", ["train.select_metric=auc"])
+
+
 def test_reduced_config_is_small():
   c = load_config("fashion_mnist_reduced")
   assert c["data"]["name"] == "fashion_mnist" and c["data"]["train_subset"] <= 10_000
@@ -343,8 +354,8 @@ def test_declared_optional_keys_can_be_set():
 
 def test_validate_config_refuses_a_hand_built_unknown_key():
   cfg = load_config("mnist_trades")
-  cfg["eval"]["transfer_from"] = "runs/ce"
-  with pytest.raises(ValueError, match="unknown key 'eval.transfer_from'"):
+  cfg["eval"]["transfer_form"] = "runs/ce"
+  with pytest.raises(ValueError, match="unknown key 'eval.transfer_form'"):
     validate_config(cfg)
 
 

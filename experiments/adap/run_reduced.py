@@ -99,7 +99,9 @@ def main(argv=None):
   ap.add_argument("--out", default=OUT)
   args = ap.parse_args(argv)
   t_start = time.perf_counter()
-  over = []
+  # This script scores every epoch itself (it also needs each epoch's record), so the config's own
+  # selection (the same rule: validation robust AP, jaxrobust train's path) is switched off here.
+  over = ["train.select_best=False"]
   if args.quick:
     over += ["train.epochs=1", "data.train_subset=2000", "data.test_subset=500"]
   if args.epochs:

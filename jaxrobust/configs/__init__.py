@@ -26,7 +26,7 @@ __all__ = ["KEYS", "base_config", "config_names", "load_config", "apply_override
 
 def config_names() -> list[str]:
   import jaxrobust.configs as pkg
-  return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in ("base",))
+  return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in ("base", "protocols"))
 
 
 def _is_path(name: str) -> bool:

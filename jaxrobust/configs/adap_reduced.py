@@ -28,4 +28,5 @@ def get_config() -> dict:
   pgd10 = {"name": "pgd", "label": "PGD-10", "eps": EPS, "steps": 10, "step_size": EPS * 0.007 / 0.031}
   cfg["eval"].update(batch_size=500, attacks=[dict(pgd10, loss="bce", init="normal")],
                      ap_attacks=[pgd10, {"name": "apgd_ce", "label": "APGD-CE-10", "eps": EPS, "n_iter": 10}])
+  cfg["train"]["select_attack"] = dict(pgd10)  # validation robust AP at this protocol's eps
   return cfg

@@ -62,7 +62,11 @@ KEYS: dict[str, str] = {
     "train.eval_every_epochs": "score the model for model selection every n epochs (0: never)",
     "train.select_best": "keep the best-scoring checkpoint in <output_dir>/best and evaluate it",
     "train.select_attack": "attack spec the selection scores robust accuracy under (None: clean accuracy)",
-    "train.select_examples": "score the selection on the first n test points (None: all)",
+    "train.select_examples": "score the selection on the first n points of the selection split (None: all)",
+    "train.select_split": "split the selection scores on: 'test' (UDR's code) or 'val' (the validation split of "
+                          "data.val_fraction, binary tasks; AdAP)",
+    "train.select_metric": "'accuracy', or 'ap' (average precision of a single-logit model: clean AP without "
+                           "select_attack, robust AP under it; AdAP)",
     "train.init_from": "start from the weights of this run directory's newest checkpoint (fine-tuning)",
     "train.init_reinit_head": "with init_from: keep a freshly initialised head (AP Max. from a CE model)",
     # eval
@@ -74,6 +78,8 @@ KEYS: dict[str, str] = {
                     "step_size_ratio (step_size = ratio * eps)",
     "eval.checks": "run the gradient-masking checks after the evaluation",
     "eval.ap_attacks": "attack specs under which the report adds robust average precision (binary tasks)",
+    "eval.transfer_from": "run directory of a surrogate model (AdAP: the CE-trained one); the AP report adds a "
+                          "transfer column, PGD-20 (BCE, step 0.003, eps 8/255) crafted on it",
 }
 
 
@@ -90,9 +96,10 @@ def base_config() -> dict:
       # Model selection (UDR's code keeps the best test PGD-20 epoch; Bui et al. 2022): see KEYS.
       "train": {"epochs": 10, "batch_size": 128, "checkpoint_every_steps": 200, "log_every_steps": 20,
                 "num_devices": None, "eval_every_epochs": 0, "select_best": False, "select_attack": None,
-                "select_examples": None, "init_from": None, "init_reinit_head": True},
+                "select_examples": None, "select_split": "test", "select_metric": "accuracy",
+                "init_from": None, "init_reinit_head": True},
       "eval": {"batch_size": 256, "max_examples": None, "eps_grid": (), "attacks": [], "checks": False,
-               "ap_attacks": []},
+               "ap_attacks": [], "transfer_from": None},
   })
 
 
@@ -187,6 +194,13 @@ def validate_config(cfg: dict) -> None:
   if t.get("select_best"):
     if int(t.get("eval_every_epochs") or 0) < 1:
       raise ValueError("train.select_best needs train.eval_every_epochs >= 1 (how often to score the model)")
+    if t.get("select_split", "test") not in ("test", "val"):
+      raise ValueError(f"train.select_split must be 'test' or 'val'; got {t['select_split']!r}")
+    if t.get("select_metric", "accuracy") not in ("accuracy", "ap"):
+      raise ValueError(f"train.select_metric must be 'accuracy' or 'ap'; got {t['select_metric']!r}")
+    if t.get("select_split") == "val" and not (cfg["data"].get("binary_task") and cfg["data"].get("val_fraction", 0.2)):
+      raise ValueError("train.select_split='val' needs a validation split: a binary task (data.binary_task) with "
+                       "data.val_fraction > 0")
     sa = t.get("select_attack")
     if sa is not None and (not isinstance(sa, dict) or "name" not in sa):
       raise ValueError(f"train.select_attack must be an attack spec with a 'name' (or null for clean accuracy); "

@@ -51,7 +51,7 @@ def load_splits(cfg):
 class Trainer:
   """Owns one run: model, method, optimiser, mesh, jitted step and checkpointer."""
 
-  def __init__(self, cfg: dict, *, train_ds=None, test_ds=None, progress: bool = True):
+  def __init__(self, cfg: dict, *, train_ds=None, test_ds=None, val_ds=None, progress: bool = True):
     validate_config(cfg)
     self.cfg = cfg
     self.progress = progress
@@ -62,8 +62,9 @@ class Trainer:
     if parallel.is_main_process() and not _has_checkpoints(os.path.join(self.output_dir, "checkpoints")):
       write_json(os.path.join(self.output_dir, "config.json"), cfg)
     if train_ds is None:
-      train_ds, test_ds = load_splits(cfg)
-    self.train_ds, self.test_ds = train_ds, test_ds
+      splits = data_lib.load_splits(cfg["data"])
+      train_ds, val_ds, test_ds = splits.train, splits.val, splits.test
+    self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
     _check_eval_prefixes(cfg, test_ds)  # fail before training, not after it
     t = cfg["train"]
     self.batch_size = int(t["batch_size"])
@@ -216,8 +217,10 @@ class ModelSelector:
   """``train.select_best``: score the model every ``eval_every_epochs`` epochs, keep the best checkpoint.
 
   score = clean accuracy, or robust accuracy under ``train.select_attack``, on the first
-  ``select_examples`` test points (UDR's code selects on the test set's PGD-20 accuracy; that makes the
-  reported test numbers optimistic, as the papers' are). Each score is a line of selection.jsonl; the best
+  ``select_examples`` points of ``train.select_split`` (UDR's code selects on the test set's PGD-20
+  accuracy; that makes the reported test numbers optimistic, as the papers' are); with
+  ``select_metric='ap'`` the clean or robust average precision instead (AdAP selects on the
+  validation split's robust AP). Each score is a line of selection.jsonl; the best
   state goes to <output_dir>/best (one orbax checkpoint, its metadata holding epoch, step and score), so a
   resumed run continues with the same best-so-far. The rule is ``jaxrobust.evaluate.selection.improves``:
   ties keep the earlier epoch, NaN never wins.
@@ -235,11 +238,21 @@ class ModelSelector:
     if self.attack is not None:
       self.attack = dict(self.attack, label=self.label)
     n = t.get("select_examples")
-    self.dataset = trainer.test_ds.take(int(n)) if n else trainer.test_ds
+    self.split = t.get("select_split", "test")
+    split = trainer.val_ds if self.split == "val" else trainer.test_ds
+    if split is None:
+      raise ValueError(f"train.select_split={self.split!r}: the data has no {self.split} split "
+                       "(a validation split needs data.binary_task and data.val_fraction > 0)")
+    self.dataset = split.take(int(n)) if n else split
     if n:
       from jaxrobust.data.dataset import check_prefix_classes
-      check_prefix_classes(trainer.test_ds, int(n), f"train.select_examples={n}")
-    self.evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
+      check_prefix_classes(split, int(n), f"train.select_examples={n}")
+    self.metric = t.get("select_metric", "accuracy")
+    if self.metric == "ap":
+      from jaxrobust.evaluate.average_precision import APEvaluator
+      self.evaluator = APEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
+    else:
+      self.evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
     self.checkpointer = Checkpointer(os.path.join(trainer.output_dir, "best"), every_steps=1 << 62, max_to_keep=1)
     self.path = os.path.join(trainer.output_dir, "selection.jsonl")
     self.log = ScoreLog(self.path, write=parallel.is_main_process())
@@ -256,15 +269,20 @@ class ModelSelector:
       return
     variables = self.trainer.variables(state)
     attacks = [] if self.attack is None else [self.attack]
-    rep = self.evaluator.evaluate(variables, self.dataset, attacks, progress=False,
-                                  batch_size=int(self.trainer.cfg["eval"]["batch_size"]),
-                                  key=jax.random.PRNGKey(int(self.trainer.cfg["seed"]) + 7919))
-    score = rep["clean_acc"] if self.label is None else rep["robust_acc"][self.label]
+    kw = dict(batch_size=int(self.trainer.cfg["eval"]["batch_size"]),
+              key=jax.random.PRNGKey(int(self.trainer.cfg["seed"]) + 7919))
+    if self.metric == "ap":
+      rep = self.evaluator.evaluate(variables, self.dataset, attacks, **kw)
+      score = rep["clean_ap"] if self.label is None else rep["robust_ap"][self.label]
+    else:
+      rep = self.evaluator.evaluate(variables, self.dataset, attacks, progress=False, **kw)
+      score = rep["clean_acc"] if self.label is None else rep["robust_acc"][self.label]
     from jaxrobust.evaluate.selection import improves
     best = self.best()
     improved = improves(score, None if best is None else best["score"])
+    metric = ("AP " if self.metric == "ap" else "") + (self.label or "clean")
     record = {"step": int(step), "epoch": step / self.trainer.steps_per_epoch, "score": float(score),
-              "clean_acc": rep["clean_acc"], "metric": self.label or "clean", "n": rep["n"], "best": improved}
+              "clean_acc": rep["clean_acc"], "metric": metric, "split": self.split, "n": rep["n"], "best": improved}
     if improved:
       self.checkpointer.save(step, state, dict(self.trainer._meta(step), epoch=record["epoch"], score=float(score),
                                                metric=record["metric"]), force=True)
@@ -277,9 +295,17 @@ class ModelSelector:
     return state, meta
 
 
-def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True) -> dict[str, Any]:
+def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
+                       transfer_source: tuple | None = None) -> dict[str, Any]:
   """Trains per config, evaluates the final (or, with train.select_best, the selected) model with
-  ``cfg['eval']`` and writes report.json."""
+  ``cfg['eval']`` and writes report.json.
+
+  transfer_source: (apply, variables) of the surrogate ``eval.transfer_from`` names (the caller loads
+  it: ``jaxrobust.runs.load_run``); the AP report then has the transfer column.
+  """
+  if cfg["eval"].get("transfer_from") and transfer_source is None:
+    raise ValueError("eval.transfer_from is set: pass transfer_source=(apply, variables) of that run "
+                     "(jaxrobust.runs.load_run(cfg['eval']['transfer_from'])); `jaxrobust train` does it")
   from jaxrobust.evaluate.robust import evaluate_from_config
   t0 = time.perf_counter()
   trainer = Trainer(cfg, progress=progress)
@@ -293,10 +319,14 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True)
   from jaxrobust.models import make_apply
   eval_report = evaluate_from_config(make_apply(trainer.module), variables, trainer.test_ds, cfg,
                                      progress=progress, mesh=trainer.mesh)
-  if cfg["eval"].get("ap_attacks"):
+  ap_attacks = list(cfg["eval"].get("ap_attacks") or ())
+  if transfer_source is not None:
+    from jaxrobust.evaluate.average_precision import transfer_spec
+    ap_attacks.append(transfer_spec(*transfer_source))
+  if ap_attacks:
     from jaxrobust.evaluate.average_precision import evaluate_ap
     eval_report["average_precision"] = evaluate_ap(make_apply(trainer.module), variables, trainer.test_ds,
-                                                   cfg["eval"]["ap_attacks"], mesh=trainer.mesh,
+                                                   ap_attacks, mesh=trainer.mesh,
                                                    batch_size=int(cfg["eval"]["batch_size"]))
   report = {"config": cfg, "steps": trainer.total_steps, "evaluated_step": int(state.step), "selected": selected,
             "train_seconds": train_s,
