@@ -3,7 +3,8 @@
     python -m benchmarks.harness [--quick] [--rows ROWS] [--batch-size B] [--repeats N] [--steps T]
                                  [--curves] [--torch-compile] [--no-torch] [--json OUT] [--markdown OUT]
 
-Rows (ids ``KIND:MODEL``, KIND in pgd, pgd_at, trades, memory; MODEL in small_cnn, preact_resnet18):
+Rows (ids ``KIND:MODEL``, KIND in pgd, pgd_at, trades, memory, and the opt-in adr_trades, ascl;
+MODEL in small_cnn, preact_resnet18):
 
 * ``pgd``: PGD-T Linf throughput (Madry et al. 2018 ; random start, step eps/4; eps 0.3 on SmallCNN 28x28x1,
   8/255 on PreAct ResNet-18 32x32x3). JAX as the library runs it (``jax``: ``lax.fori_loop``,
@@ -12,6 +13,10 @@ Rows (ids ``KIND:MODEL``, KIND in pgd, pgd_at, trades, memory; MODEL in small_cn
   with ``--torch-compile`` (slow to compile, so off by default).
 * ``pgd_at`` / ``trades``: one whole train step (attack + SGD update) per call; examples/s.
   The JAX step is ``make_train_step`` with the library's defaults (rolled PGD loop).
+* ``adr_trades`` / ``ascl`` (opt-in: run only when named, never by 'all' or a model name): one
+  ADR-TRADES (Bui et al. 2020) or ASCL-ADV (Bui et al. 2021) train step, the library defaults at the
+  row's eps and steps, against ``torch_steps.adr_trades_step`` / ``ascl_step`` (the authors' losses
+  on the twin's penultimate features). Compare with the ``trades`` / ``pgd_at`` rows of the same model.
 * ``memory``: XLA's ``memory_analysis()`` of the compiled PGD-T programs and of one
   forward-backward at the same batch (input gradient, i.e. one PGD step; and parameter gradient
   in train mode), with the ratios. No timing.
@@ -45,7 +50,7 @@ import time
 from typing import List
 
 from benchmarks import torch_models
-from benchmarks.rows import KINDS, MODELS, Bench, run_curves, run_memory_row, run_timed_row
+from benchmarks.rows import EXTRA_KINDS, KINDS, MODELS, Bench, run_curves, run_memory_row, run_timed_row
 from benchmarks.report import collect_errors, load_average, machine_info, render_markdown
 from benchmarks.timing import GAP_S
 
@@ -53,21 +58,37 @@ SCHEMA = "jaxrobust.benchmark/1"
 
 
 def row_ids() -> List[str]:
-  """Every row id KIND:MODEL, in the canonical order."""
+  """Every default row id KIND:MODEL ('all'), in the canonical order."""
   return [f"{k}:{m}" for k in KINDS for m in MODELS]
 
 
+def all_row_ids() -> List[str]:
+  """The default rows, then the opt-in ones (EXTRA_KINDS), in the canonical order."""
+  return row_ids() + [f"{k}:{m}" for k in EXTRA_KINDS for m in MODELS]
+
+
 def select_rows(spec: str) -> List[str]:
-  """--rows: comma-separated kinds, models, 'train' (= pgd_at,trades), 'all', or id globs."""
-  ids = row_ids()
+  """--rows: comma-separated kinds, models, 'train' (= pgd_at,trades), 'all', or id globs.
+
+  The opt-in kinds (adr_trades, ascl) are selected only by an item that names the kind itself
+  (``ascl``, ``ascl:small_cnn``, ``ascl:*``), never by 'all', 'train', a model name or ``*:MODEL``.
+  """
+  ids = all_row_ids()
   if spec.strip() in ("", "all"):
-    return ids
+    return row_ids()
   if spec.strip() == "none":  # e.g. --curves alone
     return []
   chosen = []
   for item in (s.strip() for s in spec.split(",") if s.strip()):
     kinds = ("pgd_at", "trades") if item == "train" else (item,)
-    hits = [i for i in ids if fnmatch.fnmatch(i, item) or i.split(":")[0] in kinds or i.split(":")[1] == item]
+    named_kind = item.split(":")[0]
+
+    def hit(i):
+      kind, model = i.split(":")
+      if kind in EXTRA_KINDS and named_kind != kind:
+        return False
+      return fnmatch.fnmatch(i, item) or kind in kinds or model == item
+    hits = [i for i in ids if hit(i)]
     if not hits:
       raise ValueError(f"--rows item {item!r} matches no row; rows are {', '.join(ids)} "
                        "(or a kind, a model, 'train', 'all', 'none')")
@@ -81,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true",
                  help="smoke-test sizes: batch 8, 2 steps, 2 repeats, a width-8 ResNet on 16x16 (numbers mean nothing)")
   p.add_argument("--rows", default="all",
-                 help="comma-separated rows: kinds (pgd, pgd_at, trades, memory, train), models (small_cnn, "
-                      "preact_resnet18), ids or globs like 'pgd:*', 'all' (default) or 'none'")
+                 help="comma-separated rows: kinds (pgd, pgd_at, trades, memory, train; opt-in: adr_trades, "
+                      "ascl), models (small_cnn, preact_resnet18), ids or globs like 'pgd:*', 'all' (default: "
+                      "every row but the opt-in kinds) or 'none'")
   p.add_argument("--batch-size", type=int, default=None, help="batch size (default 128; 8 with --quick)")
   p.add_argument("--steps", type=int, default=None, help="attack steps (default 10; 2 with --quick)")
   p.add_argument("--repeats", type=int, default=None,

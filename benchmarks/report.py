@@ -10,7 +10,8 @@ from typing import List, Optional
 import numpy as np
 
 KIND_TITLES = {"pgd": "PGD-{steps} Linf", "pgd_at": "PGD-AT step (PGD-{steps})",
-               "trades": "TRADES step (PGD-{steps})", "memory": "memory"}
+               "trades": "TRADES step (PGD-{steps})", "adr_trades": "ADR-TRADES step (PGD-{steps})",
+               "ascl": "ASCL-ADV step (PGD-{steps})", "memory": "memory"}
 
 
 def _cpu_model() -> str:

@@ -1,4 +1,5 @@
-"""The benchmark rows: JAX and PyTorch variants of PGD, PGD-AT and TRADES steps, memory, cost curves.
+"""The benchmark rows: JAX and PyTorch variants of PGD, PGD-AT and TRADES steps, memory, cost curves,
+and (opt-in) the ADR-TRADES and ASCL-ADV train steps of the representation methods.
 
 Both frameworks see the same weights (the Flax model ported with
 ``benchmarks.torch_models.port_flax_to_torch``) and the same data; a row records the clean-logit
@@ -18,6 +19,9 @@ from benchmarks import torch_models, torch_steps
 from benchmarks.timing import Variant, aot_compile, error_text, measure, variant_record
 
 KINDS = ("pgd", "pgd_at", "trades", "memory")
+# Opt-in kinds: only run when named (``--rows adr_trades:small_cnn``, ``--rows ascl``), never by 'all'
+# or a model name, so the default throughput run is unchanged.
+EXTRA_KINDS = ("adr_trades", "ascl")
 MODELS = ("small_cnn", "preact_resnet18")
 NUM_CLASSES = 10
 # (name, lax.fori_loop unroll, microbatch): the library default first, then the ablations.
@@ -157,11 +161,18 @@ def torch_pgd_variant(bench: Bench, name: str, model: str, batch: int, steps: in
 
 
 def _method(kind: str, eps: float, steps: int):
+  """The row's method: the library defaults with the row's threat model (TRADES with beta 6;
+  ADR-TRADES: beta 1, lc = gb = smt = 1; ASCL-ADV: Leaked-ASCL, cosine, tau 0.07, lambda_VAT 2)."""
   from jaxrobust.methods import get_method
   kw = dict(eps=eps, step_size=eps / 4, steps=steps)
   if kind == "trades":
     kw["beta"] = 6.0
   return get_method(kind, **kw)
+
+
+def method_hparams(kind: str, eps: float, steps: int) -> dict:
+  """The hyperparameters of a train row's JAX method (recorded in the row)."""
+  return {k: v for k, v in _method(kind, eps, steps).hparams.items()}
 
 
 def jax_train_variant(bench: Bench, kind: str, model: str, batch: int, steps: int) -> Variant:
@@ -208,9 +219,20 @@ def torch_train_variant(bench: Bench, kind: str, model: str, batch: int, steps: 
   if kind == "pgd_at":
     def call():
       torch_steps.pgd_at_step(net, opt, xt, yt, eps=eps, step_size=eps / 4, steps=steps)
-  else:
+  elif kind == "trades":
     def call():
       torch_steps.trades_step(net, opt, xt, yt, eps=eps, step_size=eps / 4, steps=steps, beta=6.0)
+  elif kind == "adr_trades":  # the weights of _method's ADR-TRADES
+    def call():
+      torch_steps.adr_trades_step(net, opt, xt, yt, eps=eps, step_size=eps / 4, steps=steps, beta=1.0,
+                                  lccomw=1.0, lcsmtw=1.0, gbcomw=1.0, gbsmtw=0.0, confw=0.0)
+  elif kind == "ascl":  # _method's ASCL-ADV; the torch loss is the code's (float64 SCL, KL / C)
+    def call():
+      torch_steps.ascl_step(net, opt, xt, yt, eps=eps, step_size=eps / 4, steps=steps, dist="cosine",
+                            neg_type="leaking", temperature=0.07, hidden_norm=False, alpha=1.0, gbcomw=1.0,
+                            lcsmtw=2.0)
+  else:
+    raise ValueError(f"no torch train step for kind {kind!r}")
   name = "torch_compile" if compile_model else "torch_eager"
   return Variant(name, "torch", call, {"optimizer": "SGD(lr 0.1, momentum 0.9, wd 5e-4, coupled)",
                                        "torch_compile": compile_model},
@@ -278,6 +300,8 @@ def run_timed_row(bench: Bench, kind: str, model: str) -> dict:
          "speedup_vs_torch_eager": _speedups(records)}
   if kind == "trades":
     row["beta"] = 6.0
+  if kind in EXTRA_KINDS:
+    row["method_hparams"] = method_hparams(kind, eps, steps)
   if kind == "pgd":
     try:
       row["logits_max_abs_diff_jax_torch"] = _logit_parity(bench, model, batch)

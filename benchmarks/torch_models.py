@@ -5,7 +5,9 @@ names equal to the Flax module names, so a state_dict key is a Flax path
 (``backbone.layer1_0.bn1.weight`` <-> ``params['backbone']['layer1_0']['bn1']['scale']``):
 
 * ``TorchClassifier``: in-model normalisation -> backbone -> ``head`` (Linear), as
-  ``jaxrobust.models.ImageClassifier`` with the linear head.
+  ``jaxrobust.models.ImageClassifier`` with the linear head; ``net(x, return_features=True)`` returns
+  ``(logits, features)`` with the penultimate features (the backbone's output), as the Flax model's
+  ``ModelOutput`` with ``return_features=True``.
 * Backbones: ``SmallCNN`` (the MNIST net of Carlini & Wagner 2017 as in the TRADES code of
   Zhang et al. 2019, without dropout), ``LeNet5`` (LeCun et al. 1998, ReLU and max-pool),
   ``ResNet`` (He et al. 2016: CIFAR and ImageNet stems, shortcut A or B), ``PreActResNet``
@@ -249,8 +251,12 @@ def _classes() -> dict:
       self.backbone = backbone
       self.head = nn.Linear(backbone.features, num_classes)
 
-    def forward(self, x):
-      return self.head(self.backbone(self.normalize(x)))
+    def forward(self, x, return_features=False):
+      features = self.backbone(self.normalize(x))
+      logits = self.head(features)
+      # (logits, features) as the Flax model's ModelOutput(logits, features) with return_features=True
+      # (the ASCL / ADR code's ``model(x, return_z=True)``).
+      return (logits, features) if return_features else logits
 
   class DigitsNet(nn.Module):
     """z = W vec(x) + b ('linear') or W2 tanh(W1 vec(x) + b1) + b2 ('mlp'), flattening in NHWC order."""

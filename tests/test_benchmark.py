@@ -96,6 +96,27 @@ def test_row_selection():
                                                                    "memory:preact_resnet18"]
   with pytest.raises(ValueError, match="matches no row"):
     harness.select_rows("pgd:vgg")
+  # the opt-in representation rows: only when their kind is named
+  assert harness.select_rows("trades:small_cnn,adr_trades:small_cnn,ascl:small_cnn") == [
+      "trades:small_cnn", "adr_trades:small_cnn", "ascl:small_cnn"]
+  assert harness.select_rows("ascl") == ["ascl:small_cnn", "ascl:preact_resnet18"]
+  assert harness.select_rows("adr_trades:*") == ["adr_trades:small_cnn", "adr_trades:preact_resnet18"]
+  assert harness.select_rows("*:small_cnn") == harness.select_rows("small_cnn")
+
+
+def test_quick_representation_rows(tmp_path):
+  out = tmp_path / "repr.json"
+  argv = ["--quick", "--no-torch", "--rows", "adr_trades:small_cnn,ascl:small_cnn", "--repeats", "1",
+          "--json", str(out), "--quiet"]
+  assert harness.main(argv) == 0
+  report = json.loads(out.read_text())
+  assert [r["id"] for r in report["rows"]] == ["adr_trades:small_cnn", "ascl:small_cnn"]
+  adr_row, ascl_row = report["rows"]
+  assert adr_row["method_hparams"]["lc"] == 1.0 and adr_row["method_hparams"]["beta"] == 1.0
+  assert ascl_row["method_hparams"]["strategy"] == "leaked" and ascl_row["method_hparams"]["tau"] == 0.07
+  for row in report["rows"]:
+    assert [v["name"] for v in row["variants"]] == ["jax"]
+    _check_timed_variant(row["variants"][0], repeats=1)
 
 
 def test_bad_arguments_exit_with_usage_error():
@@ -130,7 +151,11 @@ def test_ported_torch_twin_gives_the_same_logits(name, shape, kwargs):
   x = np.random.default_rng(2).random((4,) + shape, dtype=np.float32)
   with torch.no_grad():
     theirs = net(tm.to_torch_images(x)).numpy()
+    theirs_logits, theirs_features = net(tm.to_torch_images(x), return_features=True)
   np.testing.assert_allclose(jax.jit(models.make_apply(module))(variables, x), theirs, rtol=1e-4, atol=1e-5)
+  ours = jax.jit(models.make_features_apply(module))(variables, x)
+  np.testing.assert_allclose(ours.features, theirs_features.numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(ours.logits, theirs_logits.numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.torch
@@ -172,7 +197,7 @@ def test_torch_train_steps_run_and_return_finite_losses():
   x = tm.to_torch_images(np.random.default_rng(4).random((4, 28, 28, 1), dtype=np.float32))
   y = torch.tensor([0, 1, 2, 3])
   before = [p.detach().clone() for p in net.parameters()]
-  for step in (ts.pgd_at_step, ts.trades_step):
+  for step in (ts.pgd_at_step, ts.trades_step, ts.adr_trades_step, ts.ascl_step):
     loss = step(net, opt, x, y, eps=8 / 255, step_size=2 / 255, steps=2)
     assert np.isfinite(float(loss))
   assert net.training  # the update ran in train mode
@@ -199,7 +224,7 @@ def test_torch_compile_variants_are_built_for_pgd_and_train_rows():
   torch = pytest.importorskip("torch")
   cfg = {"quick": True, "seed": 0, "warmup": 1, "torch_compile": True}
   bench = rows.Bench(cfg, torch, lambda *a: None)
-  for kind in ("pgd_at", "trades"):
+  for kind in ("pgd_at", "trades", "adr_trades", "ascl"):
     v = rows.torch_train_variant(bench, kind, "small_cnn", 4, 1, compile_model=True)
     assert v.name == "torch_compile" and v.info["torch_compile"] is True and v.warmup >= 2
     eager = rows.torch_train_variant(bench, kind, "small_cnn", 4, 1)

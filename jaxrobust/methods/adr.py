@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean, stop
 from jaxrobust.methods.common import (ATTACK_BN_MODES, check_threat, classification_loss, kl_to_clean,
-                                      pgd_attack)
+                                      max_last_axis, pgd_attack)
 from jaxrobust.types import Array
 
 DISTANCES = ("mean_abs", "l1", "l2", "linf")
@@ -57,7 +57,7 @@ def latent_distance(a: Array, b: Array, distance: str = "mean_abs") -> Array:
     sq = jnp.sum(diff * diff, axis=-1)
     return jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
   if distance == "linf":
-    return jnp.max(jnp.abs(diff), axis=-1)
+    return max_last_axis(jnp.abs(diff))  # not jnp.max: see common.max_last_axis
   raise ValueError(f"ADR distance must be one of {DISTANCES}; got {distance!r}")
 
 

@@ -54,7 +54,8 @@ import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean, stop
-from jaxrobust.methods.common import ATTACK_BN_MODES, check_threat, classification_loss, pgd_attack
+from jaxrobust.methods.common import (ATTACK_BN_MODES, check_threat, classification_loss, max_last_axis,
+                                      pgd_attack)
 from jaxrobust.types import Array
 
 STRATEGIES = ("global", "hard", "soft", "leaked", "merge")
@@ -115,7 +116,7 @@ def pairwise_distance(h: Array, distance: str = "cosine") -> Array:
   if distance == "l1":
     return jnp.sum(diff, axis=-1)
   if distance == "linf":
-    return jnp.max(diff, axis=-1)
+    return max_last_axis(diff)  # jnp.max's gradient is wrong under jit here (common.max_last_axis)
   if distance == "lkinf":
     return jnp.mean(jax.lax.top_k(diff, min(10, h.shape[1]))[0], axis=-1)
   raise ValueError(f"ASCL distance must be one of {tuple(DISTANCES)}; got {distance!r}")

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from jaxrobust import losses as losses_lib
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.methods.base import logits_fn_for, stop
+
+
+def max_last_axis(x):
+  """max over the last axis, differentiated through the argmax entry (as torch's ``max(dim)``).
+
+  ``jnp.max``'s gradient finds the maximal entries by comparing the operand with the result. Under
+  ``jit`` XLA:CPU may recompute a cheap operand (e.g. |h_a - h_j| of scaled or normalised latents)
+  in another fusion with different rounding, the comparison then fails and the gradient is wrong
+  (found against the ASCL code's linf distance: off by up to 2x). The index here is computed once.
+  """
+  idx = jnp.argmax(x, axis=-1)
+  return jnp.take_along_axis(x, idx[..., None], axis=-1)[..., 0]
 
 
 def is_single_logit(logits) -> bool:

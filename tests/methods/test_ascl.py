@@ -176,6 +176,22 @@ def test_masked_examples_are_out_of_the_pool():
   np.testing.assert_allclose(float(b.mean_pos), float(a.mean_pos), rtol=1e-10)
 
 
+def test_linf_gradient_under_jit_equals_eager():
+  """jnp.max's gradient compares the operand with the max; XLA:CPU recomputed |h_a - h_j| of the
+  normalised latents with other rounding under jit and the gradient was off by up to 2x (found
+  against the ASCL code in tests/methods/test_adr_ascl_torch.py). The linf distance takes the argmax."""
+  z, za, y, pn, pa = _pool(7, n=12, d=16)
+
+  def loss(z, za):
+    return ascl.contrastive_loss(z, za, jnp.asarray(y), jnp.asarray(pn), jnp.asarray(pa), strategy="global",
+                                 tau=0.2, distance="linf", normalize=True).loss
+  args = (jnp.asarray(z, jnp.float32), jnp.asarray(za, jnp.float32))
+  eager = jax.grad(loss, argnums=(0, 1))(*args)
+  jitted = jax.jit(jax.grad(loss, argnums=(0, 1)))(*args)
+  for a, b in zip(jitted, eager):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
 def test_masks_carry_no_gradient_to_logits():
   """Changing logits without changing the argmax leaves L_SCL unchanged; its gradient w.r.t. the
   logits is zero and w.r.t. the latents is not."""
