@@ -17,12 +17,28 @@ import os
 import sys
 
 
+def _split_options(text: str) -> list[str]:
+  """Splits at the commas outside brackets: 'a=1,b=[1,2]' -> ['a=1', 'b=[1,2]']."""
+  items, depth, start = [], 0, 0
+  for i, ch in enumerate(text):
+    if ch in "[(":
+      depth += 1
+    elif ch in "])":
+      depth -= 1
+    elif ch == "," and depth == 0:
+      items.append(text[start:i])
+      start = i + 1
+  items.append(text[start:])
+  return items
+
+
 def _parse_attack_spec(text: str) -> dict:
-  """'pgd:eps=0.3,steps=20,step_size=0.01' -> {'name': 'pgd', 'eps': 0.3, ...}."""
+  """'pgd:eps=0.3,steps=20,step_size=0.01' -> {'name': 'pgd', 'eps': 0.3, ...}; a list value keeps its
+  commas: 'fmn:norm=l2,eps_curve=[0.5,1.0]' -> {..., 'eps_curve': [0.5, 1.0]}."""
   name, _, rest = text.partition(":")
   spec = {"name": name.strip()}
   if rest.strip():
-    for item in rest.split(","):
+    for item in _split_options(rest):
       if "=" not in item:
         raise SystemExit(f"error: attack option {item!r} in {text!r} must look like key=value")
       k, v = item.split("=", 1)
@@ -122,6 +138,14 @@ def cmd_evaluate(args) -> int:
   for label, r in report.get("r_div", {}).items():
     print(f"R-DIV [{label}, {r['pools']} pools]: {r['ratio']:.4f} = d+ {r['d_plus']:.4f} / d- {r['d_minus']:.4f} "
           f"on {r['n']} points; plot: {r['plot']}")
+  if report.get("eps_curve"):
+    from jaxrobust.evaluate.min_norm_curve import plot_min_norm_curve
+    plot = plot_min_norm_curve(report["eps_curve"], os.path.splitext(out)[0] + "_eps_curve.png")
+    for label, c in report["eps_curve"].items():
+      c["plot"] = plot
+      accs = ", ".join(f"{e:g}: {100 * a:.2f}%" for e, a in zip(c["eps"], c["robust_acc"]))
+      print(f"robust accuracy against eps [{label}, {c['norm']}, one run]: {accs}; median norm "
+            f"{c['median_norm']:.4g}; plot: {plot}")
   write_json(out, report)
   print(f"json: {out}")
   return 0
@@ -265,7 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
   e = sub.add_parser("evaluate", help="clean and robust accuracy of a trained run",
                      description="Evaluate the final checkpoint of a run directory. --attack takes "
                                  "NAME:key=value,... (e.g. pgd:eps=0.031,steps=20,step_size=0.003); "
-                                 "repeat it for several attacks; without it the run config's eval.attacks are used.")
+                                 "repeat it for several attacks; without it the run config's eval.attacks are used. "
+                                 "A minimum-norm attack without eps and with eps_curve (e.g. "
+                                 "'fmn:norm=l2,eps_curve=[0.5,1.0,2.0]') also reports robust accuracy at every "
+                                 "radius of the list from that one run, and plots it next to the JSON "
+                                 "(<json>_eps_curve.png).")
   e.add_argument("--run-dir", required=True, help="the --output-dir of a `jaxrobust train` run")
   e.add_argument("--attack", action="append", help="attack spec NAME:key=value,... (repeatable)")
   e.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N test points")

@@ -30,6 +30,8 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.fab",
     "jaxrobust.attacks.square",
     "jaxrobust.attacks.autoattack",
+    "jaxrobust.attacks.fmn",
+    "jaxrobust.attacks.ddn",
 )
 
 
@@ -46,6 +48,9 @@ class AttackInfo:
   forwards_to: the attack functions a factory passes its remaining keyword options (``**kw``) on to,
     so that ``attack_parameters`` can list them and ``get_attack`` refuse a misspelt one.
   fixed: options the factory sets itself (e.g. BIM's ``init``), which a caller may not pass.
+  min_norm: a minimum-norm attack (FMN, DDN): its output is the smallest adversarial it found (x where none),
+    eps is optional (then a point farther than eps is returned as x), and the evaluator can record the
+    per-point norms ||x_adv - x|| for robust accuracy at many eps from one run (spec key ``eps_curve``).
   """
   factory: Callable[..., AttackFn]
   norms: tuple[str, ...] = ("linf",)
@@ -55,6 +60,7 @@ class AttackInfo:
   name: str = ""
   forwards_to: tuple[Callable, ...] = ()
   fixed: tuple[str, ...] = ()
+  min_norm: bool = False
 
   def __post_init__(self):
     if self.box not in ("white", "black"):

@@ -43,6 +43,8 @@ class Points(NamedTuple):
   sample: (x, y) host arrays of the first batch (for the gradient-masking checks).
   clean_features: (n, D) latent features at the clean points, when a metric asked for them
     (``needs_features``), else None. adv_features: {label: (m_a, D)} latents at attack a's outputs.
+  adv_norms: {label: (m_a,) float64 ||x_adv - x||_p} for the attacks whose spec has ``eps_curve`` (p its
+    norm, ``specs.curve_norm``), else None (``jaxrobust.evaluate.min_norm_curve.MinNormCurve``).
   """
   labels: np.ndarray
   clean_pred: np.ndarray
@@ -55,6 +57,7 @@ class Points(NamedTuple):
   sample: tuple | None = None
   clean_features: np.ndarray | None = None
   adv_features: dict | None = None
+  adv_norms: dict | None = None
 
   @property
   def n(self) -> int:

@@ -18,6 +18,10 @@ loop also keep the penultimate features of the clean points and of the attacks' 
 x_adv as the accuracies), through the evaluator's ``features_apply`` (``models.make_features_apply``).
 That is one extra forward pass per batch and attack, outside the attacks' programs: the attacks,
 predictions and every other number are the same with or without it.
+
+Perturbation norms: for a spec with ``eps_curve`` (a minimum-norm attack: FMN, DDN) the loop also keeps
+||x_adv - x||_p per point (host-side, not timed), from which ``min_norm_curve.MinNormCurve`` (a default
+metric) reports robust accuracy at every radius of the list from that one run.
 """
 
 from __future__ import annotations
@@ -33,12 +37,16 @@ from jaxrobust import losses as losses_lib
 from jaxrobust import parallel
 from jaxrobust.attacks.registry import attack_info, get_attack
 from jaxrobust.evaluate import metrics as metrics_lib
+from jaxrobust.evaluate.min_norm_curve import MinNormCurve, per_point_distance
 from jaxrobust.evaluate.specs import EVALUATOR_KEYS  # noqa: F401  (the spec keys the evaluator reads)
-from jaxrobust.evaluate.specs import attack_kwargs, attack_limits, check_specs, reported, two_class_logits
+from jaxrobust.evaluate.specs import (attack_kwargs, attack_limits, check_specs, curve_norm, reported,
+                                     two_class_logits)
 from jaxrobust.types import ApplyFn, ModelOutput
 
-# Clean accuracy, robust accuracy (+ worst case); clean and robust AP for a single-logit model.
-DEFAULT_METRICS = (metrics_lib.CleanAccuracy(), metrics_lib.RobustAccuracy(), metrics_lib.AveragePrecision())
+# Clean accuracy, robust accuracy (+ worst case); clean and robust AP for a single-logit model; robust accuracy
+# against eps for the minimum-norm attack specs with eps_curve (nothing otherwise).
+DEFAULT_METRICS = (metrics_lib.CleanAccuracy(), metrics_lib.RobustAccuracy(), metrics_lib.AveragePrecision(),
+                   MinNormCurve())
 
 
 class RobustEvaluator:
@@ -160,6 +168,8 @@ class RobustEvaluator:
     keep_features = features is not False
     features_at = self._features_step() if keep_features else None
     variables = parallel.replicate(variables, self.mesh)
+    curve_norms = {l: curve_norm(s) for s, l in zip(attacks, labels) if "eps_curve" in s}
+    adv_norms = {l: [] for l in curve_norms}
     sources = [parallel.replicate(() if s.get("source") is None else s["source"][1], self.mesh) for s in attacks]
     out = {"labels": [], "clean_pred": [], "clean_score": [], "clean_features": []}
     adv_features = {l: [] for l in labels if l in feature_labels}
@@ -214,6 +224,9 @@ class RobustEvaluator:
         seen[label] += int(keep.sum())
         if keep_adversarials:
           adversarials[label].append(np.asarray(x_adv)[keep])
+        if label in adv_norms:
+          adv_norms[label].append(per_point_distance(np.asarray(x_adv)[keep], np.asarray(batch["image"])[keep],
+                                                     curve_norms[label]))
         if label in adv_features:
           adv_features[label].append(np.asarray(features_at(variables, x_adv))[keep])
       n += int(mask.sum())
@@ -235,7 +248,8 @@ class RobustEvaluator:
         sample=sample,
         clean_features=np.concatenate(out["clean_features"]) if keep_features and out["clean_features"] else None,
         adv_features={l: np.concatenate(v) if v else None for l, v in adv_features.items()}
-        if keep_features else None)
+        if keep_features else None,
+        adv_norms={l: _join(v, np.float64) for l, v in adv_norms.items()} if adv_norms else None)
 
   def evaluate(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256,
                key=None, max_examples: int | None = None, progress: bool = True,

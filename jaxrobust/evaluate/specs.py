@@ -15,6 +15,10 @@ by the evaluator itself and apply to any attack:
   the result (a transfer, black-box attack).
 * ``step_size_ratio``: the attack's ``step_size`` is ratio * eps, so an eps sweep keeps the step
   proportional and reuses one compiled program (eps is traced).
+* ``eps_curve``: a list of radii, for a minimum-norm attack (registry ``AttackInfo.min_norm``: FMN, DDN)
+  run without ``eps``: the evaluator records ||x_adv - x||_p per point (p = the spec's ``norm``, else the
+  attack's default) and the report gets robust accuracy at every radius from that one run
+  (``report['eps_curve'][label]``, ``jaxrobust.evaluate.min_norm_curve``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from typing import Sequence
 import jax.numpy as jnp
 
 from jaxrobust import threat
-from jaxrobust.attacks.registry import check_attack_config
+from jaxrobust.attacks.registry import attack_info, attack_names, attack_parameters, check_attack_config
 
-EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source", "step_size_ratio")
+EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source", "step_size_ratio", "eps_curve")
 
 # Keys never shown in an automatic label or written to a report: a model is not a setting.
 _UNPRINTABLE = ("source",)
@@ -67,6 +71,8 @@ def check_specs(specs: Sequence[dict]) -> list[str]:
       raise ValueError(f"attack spec {s} needs a 'name' (one of jaxrobust.attacks.attack_names())")
     check_attack_options(s)
     threat.check_eps(s.get("eps", 0.0), name=f"eps of attack {spec_label(s)!r}")
+    if "eps_curve" in s:
+      check_eps_curve_spec(s)
     source = s.get("source")
     if source is not None and not (isinstance(source, (tuple, list)) and len(source) == 2 and callable(source[0])):
       raise ValueError(f"'source' of attack {spec_label(s)!r} must be a pair (apply, variables)")
@@ -74,6 +80,31 @@ def check_specs(specs: Sequence[dict]) -> list[str]:
   if len(set(labels)) != len(labels):
     raise ValueError(f"attack labels must be unique; got {labels}")
   return labels
+
+
+def curve_norm(spec: dict) -> str:
+  """The norm of a spec's perturbations: its ``norm`` option, else the attack's default, else its first norm."""
+  if spec.get("norm") is not None:
+    return threat.canonical_norm(spec["norm"])
+  q = attack_parameters(spec["name"]).get("norm")
+  if q is not None and isinstance(q.default, str):
+    return threat.canonical_norm(q.default)
+  return attack_info(spec["name"]).norms[0]
+
+
+def check_eps_curve_spec(spec: dict) -> None:
+  """``eps_curve`` needs a minimum-norm attack run without eps (its output farther than eps would be x)."""
+  from jaxrobust.evaluate.min_norm_curve import check_eps_curve
+  label = spec_label(spec)
+  info = attack_info(spec["name"])
+  if not info.min_norm:
+    minimum = [n for n in attack_names() if attack_info(n).min_norm]
+    raise ValueError(f"eps_curve of attack {label!r}: {info.name!r} is not a minimum-norm attack, so its "
+                     f"perturbation norms say nothing about smaller eps; use one of {minimum}")
+  if spec.get("eps") is not None:
+    raise ValueError(f"eps_curve of attack {label!r}: leave eps out, the curve needs the unconstrained minimum "
+                     "norms (with eps, points farther than eps come back as x)")
+  check_eps_curve(spec["eps_curve"], label)
 
 
 def attack_limits(dataset, specs: Sequence[dict], labels: Sequence[str]) -> dict[str, int]:

@@ -19,6 +19,7 @@ CONFIGS = {
     "difgsm": dict(eps=0.1, steps=3), "tifgsm": dict(eps=0.1, steps=3, len_kernel=3), "nifgsm": dict(eps=0.1, steps=3),
     "sinifgsm": dict(eps=0.1, steps=3, scales=2), "vmifgsm": dict(eps=0.1, steps=3, n_neighbours=2),
     "vnifgsm": dict(eps=0.1, steps=3, n_neighbours=2), "transfer_fgsm": dict(eps=0.1, steps=3),
+    "fmn": dict(steps=3, norm="l1"), "ddn": dict(steps=3),
 }
 
 
