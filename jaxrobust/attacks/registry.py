@@ -29,6 +29,9 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.apgd",
     "jaxrobust.attacks.fab",
     "jaxrobust.attacks.square",
+    "jaxrobust.attacks.spsa",
+    "jaxrobust.attacks.deepfool",
+    "jaxrobust.attacks.ead",
     "jaxrobust.attacks.autoattack",
 )
 
