@@ -20,6 +20,8 @@ CONFIGS = {
     "sinifgsm": dict(eps=0.1, steps=3, scales=2), "vmifgsm": dict(eps=0.1, steps=3, n_neighbours=2),
     "vnifgsm": dict(eps=0.1, steps=3, n_neighbours=2), "transfer_fgsm": dict(eps=0.1, steps=3),
     "fmn": dict(steps=3, norm="l1"), "ddn": dict(steps=3),
+    "spsa": dict(eps=0.1, steps=2, spsa_samples=8), "deepfool": dict(steps=3),
+    "ead": dict(max_iterations=3, binary_search_steps=2), "ead_l1": dict(max_iterations=3, binary_search_steps=2),
 }
 
 
