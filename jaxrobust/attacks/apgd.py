@@ -39,8 +39,7 @@ L1 (``norm='l1'``, the reference's L1 branch of ``attack_single_run``): the same
            with grad_best.
 
 ``use_largereps=True`` (AutoAttack's L1 'standard' version; ``decr_eps_pgd``) splits the N iterations into runs
-at 3 eps, 2 eps and eps with ceil(0.3 N), ceil(0.3 N) and the rest iterations (N = 100: 31, 31, 38, since
-0.3 * 100 = 30.000000000000004 in floating point), starting from P1 at 3 eps of x + N(0, I) and each run from
+at 3 eps, 2 eps and eps with ceil(0.3 N), ceil(0.3 N) and the rest iterations (N = 100: 30, 30, 40), starting from P1 at 3 eps of x + N(0, I) and each run from
 the previous run's x_best projected onto the smaller ball; sparsity then starts at topk = ||x_0 - x||_0 / d / 1.5
 and sp_old = ||x_0 - x||_0. Only the last (eps) run's adversarial points and flags count.
 
@@ -123,7 +122,7 @@ def l1_checkpoint_schedule(n_iter: int) -> tuple[tuple[int, int], ...]:
 
 def largereps_schedule(n_iter: int) -> tuple[tuple[float, int], ...]:
   """((eps factor, iterations), ...) of AutoAttack's ``use_largereps`` (L1): 3 eps, 2 eps, eps with
-  ceil(0.3 N), ceil(0.3 N) and N minus both (the reference's float arithmetic: N = 100 gives 31, 31, 38)."""
+  ceil(0.3 N), ceil(0.3 N) and N minus both (the reference's float arithmetic: N = 100 gives 30, 30, 40)."""
   iters = [math.ceil(.3 * n_iter), math.ceil(.3 * n_iter)]
   iters.append(n_iter - sum(iters))
   if min(iters) < 1:

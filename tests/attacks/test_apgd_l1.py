@@ -94,3 +94,93 @@ def test_l1_box_projection_keeps_feasible_points_and_scipy_agrees():
   # A point already in the ball and the box is its own projection.
   zz = threat.project_l1_box(jnp.asarray(z), jnp.asarray(x), jnp.asarray(eps) * 1.001)
   np.testing.assert_allclose(np.asarray(zz), z, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# APGD-L1
+# ----------------------------------------------------------------------------------------
+
+def _digits(n=64):
+  _, f = h.train_digits("mlp")
+  x, y = h.digits_test(n)
+  return f, x, y
+
+
+def _in_ball_and_box(xa, x, eps):
+  d = np.asarray(threat.per_example_norm(xa - x, "l1"))
+  assert np.all(d <= np.asarray(eps) * (1 + 1e-5) + 1e-6), d.max()
+  assert float(xa.min()) >= 0.0 and float(xa.max()) <= 1.0
+
+
+def test_schedules():
+  assert A.l1_checkpoint_schedule(100) == tuple((i, 4) for i in range(3, 100, 4))
+  assert A.l1_checkpoint_schedule(31) == tuple((i, 1) for i in range(31))
+  assert A.largereps_schedule(100) == ((3.0, 30), (2.0, 30), (1.0, 40))
+  assert A.largereps_schedule(10) == ((3.0, 3), (2.0, 3), (1.0, 4))
+  with pytest.raises(ValueError, match="use_largereps is AutoAttack's L1"):
+    A.apgd_masked(None, None, None, None, None, None, None, norm="linf", use_largereps=True)
+
+
+def test_run_iterates_in_ball_and_box_and_sparse_steps():
+  f, x, y = _digits(32)
+  eps = 1.5
+  tr = A.apgd_run(f, x, y, KEY, eps=eps, norm="l1", n_iter=12, record_iterates=True)
+  for it in np.asarray(tr.iterates):
+    _in_ball_and_box(jnp.asarray(it), x, eps)
+  _in_ball_and_box(tr.x_init, x, eps)
+  assert np.all(np.diff(np.asarray(tr.loss_best_steps), axis=0) >= 0)
+  steps = np.asarray(tr.step_size_steps)
+  assert np.allclose(steps[0], eps) and np.all(steps >= eps / 10 - 1e-6) and np.all(steps <= eps + 1e-6)
+  # The start is the projection of x + N(0, I) at full radius (||delta||_1 = eps: Gaussian noise overshoots).
+  np.testing.assert_allclose(np.asarray(threat.per_example_norm(tr.x_init - x, "l1")), eps, rtol=1e-5)
+
+
+@pytest.mark.parametrize("largereps", [False, True])
+def test_apgd_and_apgd_t_l1_outputs_in_ball_and_box(largereps):
+  f, x, y = _digits(32)
+  eps = jnp.linspace(0.5, 2.0, 32)
+  xa = A.apgd(f, x, y, KEY, eps=eps, norm="l1", n_iter=10, n_restarts=2, use_largereps=largereps)
+  _in_ball_and_box(xa, x, eps)
+  xt = A.apgd_targeted(f, x, y, KEY, eps=eps, norm="l1", n_iter=10, n_target_classes=3, use_largereps=largereps)
+  _in_ball_and_box(xt, x, eps)
+  assert h.accuracy(f, xa, y) < h.accuracy(f, x, y)
+
+
+def test_apgd_l1_stronger_than_pgd_l1():
+  """Parameter-free APGD-L1 (100 it, 1 restart) beats PGD-L1 with the usual step eps/4 (100 steps) on the trained
+  digits MLP. (Measured: eps 1.0: 60.7-61.3% vs 66.0%; eps 1.5: 32-34% vs 37.3%, 150 points. A PGD-L1 tuned to
+  step = eps reaches APGD-L1 here: 59.3% / 34.0%; see BENCHMARKS.md.)"""
+  f, x, y = _digits(150)
+  for eps in (1.0, 1.5):
+    ap = h.accuracy(f, A.apgd(f, x, y, KEY, eps=eps, norm="l1", n_iter=100), y)
+    pg = h.accuracy(f, pgd_lib.pgd(f, x, y, KEY, eps=eps, norm="l1", step_size=eps / 4, steps=100), y)
+    assert ap <= pg - 0.02, (eps, ap, pg)
+
+
+def test_batch_equals_halves_and_compiles_once():
+  f, x, y = _digits(16)
+  tf = h.traced(f)
+  eps = jnp.full((16,), 1.0)
+  kw = dict(norm="l1", loss="ce", n_iter=8, n_restarts=2)
+  full, fooled = A.apgd_masked(tf, x, y, KEY, jnp.arange(16), jnp.ones(16, bool), eps, **kw)
+  n = h.TRACED_CALLS["model"]
+  parts = [A.apgd_masked(tf, x[s], y[s], KEY, jnp.arange(16)[s], jnp.ones(8, bool), eps[s], **kw)
+           for s in (slice(0, 8), slice(8, 16))]
+  n8 = h.TRACED_CALLS["model"]
+  np.testing.assert_allclose(np.concatenate([np.asarray(p[0]) for p in parts]), np.asarray(full), atol=1e-5)
+  np.testing.assert_array_equal(np.concatenate([np.asarray(p[1]) for p in parts]), np.asarray(fooled))
+  # New data of a seen shape: nothing is traced again.
+  x2 = jnp.flip(x, axis=0)
+  A.apgd_masked(tf, x2, y, jax.random.key(5), jnp.arange(16), jnp.ones(16, bool), eps * 2, **kw)
+  A.apgd_masked(tf, x2[:8], y[:8], KEY, jnp.arange(8), jnp.ones(8, bool), eps[:8], **kw)
+  assert h.TRACED_CALLS["model"] == n8 and n8 > n
+
+
+def test_registry_lists_l1():
+  for name in ("apgd", "apgd_ce", "apgd_dlr", "apgd_t", "fab", "fab_t", "autoattack"):
+    assert "l1" in attack_info(name).norms, name
+  f, x, y = _digits(8)
+  xa = get_attack("apgd", norm="l1", eps=1.0, n_iter=5)(f, x, y, KEY)
+  _in_ball_and_box(xa, x, 1.0)
+  with pytest.raises(ValueError, match="Square supports 'linf' and 'l2'"):
+    get_attack("square", norm="l1", eps=1.0, n_queries=5)(f, x, y, KEY)
