@@ -1,6 +1,7 @@
-"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness ..."), L-inf and L2.
+"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness ..."), L-inf, L2 and L1.
 
-A faithful port of ``autoattack/autopgd_base.py`` (``APGDAttack``, ``APGDAttack_targeted``).
+A faithful port of ``autoattack/autopgd_base.py`` (``APGDAttack``, ``APGDAttack_targeted``); L1 is APGD-L1 of
+Croce & Hein 2021 ("Mind the box: l1-APGD for sparse adversarial attacks", ICML), see "L1" below.
 One run of N iterations on a batch, with P = box o Pi_eps (ball projection, then [0, 1]):
 
     x_0   = clip_[0,1](x + eps * t / ||t||_p)     t ~ U(-1, 1)^d (Linf) or N(0, I) (L2); ||x_0 - x|| = eps pre-clip
@@ -25,6 +26,23 @@ largest clean logits, one full run per target on the points still robust. ``apgd
 targets only update points that are still robust. ``best_loss=True`` returns the highest-loss point over restarts.
 ``apgd_run`` returns one run with its traces (loss_best per iteration, step sizes, iterates) for diagnostics.
 
+L1 (``norm='l1'``, the reference's L1 branch of ``attack_single_run``): the same loop with three changes,
+
+    x_0   = P1(x + t),  t ~ N(0, I)                 P1 = the exact projection onto {||z - x||_1 <= eps} n [0, 1]^d
+                                                   (``threat.project_l1_box``; the reference's ``L1_projection``)
+    eta   = eps (alpha = 1);  topk = 0.2;  sp_old = d
+    x_i+1 = P1(x_i + eta s / ||s||_1),  s = sign(g_i * [|g_i| >= q_i])    no momentum; q_i the
+                                                   floor((1 - topk) d)-th smallest |g_i| (the top-k coordinates)
+    checks every k = max(floor(0.04 N), 1) iterations (fixed k):  sp = ||x_best - x||_0,
+           restart r = [sp / sp_old < 0.95];  topk <- sp / d / 1.5;  sp_old <- sp;
+           eta <- eps if r else eta / 1.5, clipped to [eps / 10, eps];  restarted examples continue from x_best
+           with grad_best.
+
+``use_largereps=True`` (AutoAttack's L1 'standard' version; ``decr_eps_pgd``) splits the N iterations into runs
+at 3 eps, 2 eps and eps with ceil(0.3 N), ceil(0.3 N) and the rest iterations (N = 100: 30, 30, 40), starting from P1 at 3 eps of x + N(0, I) and each run from
+the previous run's x_best projected onto the smaller ball; sparsity then starts at topk = ||x_0 - x||_0 / d / 1.5
+and sp_old = ||x_0 - x||_0. Only the last (eps) run's adversarial points and flags count.
+
 JAX design: a run is one ``lax.scan`` over the static checkpoint schedule (per-example step sizes, counters and
 best-so-far tensors in the carry; masks instead of data-dependent branches). Restarts/targets are one
 ``lax.while_loop`` that stops as soon as no point is left to attack, inside the same compiled program. Instead of
@@ -45,6 +63,7 @@ reuse them.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple, Optional
 
 import jax
@@ -95,12 +114,32 @@ def checkpoint_iterations(n_iter: int) -> list[int]:
   return [i for i, _ in checkpoint_schedule(n_iter)]
 
 
+def l1_checkpoint_schedule(n_iter: int) -> tuple[tuple[int, int], ...]:
+  """((i, k), ...) of APGD-L1: a check every k = max(int(0.04 N), 1) iterations (k fixed; i 0-based)."""
+  k = max(int(0.04 * n_iter), 1)
+  return tuple((i, k) for i in range(n_iter) if (i + 1) % k == 0)
+
+
+def largereps_schedule(n_iter: int) -> tuple[tuple[float, int], ...]:
+  """((eps factor, iterations), ...) of AutoAttack's ``use_largereps`` (L1): 3 eps, 2 eps, eps with
+  ceil(0.3 N), ceil(0.3 N) and N minus both (the reference's float arithmetic: N = 100 gives 30, 30, 40)."""
+  iters = [math.ceil(.3 * n_iter), math.ceil(.3 * n_iter)]
+  iters.append(n_iter - sum(iters))
+  if min(iters) < 1:
+    raise ValueError(f"use_largereps needs n_iter >= 5 (three runs of >= 1 iteration); got {n_iter}")
+  return tuple(zip((3.0, 2.0, 1.0), iters))
+
+
 def apgd_init(keys: Array, x: Array, eps: Array, norm: str) -> Array:
   """x + eps t / ||t||_p per example, *before* the box clip (so ||delta_0||_p = eps exactly).
 
   keys: (B,) per-example keys; x: (B, ...); eps: (B,). Linf: t ~ U(-1, 1)^d, L2: t ~ N(0, I).
+  L1: the projection of x + t, t ~ N(0, I), onto the L1 ball intersected with the box (``threat.project_l1_box``).
   """
   shape = x.shape[1:]
+  if norm == "l1":
+    t = jax.vmap(lambda k: jax.random.normal(k, shape, x.dtype))(keys)
+    return threat.project_l1_box(x + t, x, eps)
   if norm == "linf":
     t = jax.vmap(lambda k: jax.random.uniform(k, shape, x.dtype, -1.0, 1.0))(keys)
   else:
@@ -157,11 +196,32 @@ class ApgdTrace(NamedTuple):
   bases: Optional[Array]
 
 
+def _l0(v: Array) -> Array:
+  """(B, ...) -> (B,) number of non-zero entries (the reference's ``L0_norm``), as a float."""
+  return jnp.sum(v.reshape(v.shape[0], -1) != 0, axis=1).astype(v.dtype)
+
+
+def _l1_sparse_step(g: Array, topk: Array) -> Array:
+  """APGD-L1's direction s / ||s||_1, s = sign(g [|g| >= q]), q the int((1 - topk) d)-th smallest |g| per example."""
+  b = g.shape[0]
+  a = jnp.abs(g.reshape(b, -1))
+  n = a.shape[1]
+  idx = jnp.clip((1.0 - topk) * n, 0, n - 1).astype(jnp.int32)
+  q = jnp.take_along_axis(jnp.sort(a, axis=1), idx[:, None], axis=1)
+  s = jnp.sign(g) * (a >= q).reshape(g.shape)
+  return s / expand(threat.per_example_norm(s, "l1") + 1e-10, g)
+
+
 def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_iter, rho, eot_iter,
-                record_iterates=False) -> ApgdTrace:
-  """attack_single_run of the reference, all examples at once. eps: (B,); ex_keys: (B,) keys; target: (B,) or None."""
+                record_iterates=False, x_init=None) -> ApgdTrace:
+  """attack_single_run of the reference, all examples at once. eps: (B,); ex_keys: (B,) keys; target: (B,) or None.
+
+  x_init: (B, ...) start point instead of the random start (the reference's ``x_init``; L1 only here).
+  """
   loss_fn = _attack_loss(loss)
   b = x.shape[0]
+  l1 = norm == "l1"
+  n_fts = int(np.prod(x.shape[1:]))
 
   def objective(z, k):
     logits = model(z, k)
@@ -186,21 +246,31 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
     g_sum, l, logits = jax.lax.fori_loop(0, eot_iter, eot_body, init)
     return g_sum / float(eot_iter), l, logits
 
-  def candidate(x_cur, x_old, g, step, a):
-    """x_i+1 before the checks: P(x_i + a (z - x_i) + (1 - a)(x_i - x_i-1)), z = P(x_i + eta s(g_i))."""
+  def candidate(x_cur, x_old, g, step, a, topk):
+    """x_i+1 before the checks: P(x_i + a (z - x_i) + (1 - a)(x_i - x_i-1)), z = P(x_i + eta s(g_i)).
+
+    L1: P1(x_i + eta s / ||s||_1) on the top-k coordinates, no momentum (x_old and a unused)."""
+    if l1:
+      return threat.project_l1_box(x_cur + expand(step, x) * _l1_sparse_step(g, topk), x, eps)
     # P and s in the reference's arithmetic: ||.|| + 1e-12 in both (threat.py's ``stabilizer``).
     z = threat.project_ball_and_box(x_cur + expand(step, x) * threat.normalize_gradient(g, norm, _STABILIZER), x,
                                     eps, norm, _STABILIZER)
     return threat.project_ball_and_box(x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_old), x, eps, norm,
                                        _STABILIZER)
 
-  x_adv = jnp.clip(apgd_init(ex_keys, x, eps, norm), 0.0, 1.0)
-  x_init = x_adv
+  x_adv = jnp.clip(apgd_init(ex_keys, x, eps, norm) if x_init is None else x_init, 0.0, 1.0)
+  x_start = x_adv
   grad, loss0, logits0 = loss_and_grad(x_adv, jax.random.fold_in(run_key, 0))
   acc = losses_lib.predict(logits0) == y
-  step = 2.0 * eps
+  step_max = (1.0 if l1 else 2.0) * eps
+  step = step_max
+  if x_init is None:
+    topk, sp_old = jnp.full((b,), 0.2, x.dtype), jnp.full((b,), float(n_fts), x.dtype)
+  else:
+    sp_old = _l0(x_adv - x)
+    topk = sp_old / n_fts / 1.5
 
-  schedule = checkpoint_schedule(n_iter)
+  schedule = l1_checkpoint_schedule(n_iter) if l1 else checkpoint_schedule(n_iter)
   is_check = np.zeros(n_iter, bool)
   k_at = np.zeros(n_iter, np.int32)
   for i, k in schedule:
@@ -212,10 +282,10 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
   # but the model's input is a loop-carried buffer rather than a value computed in the same body, which
   # measured ~20% faster per iteration on XLA:CPU (SmallCNN, 48 rows: 17.7 vs 22.6 ms;
   # benchmarks/aa_component_probe.py, BENCHMARKS.md 1b).
-  carry0 = dict(x_new=candidate(x_adv, x_adv, grad, step, jnp.asarray(1.0, x.dtype)), x_cur=x_adv,
+  carry0 = dict(x_new=candidate(x_adv, x_adv, grad, step, jnp.asarray(1.0, x.dtype), topk), x_cur=x_adv,
                 grad_best=grad, x_best=x_adv, x_best_adv=x_adv,
                 loss_best=loss0, acc=acc, step=step, loss_steps=jnp.zeros((n_iter, b), loss0.dtype),
-                loss_best_last_check=loss0, reduced_last_check=jnp.ones((b,), bool))
+                loss_best_last_check=loss0, reduced_last_check=jnp.ones((b,), bool), topk=topk, sp_old=sp_old)
 
   def body(c, xs):
     i, check, k = xs
@@ -231,26 +301,38 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
     grad_best = select(improved, g, c["grad_best"])
     loss_best = jnp.where(improved, l, c["loss_best"])
 
-    # Condition (1): increases over the last k iterations; row -1 wraps to the still-zero last row, as in
-    # the reference's loss_steps[-1].
-    prev = jnp.roll(loss_steps, 1, axis=0)
-    window = ((rows <= i) & (rows > i - k))[:, None]
-    n_incr = jnp.sum((loss_steps > prev) & window, axis=0)
-    fl_osc = n_incr.astype(x.dtype) <= k.astype(x.dtype) * rho
-    # Condition (2): not halved last time and no progress since the last check.
-    fl_no_impr = (~c["reduced_last_check"]) & (c["loss_best_last_check"] >= loss_best)
-    reduce = (fl_osc | fl_no_impr) & check
-    reduced_last_check = jnp.where(check, reduce, c["reduced_last_check"])
-    loss_best_last_check = jnp.where(check, loss_best, c["loss_best_last_check"])
-    step = jnp.where(reduce, c["step"] / 2.0, c["step"])
+    topk, sp_old = c["topk"], c["sp_old"]
+    reduced_last_check, loss_best_last_check = c["reduced_last_check"], c["loss_best_last_check"]
+    if l1:
+      # Sparsity check: restart where x_best got sparser by >= 5%, else shrink the step; k adapts to x_best.
+      sp_curr = _l0(x_best - x)
+      reduce = (sp_curr / sp_old < 0.95) & check
+      topk = jnp.where(check, sp_curr / n_fts / 1.5, topk)
+      sp_old = jnp.where(check, sp_curr, sp_old)
+      step = jnp.where(check, jnp.clip(jnp.where(reduce, step_max, c["step"] / 1.5), step_max / 10.0, step_max),
+                       c["step"])
+    else:
+      # Condition (1): increases over the last k iterations; row -1 wraps to the still-zero last row, as in
+      # the reference's loss_steps[-1].
+      prev = jnp.roll(loss_steps, 1, axis=0)
+      window = ((rows <= i) & (rows > i - k))[:, None]
+      n_incr = jnp.sum((loss_steps > prev) & window, axis=0)
+      fl_osc = n_incr.astype(x.dtype) <= k.astype(x.dtype) * rho
+      # Condition (2): not halved last time and no progress since the last check.
+      fl_no_impr = (~c["reduced_last_check"]) & (c["loss_best_last_check"] >= loss_best)
+      reduce = (fl_osc | fl_no_impr) & check
+      reduced_last_check = jnp.where(check, reduce, c["reduced_last_check"])
+      loss_best_last_check = jnp.where(check, loss_best, c["loss_best_last_check"])
+      step = jnp.where(reduce, c["step"] / 2.0, c["step"])
     # Halved examples restart from x_best with its gradient; x_old stays x_i (the reference keeps x_adv_old).
     x_next = select(reduce, x_best, x_new)
     g_next = select(reduce, grad_best, g)
 
-    new = dict(x_new=candidate(x_next, x_cur, g_next, step, jnp.asarray(0.75, x.dtype)), x_cur=x_next,
+    new = dict(x_new=candidate(x_next, x_cur, g_next, step, jnp.asarray(0.75, x.dtype), topk), x_cur=x_next,
                grad_best=grad_best, x_best=x_best,
                x_best_adv=x_best_adv, loss_best=loss_best, acc=acc, step=step, loss_steps=loss_steps,
-               loss_best_last_check=loss_best_last_check, reduced_last_check=reduced_last_check)
+               loss_best_last_check=loss_best_last_check, reduced_last_check=reduced_last_check, topk=topk,
+               sp_old=sp_old)
     out = dict(loss_best=loss_best, acc=acc, step=c["step"], reduced=reduce)
     if record_iterates:
       out["iterate"] = x_new
@@ -260,7 +342,7 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
   xs = (jnp.arange(n_iter), jnp.asarray(is_check), jnp.asarray(k_at))
   c, ys = jax.lax.scan(body, carry0, xs)
   return ApgdTrace(
-      x_best=c["x_best"], loss_best=c["loss_best"], x_best_adv=c["x_best_adv"], acc=c["acc"], x_init=x_init,
+      x_best=c["x_best"], loss_best=c["loss_best"], x_best_adv=c["x_best_adv"], acc=c["acc"], x_init=x_start,
       loss_steps=c["loss_steps"],
       loss_best_steps=jnp.concatenate([loss0[None], ys["loss_best"]], axis=0),
       acc_steps=jnp.concatenate([acc[None], ys["acc"]], axis=0),
@@ -268,17 +350,31 @@ def _single_run(model, x, y, target, ex_keys, run_key, eps, *, norm, loss, n_ite
       iterates=ys.get("iterate"), bases=ys.get("base"))
 
 
+def _largereps_run(model, x, y, target, ex_keys, run_key, eps, *, loss, n_iter, rho, eot_iter) -> ApgdTrace:
+  """The reference's ``decr_eps_pgd`` (L1): runs at 3 eps, 2 eps, eps (``largereps_schedule``), each from the
+  previous x_best projected onto the next ball; the first from P1 at 3 eps of x + N(0, I). Returns the last run."""
+  x_start = apgd_init(ex_keys, x, 3.0 * eps, "l1")
+  res = None
+  for s, (factor, iters) in enumerate(largereps_schedule(n_iter)):
+    e = factor * eps
+    x_start = threat.project_l1_box(x_start, x, e)
+    res = _single_run(model, x, y, target, ex_keys, jax.random.fold_in(run_key, s), e, norm="l1", loss=loss,
+                      n_iter=iters, rho=rho, eot_iter=eot_iter, x_init=x_start)
+    x_start = res.x_best
+  return res
+
+
 # ----------------------------------------------------------------------------------------
 # Perturb: restarts / targets on the points still robust (masked), one compiled program
 # ----------------------------------------------------------------------------------------
 
 _STATIC = ("norm", "loss", "n_iter", "n_restarts", "n_target_classes", "rho", "eot_iter", "randomized",
-           "best_loss")
+           "best_loss", "use_largereps")
 
 
 def apgd_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", loss="ce", n_iter=100,
                 n_restarts=1, n_target_classes=0, rho=0.75, eot_iter=1, randomized=False, best_loss=False,
-                runs=None):
+                runs=None, use_largereps=False):
   """The masked core used by ``apgd``/``apgd_targeted`` and by AutoAttack's stages.
 
   x: (B, ...); y: (B,) int; index: (B,) int global example ids (seed the per-example randomness); active: (B,)
@@ -290,19 +386,23 @@ def apgd_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", loss="
   runs: (start, stop) runs only runs r in [start, stop) of the n_runs = targets x restarts (r = target_rank *
   n_restarts + restart; default all). The bounds are traced, so AutoAttack can run one target at a time on
   re-gathered points with the same program and the same per-run randomness as the all-runs call.
+  use_largereps: (L1 only) every run is the 3 eps / 2 eps / eps schedule (``_largereps_run``).
   """
+  if use_largereps and norm != "l1":
+    raise ValueError(f"use_largereps is AutoAttack's L1 schedule; norm is {norm!r}")
   n_runs = (int(n_target_classes) if loss in _TARGETED_LOSSES else 1) * int(n_restarts)
   start, stop = (0, n_runs) if runs is None else runs
   # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.
   return _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, jnp.int32(start), jnp.int32(stop),
                           norm=norm, loss=loss, n_iter=int(n_iter),
                           n_restarts=int(n_restarts), n_target_classes=int(n_target_classes), rho=float(rho),
-                          eot_iter=int(eot_iter), randomized=bool(randomized), best_loss=bool(best_loss))
+                          eot_iter=int(eot_iter), randomized=bool(randomized), best_loss=bool(best_loss),
+                          use_largereps=bool(use_largereps))
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_stop, *, norm, loss, n_iter,
-                     n_restarts, n_target_classes, rho, eot_iter, randomized, best_loss):
+                     n_restarts, n_target_classes, rho, eot_iter, randomized, best_loss, use_largereps):
   model = model_with_key(logits_fn, randomized)
   ex_keys = indexed_keys(key, index)
   clean_logits = model(x, jax.random.fold_in(key, 2**31 - 1))
@@ -312,6 +412,9 @@ def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_st
 
   def run(r):
     tgt = targets[r // n_restarts] if targeted else None
+    if use_largereps:
+      return _largereps_run(model, x, y, tgt, fold_keys(ex_keys, r), jax.random.fold_in(key, r), eps, loss=loss,
+                            n_iter=n_iter, rho=rho, eot_iter=eot_iter)
     return _single_run(model, x, y, tgt, fold_keys(ex_keys, r), jax.random.fold_in(key, r), eps,
                        norm=norm, loss=loss, n_iter=n_iter, rho=rho, eot_iter=eot_iter)
 
@@ -354,7 +457,8 @@ def _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes=None
     raise ValueError(f"unknown APGD loss {loss!r}; expected one of {_LOSSES}")
   min_k = 4 if loss == "dlr-targeted" else 3 if loss == "dlr" else 2
   what = {"dlr": "APGD with the DLR loss", "dlr-targeted": "APGD-T (targeted DLR loss)"}.get(loss, "APGD")
-  norm, eps_v, k = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "APGD", min_k, what, randomized)
+  norm, eps_v, k = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "APGD", min_k, what, randomized,
+                                      norms=("linf", "l2", "l1"))
   if n_target_classes is not None:
     check_n_target_classes(n_target_classes, k, "APGD-T")
   return norm, eps_v, k
@@ -362,30 +466,31 @@ def _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes=None
 
 def apgd(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "ce", n_iter: int = 100,
          n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1, randomized: bool = False,
-         best_loss: bool = False) -> Array:
+         best_loss: bool = False, use_largereps: bool = False) -> Array:
   """Untargeted APGD (APGD-CE / APGD-DLR). Returns x_adv with the shape of x (B, ...).
 
   Args:
     logits_fn: ``x -> logits (B, K)``, or ``(x, key) -> logits`` with ``randomized=True``.
     x: (B, ...) float in [0, 1]; y: (B,) int labels; key: PRNG key.
-    eps: scalar or (B,). norm: 'linf' or 'l2'. loss: 'ce' or 'dlr' (K >= 3).
+    eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (APGD-L1, Croce & Hein 2021). loss: 'ce' or 'dlr' (K >= 3).
     n_iter: N; n_restarts: runs on the still-robust points; rho: the oscillation threshold (0.75).
     eot_iter: gradient draws averaged per step (Expectation over Transformation).
     best_loss: return the highest-loss point over restarts instead of the AutoAttack-style output
       (x_best_adv for fooled points, clean x for the rest).
+    use_largereps: L1 only: each restart runs at 3 eps, 2 eps, eps (AutoAttack's L1 'standard' schedule).
   """
   if loss in _TARGETED_LOSSES:
     raise ValueError("use apgd_targeted for targeted losses")
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
   adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts, rho=float(rho),
-                       eot_iter=eot_iter, randomized=randomized, best_loss=best_loss)
+                       eot_iter=eot_iter, randomized=randomized, best_loss=best_loss, use_largereps=use_largereps)
   return adv
 
 
 def apgd_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 100,
                   n_restarts: int = 1, n_target_classes: int = 9, rho: float = 0.75, eot_iter: int = 1,
-                  randomized: bool = False, loss: str = "dlr-targeted") -> Array:
+                  randomized: bool = False, loss: str = "dlr-targeted", use_largereps: bool = False) -> Array:
   """APGD-T: targeted DLR, one full N-iteration run per target (the 2nd..(n+1)-th largest clean logits).
 
   Targets run in order on the points still robust; a point counts as fooled when misclassified (any class).
@@ -397,7 +502,7 @@ def apgd_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_ite
   adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts,
                        n_target_classes=n_target_classes, rho=float(rho), eot_iter=eot_iter,
-                       randomized=randomized)
+                       randomized=randomized, use_largereps=use_largereps)
   return adv
 
 
@@ -417,11 +522,15 @@ def apgd_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str 
                        record_iterates=record_iterates)
 
 
+_NORMS = ("linf", "l2", "l1")
+
 REGISTRY = {
-    "apgd_ce": AttackInfo(configured(apgd, loss="ce"), norms=("linf", "l2"),
-                          summary="APGD on cross-entropy (Croce & Hein 2020)"),
-    "apgd_dlr": AttackInfo(configured(apgd, loss="dlr"), norms=("linf", "l2"),
-                           summary="APGD on the DLR loss (Croce & Hein 2020)"),
-    "apgd_t": AttackInfo(configured(apgd_targeted), norms=("linf", "l2"),
-                         summary="APGD on the targeted DLR loss, top-k targets (Croce & Hein 2020)"),
+    "apgd": AttackInfo(configured(apgd), norms=_NORMS,
+                       summary="APGD, untargeted, loss 'ce' or 'dlr'; norm='l1' is APGD-L1 (Croce & Hein 2020, 2021)"),
+    "apgd_ce": AttackInfo(configured(apgd, loss="ce"), norms=_NORMS,
+                          summary="APGD on cross-entropy (Croce & Hein 2020; L1: 2021)"),
+    "apgd_dlr": AttackInfo(configured(apgd, loss="dlr"), norms=_NORMS,
+                           summary="APGD on the DLR loss (Croce & Hein 2020; L1: 2021)"),
+    "apgd_t": AttackInfo(configured(apgd_targeted), norms=_NORMS,
+                         summary="APGD on the targeted DLR loss, top-k targets (Croce & Hein 2020; L1: 2021)"),
 }

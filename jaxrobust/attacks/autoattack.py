@@ -7,6 +7,13 @@ Versions (``autoattack/autoattack.py``, ``set_version``):
     plus:     APGD-CE (5 restarts) -> APGD-DLR (5) -> FAB (5) -> Square -> APGD-T -> FAB-T
     rand:     APGD-CE and APGD-DLR with EoT = 20 (randomised models; ``randomized=True``)
 
+    L1 standard (``norm='l1'``; the reference's ``set_version`` for 'L1', Croce & Hein 2021):
+              APGD-CE (5 restarts, each the 3 eps / 2 eps / eps schedule ``use_largereps``) -> APGD-T (5 targets,
+              1 restart, ``use_largereps``) -> FAB-T (9 targets x 100 it, FAB-L1) [-> Square-L1 (5000 queries):
+              NOT ported; jaxrobust's Square has Linf and L2 only, so this cascade stops after FAB-T, warns, and
+              names Square in ``report['omitted']``; Square is a black-box check that rarely changes the
+              white-box result, but the L1 number is an upper bound on the reference's by whatever Square-L1 adds]
+
     robust_0 = [argmax f(x) = y];  stage s attacks only {i : robust_s-1,i}, starting from the clean x_i;
     robust_s = robust_s-1 & ~fooled_s;  x_adv_i = the first stage's adversarial point that fooled i (else x_i).
 
@@ -38,6 +45,7 @@ pytree; ``state.save(path)`` writes an ``.npz`` and ``AutoAttackState.load(path)
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable, Optional
 
 import jax
@@ -76,11 +84,23 @@ VERSIONS: dict[str, tuple[tuple[str, dict], ...]] = {
     ),
 }
 
+# L1 versions (``set_version`` with norm 'L1'): the components the reference runs minus Square-L1 (not ported),
+# which is listed in L1_OMITTED and reported.
+VERSIONS_L1: dict[str, tuple[tuple[str, dict], ...]] = {
+    "standard": (
+        ("apgd-ce", dict(n_restarts=5, use_largereps=True)),
+        ("apgd-t", dict(n_restarts=1, n_target_classes=5, use_largereps=True)),
+        ("fab-t", dict(n_restarts=1, n_target_classes=9)),
+    ),
+    "rand": VERSIONS["rand"],
+}
+L1_OMITTED = {"standard": ("square",)}
+
 # Defaults shared by every version (AutoAttack's constructor arguments).
 _DEFAULTS = {
-    "apgd-ce": dict(n_iter=100, rho=0.75, eot_iter=1),
-    "apgd-dlr": dict(n_iter=100, rho=0.75, eot_iter=1),
-    "apgd-t": dict(n_iter=100, rho=0.75, eot_iter=1),
+    "apgd-ce": dict(n_iter=100, rho=0.75, eot_iter=1, use_largereps=False),
+    "apgd-dlr": dict(n_iter=100, rho=0.75, eot_iter=1, use_largereps=False),
+    "apgd-t": dict(n_iter=100, rho=0.75, eot_iter=1, use_largereps=False),
     "fab": dict(n_iter=100, alpha_max=0.1, eta=1.05, beta=0.9),
     "fab-t": dict(n_iter=100, alpha_max=0.1, eta=1.05, beta=0.9),
     "square": dict(p_init=0.8, n_restarts=1, rescale_schedule=False),
@@ -123,13 +143,20 @@ class AutoAttackState:
 
 
 def cascade(version: str = "standard", attacks=None, attack_kwargs: Optional[dict] = None,
-            num_classes: Optional[int] = None) -> list[tuple[str, dict]]:
+            num_classes: Optional[int] = None, norm: str = "linf") -> list[tuple[str, dict]]:
   """The list of (attack name, full config) a version runs; ``attacks`` (names) gives a custom cascade.
 
-  ``attack_kwargs`` {name: {option: value}} overrides options (e.g. fewer iterations in tests).
+  ``attack_kwargs`` {name: {option: value}} overrides options (e.g. fewer iterations in tests). norm 'l1' picks
+  ``VERSIONS_L1`` (no Square: see the module docstring).
   """
+  norm = threat.canonical_norm(norm)
   if attacks is not None:
     stages = [(a, {}) for a in attacks]
+  elif norm == "l1":
+    if version not in VERSIONS_L1:
+      raise ValueError(f"AutoAttack version {version!r} has no L1 cascade here (its Square stage is not ported); "
+                       f"L1 versions: {sorted(VERSIONS_L1)} or attacks=[...] without 'square'")
+    stages = [(a, dict(c)) for a, c in VERSIONS_L1[version]]
   elif version in VERSIONS:
     stages = [(a, dict(c)) for a, c in VERSIONS[version]]
   else:
@@ -138,6 +165,8 @@ def cascade(version: str = "standard", attacks=None, attack_kwargs: Optional[dic
   for name, cfg in stages:
     if name not in _DEFAULTS:
       raise ValueError(f"unknown AutoAttack component {name!r}; expected one of {ATTACKS}")
+    if name == "square" and norm == "l1":
+      raise ValueError("Square has no L1 version in jaxrobust (Linf and L2 only); drop it from the L1 cascade")
     full = dict(_DEFAULTS[name])
     full.update(cfg)
     full.update((attack_kwargs or {}).get(name, {}))
@@ -184,12 +213,13 @@ def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, n
     return apgd_lib.apgd_masked(logits_fn, x, y, key, index, active, eps, norm=norm,
                                 loss="ce" if name == "apgd-ce" else "dlr", n_iter=cfg["n_iter"],
                                 n_restarts=cfg["n_restarts"], rho=float(cfg["rho"]), eot_iter=cfg["eot_iter"],
-                                randomized=randomized, runs=runs)
+                                randomized=randomized, runs=runs, use_largereps=cfg["use_largereps"])
   if name == "apgd-t":
     return apgd_lib.apgd_masked(logits_fn, x, y, key, index, active, eps, norm=norm, loss="dlr-targeted",
                                 n_iter=cfg["n_iter"], n_restarts=cfg["n_restarts"],
                                 n_target_classes=cfg["n_target_classes"], rho=float(cfg["rho"]),
-                                eot_iter=cfg["eot_iter"], randomized=randomized, runs=runs)
+                                eot_iter=cfg["eot_iter"], randomized=randomized, runs=runs,
+                                use_largereps=cfg["use_largereps"])
   if name in ("fab", "fab-t"):
     return fab_lib.fab_masked(logits_fn, x, y, key, index, active, eps, norm=norm, n_iter=cfg["n_iter"],
                               n_restarts=cfg["n_restarts"], n_target_classes=cfg.get("n_target_classes", 9),
@@ -222,7 +252,8 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     logits_fn: ``x -> logits (B, K)`` (``(x, key) -> logits`` with ``randomized=True``, version 'rand' only).
       A ``jax.tree_util.Partial(apply_fn, params)`` lets the compiled stages be reused across calls.
     x: (B, ...) float in [0, 1]; y: (B,) int; key: PRNG key (the same for every stage).
-    eps: scalar or (B,). norm: 'linf' or 'l2'. version: 'standard', 'plus' or 'rand' (or ``attacks=[...]``).
+    eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (L1: 'standard' without Square, or 'rand'; see the module
+      docstring). version: 'standard', 'plus' or 'rand' (or ``attacks=[...]``).
     state: an ``AutoAttackState`` to resume from. on_stage_end: called with the state after every stage.
     batch_size: the most points per bucket (None: the whole batch).
     compact: re-gather the still-robust points before every run of a stage (each target / restart) into
@@ -234,12 +265,17 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     x_adv (B, ...): the worst case per point (x for robust points).
     report: dict with clean_accuracy, robust_accuracy, robust_accuracy_after {attack: acc}, robust (B,) bool,
       robust_after {attack: (B,) bool}, fooled_by {attack: (B,) bool}, seconds {attack: s},
-      max_perturbation, attacks, cascade (configs), state (the final AutoAttackState).
+      max_perturbation, attacks, cascade (configs), state (the final AutoAttackState), omitted (components of
+      the reference's version that are not run here: ['square'] for L1 'standard', else []).
   """
-  norm = linf_or_l2(norm, "AutoAttack")
+  norm = linf_or_l2(norm, "AutoAttack", ("linf", "l2", "l1"))
   k = num_classes(logits_fn, x, randomized)
   validate(x, y, k, eps=eps)
-  stages = cascade(version, attacks, attack_kwargs, num_classes=k)
+  stages = cascade(version, attacks, attack_kwargs, num_classes=k, norm=norm)
+  omitted = list(L1_OMITTED.get(version, ())) if norm == "l1" and attacks is None else []
+  if omitted:
+    warnings.warn(f"AutoAttack L1 {version!r}: {', '.join(omitted)} (L1) is not ported; running "
+                  f"{', '.join(n for n, _ in stages)} only (report['omitted'])", stacklevel=2)
   names = tuple(n for n, _ in stages)
   if len(set(names)) != len(names):
     raise ValueError(f"each component may appear once in a cascade; got {names}")
@@ -320,7 +356,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       fooled_by={name: fooled_by[s].copy() for s, name in enumerate(names)}, seconds=seconds,
       max_perturbation=float(np.max(np.asarray(threat.per_example_norm(jnp.asarray(x_adv) - x, norm)),
                                     initial=0.0)),
-      state=state)
+      state=state, omitted=omitted)
   return jnp.asarray(x_adv), report
 
 
@@ -331,6 +367,8 @@ def _autoattack_factory(*, eps, norm="linf", version="standard", **kw):
 
 
 REGISTRY = {
-    "autoattack": AttackInfo(_autoattack_factory, norms=("linf", "l2"), jittable=False, forwards_to=(run_autoattack,),
-                             summary="AutoAttack cascade: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020)"),
+    "autoattack": AttackInfo(_autoattack_factory, norms=("linf", "l2", "l1"), jittable=False,
+                             forwards_to=(run_autoattack,),
+                             summary="AutoAttack cascade: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020); "
+                                     "L1 without Square"),
 }

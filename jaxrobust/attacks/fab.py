@@ -1,13 +1,14 @@
-"""FAB, the Fast Adaptive Boundary attack (Croce & Hein 2020), L-inf and L2, untargeted and targeted (FAB-T).
+"""FAB, the Fast Adaptive Boundary attack (Croce & Hein 2020), L-inf, L2 and L1, untargeted and targeted (FAB-T).
 
 A port of ``autoattack/fab_base.py`` + ``fab_pt.py`` + ``fab_projections.py``. FAB is a minimum-norm attack; as
 inside AutoAttack, a point counts as broken only if the adversarial point it found has ||delta||_p <= eps.
 
 One run (``attack_single_run``) from x1 = x0 (restart r = 0) or x1 = clip(x0 + eps/2 * t/||t||_p) (r > 0;
-t ~ U(-1,1)^d for Linf, N(0, I) for L2), N iterations of
+t ~ U(-1,1)^d for Linf, N(0, I) for L2 and L1), N iterations of
 
     f_j = z_j(x1) - z_y(x1),  w_j = grad f_j(x1)                      (FAB-T: the single j = target)
-    j*  = argmin_{j != y} |f_j| / ||w_j||_q                             (q the dual norm: 1 for Linf, 2 for L2)
+    j*  = argmin_{j != y} |f_j| / ||w_j||_q                             (q the dual norm: 1 for Linf, 2 for L2,
+                                                                         inf for L1)
     H   = {u : <w_j*, u - x1> + f_j* = 0}                               (the linearised decision boundary)
     d1  = proj_box(x1 -> H) - x1,  d2 = proj_box(x0 -> H) - x0          (min-norm steps onto H inside [0, 1]^d)
     alpha = min(max(||d1|| / (||d1|| + ||d2||), 0), alpha_max)         (norms floored at 1e-8)
@@ -19,6 +20,10 @@ box-constrained projection exactly: after orienting w so that c = <w, t> - b >= 
 coordinate towards its box bound by min(lambda, cap_i) (Linf: cap_i = room to the bound, weight |w_i|; L2:
 d_i = -w_i min(lambda, r_i), weight w_i^2), with the water level lambda solving sum_i weight_i min(lambda, cap_i) = c
 (the reference finds the same lambda by bisection); if even the box corner cannot reach H, the full move is taken.
+L1 (``fab_projections.projection_l1``): the L1-minimal step moves the coordinates in decreasing order of |w_i| all
+the way to their box bound and the first one that can close the remaining gap c part of the way (a fractional
+knapsack); found here from a stable sort of -|w| and prefix sums (the reference: argsort of 1/|w| and a
+ceil(log2 d)-step search, which can stop one coordinate short when d is a power of two; see ``_project_l1``).
 
 Restarts/targets run only on the points still robust (masks on the full batch, as in apgd.py); FAB-T uses the
 targets 2nd..(n+1)-th largest clean logit. The untargeted version needs all K input gradients per step (K VJPs).
@@ -39,6 +44,8 @@ from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, run_
                                            whole_batch)
 from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
+
+_NORMS = ("linf", "l2", "l1")
 
 # Bisection steps of the water-level search (see ``_water_level_bisect``).
 BISECT_ITERS = 48
@@ -108,6 +115,30 @@ def _water_level_bisect(u: Array, cap: Array, c: Array, n_iter: int = BISECT_ITE
   return jnp.where((tail > 0) & (total > c), lam, jnp.inf)
 
 
+def _project_l1(t: Array, w: Array, c: Array) -> Array:
+  """L1-minimal d with <w, d> = -c (c >= 0, w oriented), t + d in [0, 1]^D; the full move where unreachable.
+
+  cap_i = |w_i| room_i (room_i = t_i where w_i > 0, 1 - t_i where w_i < 0) is what coordinate i can remove from c.
+  In the order of decreasing |w_i|, s_j = c - sum_{first j} cap; the coordinates before position l = (#{j : s_j > 0})
+  - 1 move fully, the one at l moves by -s_l / w_l, the rest stay (``projection_l1`` of the reference, exact search).
+  """
+  full = jnp.where(w < 0, 1.0 - t, -t) * (w != 0)          # move to the bound that lowers <w, x>
+  cap = -jnp.minimum(-w * t, w * (1.0 - t))                 # the reference's -ds (>= 0)
+  order = jnp.argsort(-jnp.abs(w), axis=1, stable=True)
+  cap_sorted = jnp.take_along_axis(cap, order, axis=1)
+  s = c[:, None] - jnp.concatenate([jnp.zeros_like(c)[:, None], jnp.cumsum(cap_sorted, axis=1)], axis=1)
+  reachable = s[:, -1] < 0
+  pos = jnp.maximum(jnp.sum(s > 0, axis=1) - 1, 0)          # s is non-increasing: s > 0 is a prefix
+  k = jnp.take_along_axis(order, pos[:, None], axis=1)[:, 0]
+  s_at = jnp.take_along_axis(s, pos[:, None], axis=1)[:, 0]
+  w_k = jnp.take_along_axis(w, k[:, None], axis=1)[:, 0]
+  alpha = -s_at / jnp.where(w_k != 0, w_k, 1.0)
+  rank = jnp.argsort(order, axis=1)                          # position of each coordinate in the order
+  d = jnp.where(rank < pos[:, None], full, 0.0)
+  d = jnp.where(jnp.arange(w.shape[1])[None, :] == k[:, None], alpha[:, None], d)
+  return jnp.where(reachable[:, None], d, full)
+
+
 def project_onto_hyperplane(t: Array, w: Array, b: Array, norm: str = "linf", method: str = "auto") -> Array:
   """Minimal-norm d with <w, t + d> = b and t + d in [0, 1]^D (the full move to the box corner if unreachable).
 
@@ -133,7 +164,9 @@ def project_onto_hyperplane(t: Array, w: Array, b: Array, norm: str = "linf", me
     lam = _water_level(jnp.where(live, w * w, 0.0), r, c, method)
     d = -w * jnp.minimum(lam[:, None], r)
     return d * live
-  raise ValueError(f"FAB supports 'linf' and 'l2'; got {norm!r}")
+  if norm == "l1":
+    return _project_l1(t, w, c) * (jnp.abs(w) > 1e-8)
+  raise ValueError(f"FAB supports 'linf', 'l2' and 'l1'; got {norm!r}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -190,6 +223,8 @@ def _single_run(logits_fn, x, y, target, ex_keys, eps, *, norm, n_iter, alpha_ma
     f, g = diff_logits_grads(x1)
     if norm == "linf":
       dual = jnp.sum(jnp.abs(g), axis=2)
+    elif norm == "l1":
+      dual = jnp.max(jnp.abs(g), axis=2)
     else:
       dual = jnp.sqrt(jnp.sum(g * g, axis=2))
     dist = jnp.abs(f) / (1e-12 + dual)
@@ -279,7 +314,7 @@ def fab(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 1
 
   x: (B, ...) in [0, 1]; y: (B,); eps scalar or (B,). Returns x_adv (B, ...): FAB's point where broken, else x.
   """
-  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2)
+  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2, norms=_NORMS)
   adv, _ = fab_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
                       n_iter=n_iter, n_restarts=n_restarts, alpha_max=float(alpha_max), eta=float(eta),
                       beta=float(beta), targeted=False)
@@ -290,7 +325,7 @@ def fab_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05,
                  beta: float = 0.9) -> Array:
   """FAB-T: one FAB run per target (2nd..(n+1)-th largest clean logit) on the points still robust."""
-  norm, eps_v, k = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2, "FAB-T")
+  norm, eps_v, k = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2, "FAB-T", norms=_NORMS)
   check_n_target_classes(n_target_classes, k, "FAB-T")
   adv, _ = fab_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
                       n_iter=n_iter, n_restarts=n_restarts, n_target_classes=n_target_classes,
@@ -304,13 +339,13 @@ def fab_min_norm(logits_fn, x: Array, y: Array, key, *, norm="linf", n_iter: int
 
   Starts at x, or at the random start of radius eps/2 when ``eps`` is given. ``target`` (B,) for FAB-T.
   """
-  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, 0.0 if eps is None else eps, norm, "FAB", 2)
+  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, 0.0 if eps is None else eps, norm, "FAB", 2, norms=_NORMS)
   return _fab_run_jit(as_partial(logits_fn), x, y, key, jnp.arange(x.shape[0]), eps_v, target, norm=norm, n_iter=n_iter,
                       alpha_max=float(alpha_max), eta=float(eta), beta=float(beta),
                       use_rand_start=eps is not None)
 
 
 REGISTRY = {
-    "fab": AttackInfo(configured(fab), norms=("linf", "l2"), summary="fast adaptive boundary (Croce & Hein 2020)"),
-    "fab_t": AttackInfo(configured(fab_targeted), norms=("linf", "l2"), summary="targeted FAB, top-k targets"),
+    "fab": AttackInfo(configured(fab), norms=_NORMS, summary="fast adaptive boundary (Croce & Hein 2020)"),
+    "fab_t": AttackInfo(configured(fab_targeted), norms=_NORMS, summary="targeted FAB, top-k targets"),
 }

@@ -126,11 +126,12 @@ def validate(x: Array, y: Array, num_classes: int | None = None, **nonneg) -> No
         threat.check_eps(v, x.shape[0], name=name)
 
 
-def linf_or_l2(norm, what: str) -> str:
-  """The canonical norm name, which must be 'linf' or 'l2' (the AutoAttack components)."""
+def linf_or_l2(norm, what: str, norms: tuple[str, ...] = ("linf", "l2")) -> str:
+  """The canonical norm name, which must be one of ``norms`` (default 'linf' or 'l2'; APGD, FAB and AutoAttack
+  also take 'l1')."""
   norm = threat.canonical_norm(norm)
-  if norm not in ("linf", "l2"):
-    raise ValueError(f"{what} supports 'linf' and 'l2'; got {norm!r}")
+  if norm not in norms:
+    raise ValueError(f"{what} supports {' and '.join(repr(n) for n in norms)}; got {norm!r}")
   return norm
 
 
@@ -145,10 +146,10 @@ def check_n_target_classes(n_target_classes: int, k: int, what: str) -> None:
 
 
 def prepare_linf_or_l2(logits_fn, x, y, eps, norm, attack: str, min_classes: int, what: str | None = None,
-                       randomized: bool = False):
-  """The entry of APGD, FAB and Square: the norm ('linf' / 'l2'), the inputs and K >= min_classes
+                       randomized: bool = False, norms: tuple[str, ...] = ("linf", "l2")):
+  """The entry of APGD, FAB and Square: the norm (one of ``norms``), the inputs and K >= min_classes
   (``what`` names the attack in that message; default ``attack``). Returns (norm, eps (B,), K)."""
-  norm = linf_or_l2(norm, attack)
+  norm = linf_or_l2(norm, attack, norms)
   k = num_classes(logits_fn, x, randomized)
   validate(x, y, k, eps=eps)
   check_num_classes(k, min_classes, what or attack)

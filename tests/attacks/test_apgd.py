@@ -255,8 +255,8 @@ def test_class_count_errors():
     A.apgd_targeted(h.random_model(0, "linear", 5, (4, 4, 1)), x, y, jax.random.PRNGKey(0), eps=0.1)
   with pytest.raises(ValueError):
     A.apgd(f3, x, y, jax.random.PRNGKey(0), eps=-0.1)
-  with pytest.raises(ValueError, match="'linf' and 'l2'"):
-    A.apgd(f3, x, y, jax.random.PRNGKey(0), eps=0.1, norm="l1")
+  with pytest.raises(ValueError, match="unknown norm"):  # L1 is supported since APGD-L1 (test_apgd_l1.py)
+    A.apgd(f3, x, y, jax.random.PRNGKey(0), eps=0.1, norm="l3")
 
 
 def test_best_loss_mode_single_run_consistency_and_eot_api():
