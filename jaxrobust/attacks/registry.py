@@ -29,6 +29,7 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.fab",
     "jaxrobust.attacks.square",
     "jaxrobust.attacks.autoattack",
+    "jaxrobust.attacks.multi_targeted",
 )
 
 
