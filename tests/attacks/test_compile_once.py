@@ -16,7 +16,10 @@ CONFIGS = {
     "cw_l2": dict(steps=3), "apgd_ce": dict(eps=0.1, n_iter=4), "apgd_dlr": dict(eps=0.1, n_iter=4),
     "apgd_t": dict(eps=0.1, n_iter=4, n_target_classes=2), "fab": dict(eps=0.1, n_iter=3),
     "fab_t": dict(eps=0.1, n_iter=3, n_target_classes=2), "square": dict(eps=0.1, n_queries=5),
+    "mpgd": dict(eps=0.1, steps=3), "mpgd_vmap": dict(eps=0.1, steps=3, layout="vmap"),
+    "mpgd_batch": dict(eps=0.1, steps=3, layout="batch"),
 }
+CASE_OF = {"mpgd_vmap": "mpgd", "mpgd_batch": "mpgd"}  # extra cases of one attack: case -> attack name
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_attack_compiles_once_across_data(name, model):
     traces.append(x.shape)
     return apply(variables, x)
 
-  attack = get_attack(name, **CONFIGS[name])
+  attack = get_attack(CASE_OF.get(name, name), **CONFIGS[name])
   run = jax.jit(lambda x, y, key: attack(logits_fn, x, y, key))
   for seed in range(3):
     rng = np.random.default_rng(seed)
