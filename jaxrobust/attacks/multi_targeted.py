@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.attacks.model_calls import check_num_classes, num_classes, validate
-from jaxrobust.attacks.per_example import example_keys, fold_keys, per_example
+from jaxrobust.attacks.per_example import example_keys, fold_keys, per_example, select
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array, LogitsFn
@@ -139,8 +139,7 @@ def multi_targeted_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, ste
       xa = one_run(run_t[r], keys[r])
       m, f = scores(xa, y)
       better = _better(f, m, best_f, best_m)
-      return (jnp.where(better.reshape((-1,) + (1,) * (x.ndim - 1)), xa, best_x),
-              jnp.where(better, m, best_m), best_f | f)
+      return select(better, xa, best_x), jnp.where(better, m, best_m), best_f | f
     init = (x, jnp.full((b,), jnp.inf, x.dtype), jnp.zeros((b,), bool))
     return jax.lax.fori_loop(0, n_runs, body, init)[0]
 
