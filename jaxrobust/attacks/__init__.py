@@ -1,8 +1,8 @@
 """Adversarial attacks: pure functions ``attack(logits_fn, x, y, key, **config) -> x_adv``.
 
 Each attack lives in its own module (``jaxrobust.attacks.pgd``, ``.fgsm``, ``.mim``, ``.cw``,
-``.lm_pgd``, ``.apgd``, ``.fab``, ``.square``, ``.spsa``, ``.deepfool``, ``.ead``,
-``.autoattack``); ``get_attack(name, **config)``
+``.lm_pgd``, ``.apgd``, ``.fab``, ``.square``, ``.spsa``, ``.deepfool``, ``.ead``, ``.fmn``, ``.ddn``,
+``.multi_targeted``, ``.transfer_family``, ``.autoattack``); ``get_attack(name, **config)``
 returns a configured attack by name and ``attack_names()`` lists them (``registry.py``: each module
 declares its attacks' metadata in a ``REGISTRY`` of ``AttackInfo``). What the attacks share lives in
 two modules: ``per_example`` (broadcasting per-example values, per-example keys, the active set of

@@ -35,6 +35,7 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.autoattack",
     "jaxrobust.attacks.fmn",
     "jaxrobust.attacks.ddn",
+    "jaxrobust.attacks.multi_targeted",
 )
 
 

@@ -22,7 +22,10 @@ CONFIGS = {
     "fmn": dict(steps=3, norm="l1"), "ddn": dict(steps=3),
     "spsa": dict(eps=0.1, steps=2, spsa_samples=8), "deepfool": dict(steps=3),
     "ead": dict(max_iterations=3, binary_search_steps=2), "ead_l1": dict(max_iterations=3, binary_search_steps=2),
+    "mpgd": dict(eps=0.1, steps=3), "mpgd_vmap": dict(eps=0.1, steps=3, layout="vmap"),
+    "mpgd_batch": dict(eps=0.1, steps=3, layout="batch"),
 }
+CASE_OF = {"mpgd_vmap": "mpgd", "mpgd_batch": "mpgd"}  # extra cases of one attack: case -> attack name
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def test_attack_compiles_once_across_data(name, model):
     traces.append(x.shape)
     return apply(variables, x)
 
-  attack = get_attack(name, **CONFIGS[name])
+  attack = get_attack(CASE_OF.get(name, name), **CONFIGS[name])
   run = jax.jit(lambda x, y, key: attack(logits_fn, x, y, key))
   for seed in range(3):
     rng = np.random.default_rng(seed)
