@@ -145,7 +145,8 @@ def _adr(dataset: str) -> Protocol:
     reference = {"ADV": {"PGD-40 eps=0.3": 94.15}, "ADR-ADV": {"PGD-40 eps=0.3": 96.55},
                  "TRADES": {"PGD-40 eps=0.3": 93.64}, "ADR-TRADES": {"PGD-40 eps=0.3": 95.71},
                  "ADR +LC/GB/CA (Table 1)": {"clean": 99.36, "PGD-40 eps=0.325": 94.96},
-                 "ADR-None = ADV (Table 1)": {"clean": 99.27, "PGD-40 eps=0.325": 88.1}}
+                 "ADR-None = ADV (Table 1)": {"clean": 99.27, "PGD-40 eps=0.325": 88.1},
+                 "Standard": {"clean": 99.5, "PGD-40 eps=0.325": 0.84}}
     paper = "ADR (Bui et al. 2020), Fig. 6 (eps 0.3, eta 0.01) and Table 1 (eps 0.325): MNIST, CNN-4C3F(32)"
     name = "adr_mnist"
   else:
