@@ -135,6 +135,9 @@ def cmd_evaluate(args) -> int:
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               checks=not args.no_checks, metrics=metrics)
   print(format_table({cfg["method"]["name"]: report}))
+  for label, rate in report.get("targeted_success", {}).items():
+    print(f"targeted success [{label}]: {100 * rate:.2f}% of the {report['n_targeted'][label]} clean-correct "
+          "points predicted as their target (robust accuracy above: still predicted as the true label)")
   for label, r in report.get("r_div", {}).items():
     print(f"R-DIV [{label}, {r['pools']} pools]: {r['ratio']:.4f} = d+ {r['d_plus']:.4f} / d- {r['d_minus']:.4f} "
           f"on {r['n']} points; plot: {r['plot']}")

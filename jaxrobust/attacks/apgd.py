@@ -532,5 +532,8 @@ REGISTRY = {
     "apgd_dlr": AttackInfo(configured(apgd, loss="dlr"), norms=_NORMS,
                            summary="APGD on the DLR loss (Croce & Hein 2020; L1: 2021)"),
     "apgd_t": AttackInfo(configured(apgd_targeted), norms=_NORMS,
+                         own_targets="APGD-T runs one attack per target, the 2nd..(n+1)-th largest clean logits "
+                                     "(n_target_classes), and keeps the first that succeeds; for one chosen target "
+                                     "use a single-target attack, e.g. get_attack('pgd', eps=..., target=...)",
                          summary="APGD on the targeted DLR loss, top-k targets (Croce & Hein 2020; L1: 2021)"),
 }

@@ -369,6 +369,9 @@ def _autoattack_factory(*, eps, norm="linf", version="standard", **kw):
 REGISTRY = {
     "autoattack": AttackInfo(_autoattack_factory, norms=("linf", "l2", "l1"), jittable=False,
                              forwards_to=(run_autoattack,),
+                             own_targets="AutoAttack is untargeted overall: its targeted stages (APGD-T, FAB-T) "
+                                         "try the top n_target_classes classes themselves; for one chosen target "
+                                         "use a single-target attack, e.g. get_attack('pgd', eps=..., target=...)",
                              summary="AutoAttack cascade: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020); "
                                      "L1 without Square"),
 }

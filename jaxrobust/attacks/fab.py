@@ -347,5 +347,8 @@ def fab_min_norm(logits_fn, x: Array, y: Array, key, *, norm="linf", n_iter: int
 
 REGISTRY = {
     "fab": AttackInfo(configured(fab), norms=_NORMS, summary="fast adaptive boundary (Croce & Hein 2020)"),
-    "fab_t": AttackInfo(configured(fab_targeted), norms=_NORMS, summary="targeted FAB, top-k targets"),
+    "fab_t": AttackInfo(configured(fab_targeted), norms=_NORMS, summary="targeted FAB, top-k targets",
+                        own_targets="FAB-T runs one attack per target, the 2nd..(n+1)-th largest clean logits "
+                                    "(n_target_classes), and keeps the first that succeeds; for one chosen target "
+                                    "use a single-target attack, e.g. get_attack('pgd', eps=..., target=...)"),
 }

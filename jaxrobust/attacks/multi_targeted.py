@@ -162,10 +162,14 @@ def multi_targeted_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, ste
   return jnp.take_along_axis(runs, pick.reshape((1, b) + (1,) * (x.ndim - 1)), axis=0)[0]
 
 
+_OWN_TARGETS = ("mPGD runs a targeted PGD toward every class and keeps the best, so it has no single target to "
+                "choose; for one chosen target use get_attack('pgd', eps=..., target=...)")
+
 REGISTRY = {
-    "mpgd": AttackInfo(configured(multi_targeted_pgd), norms=("linf", "l2", "l1"),
+    "mpgd": AttackInfo(configured(multi_targeted_pgd), norms=("linf", "l2", "l1"), own_targets=_OWN_TARGETS,
                        summary="multi-targeted PGD: a targeted PGD run toward every class, robust only if all fail "
                                "(Gowal et al. 2019; Bui et al. 2020)"),
     "multi_targeted_pgd": AttackInfo(configured(multi_targeted_pgd), norms=("linf", "l2", "l1"),
+                                     own_targets=_OWN_TARGETS,
                                      summary="alias of mpgd"),
 }

@@ -5,6 +5,12 @@ attack's configuration (eps, steps, ...) as keyword arguments and returns the co
 attack, and what a caller needs to know about it without running it (threat models, white or
 black box, whether the configured attack can be traced inside ``jax.jit``). The evaluator and
 the CLI only talk to this module.
+
+Targeted modes: every attack whose options include ``targeted`` also takes ``target`` ('random',
+'least_likely', 'most_likely_wrong' or ``fn(logits, y) -> targets``; ``jaxrobust.attacks.targets``), e.g.
+``get_attack('pgd', eps=0.03, target='least_likely')``: the configured attack picks the targets from the
+clean logits and runs with ``targeted=True``. Attacks that search their own targets (APGD-T, FAB-T, mPGD,
+AutoAttack) declare why in ``AttackInfo.own_targets`` and refuse ``target``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import inspect
 from typing import Callable
 
 from jaxrobust import registries
+from jaxrobust.attacks import targets as targets_lib
 from jaxrobust.types import Array, LogitsFn
 
 AttackFn = Callable[[LogitsFn, Array, Array, Array], Array]
@@ -55,6 +62,8 @@ class AttackInfo:
   min_norm: a minimum-norm attack (FMN, DDN): its output is the smallest adversarial it found (x where none),
     eps is optional (then a point farther than eps is returned as x), and the evaluator can record the
     per-point norms ||x_adv - x|| for robust accuracy at many eps from one run (spec key ``eps_curve``).
+  own_targets: for an attack that picks its own target classes (APGD-T, FAB-T, mPGD, AutoAttack), why it
+    refuses the ``target`` option (the message of that refusal); empty otherwise.
   """
   factory: Callable[..., AttackFn]
   norms: tuple[str, ...] = ("linf",)
@@ -65,6 +74,7 @@ class AttackInfo:
   forwards_to: tuple[Callable, ...] = ()
   fixed: tuple[str, ...] = ()
   min_norm: bool = False
+  own_targets: str = ""
 
   def __post_init__(self):
     if self.box not in ("white", "black"):
@@ -105,22 +115,51 @@ def _options(fn: Callable) -> list[inspect.Parameter]:
           if q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD) and q.name not in _CALL_ARGS]
 
 
+TARGET = "target"
+_TARGET_PARAMETER = inspect.Parameter(TARGET, inspect.Parameter.KEYWORD_ONLY, default=None)
+
+
 def attack_parameters(name: str) -> dict[str, inspect.Parameter]:
   """The options ``get_attack(name, **config)`` accepts, with their defaults (``inspect.Parameter``;
-  ``default is inspect.Parameter.empty`` for a required one), in declaration order."""
+  ``default is inspect.Parameter.empty`` for a required one), in declaration order. An attack with a
+  ``targeted`` option also takes ``target`` (listed right after it; ``jaxrobust.attacks.targets``)."""
   info = attack_info(name)
   out: dict[str, inspect.Parameter] = {}
   for fn in (info.factory, *info.forwards_to):  # the factory's own defaults win
     for q in _options(fn):
       if q.name not in info.fixed:
         out.setdefault(q.name, q)
+  if "targeted" in out and TARGET not in out and not info.own_targets:
+    items = list(out.items())
+    i = [k for k, _ in items].index("targeted") + 1
+    out = dict(items[:i] + [(TARGET, _TARGET_PARAMETER)] + items[i:])
   return out
+
+
+def _check_target(name: str, config: dict, params: dict) -> None:
+  """``target`` only for attacks with a ``targeted`` mode, with a known selector, and not with targeted=False."""
+  target = config.get(TARGET)
+  if target is None:
+    return
+  info = attack_info(name)
+  if TARGET not in params:
+    if info.own_targets:
+      raise ValueError(f"attack {info.name!r} does not take target={targets_lib.target_name(target)!r}: "
+                       f"{info.own_targets}")
+    takes = [n for n in attack_names() if TARGET in attack_parameters(n)]
+    raise ValueError(f"attack {info.name!r} has no targeted mode (no 'targeted' option), so it cannot take "
+                     f"target=...; attacks that do: {', '.join(takes)}")
+  targets_lib.check_target(target)
+  if config.get("targeted") is False:
+    raise ValueError(f"attack {info.name!r}: target={targets_lib.target_name(target)!r} runs the attack targeted; "
+                     "drop targeted=False")
 
 
 def check_attack_config(name: str, config: dict) -> None:
   """Refuses an option ``name`` does not take (naming the nearest one) or a missing required one."""
   params = attack_parameters(name)
   canonical = attack_info(name).name
+  _check_target(name, config, params)
   for k in config:
     if k not in params:
       near = registries.nearest(k, list(params))
@@ -161,6 +200,14 @@ def get_attack(name: str, **config) -> AttackFn:
   An unknown name, an option the attack does not take, or a missing required option (e.g. eps)
   raises ValueError naming the valid ones; ``attack_parameters(name)`` (or ``jaxrobust list
   --attack NAME``) lists the options with their defaults.
+
+  ``target`` (attacks with a ``targeted`` option): 'random', 'least_likely', 'most_likely_wrong' or
+  ``fn(logits, y) -> targets`` returns a ``targets.TargetedAttack``: it picks the targets from the clean
+  logits and runs the attack with ``targeted=True`` and ``y = targets`` (``target=None``: untargeted as usual).
   """
   check_attack_config(name, config)
-  return attack_info(name).factory(**config)
+  target = config.pop(TARGET, None)
+  if target is None:
+    return attack_info(name).factory(**config)
+  config["targeted"] = True
+  return targets_lib.TargetedAttack(attack_info(name).factory(**config), target)

@@ -16,7 +16,8 @@ from jaxrobust.evaluate.average_precision import APEvaluator, evaluate_ap
 from jaxrobust.evaluate.latent_divergence import LatentDivergence, RDiv, plot_latent_divergence, r_div
 from jaxrobust.evaluate.min_norm_curve import MinNormCurve, min_norms, plot_min_norm_curve, robust_accuracy_at
 from jaxrobust.evaluate.metrics import (AdversarialAccuracy, AveragePrecision, CleanAccuracy, Metric, Points,
-                                        PositiveRate, RobustAccuracy, WorstCaseAP, inverted_ranking_ap)
+                                        PositiveRate, RobustAccuracy, TargetedSuccess, WorstCaseAP,
+                                        inverted_ranking_ap)
 from jaxrobust.evaluate.robust import (DEFAULT_METRICS, RobustEvaluator, evaluate, evaluate_from_config,
                                        format_table, robust_accuracy_curve)
 from jaxrobust.evaluate.selection import ScoreLog, improves, select_best
@@ -24,6 +25,7 @@ from jaxrobust.evaluate.specs import EVALUATOR_KEYS
 
 __all__ = ["RobustEvaluator", "evaluate", "evaluate_from_config", "format_table", "robust_accuracy_curve",
            "DEFAULT_METRICS", "Metric", "Points", "CleanAccuracy", "RobustAccuracy", "AdversarialAccuracy",
+           "TargetedSuccess",
            "AveragePrecision", "WorstCaseAP", "PositiveRate", "APEvaluator", "evaluate_ap", "inverted_ranking_ap",
            "select_best", "improves", "ScoreLog", "EVALUATOR_KEYS", "r_div", "RDiv", "LatentDivergence",
            "plot_latent_divergence", "MinNormCurve", "min_norms", "robust_accuracy_at", "plot_min_norm_curve"]

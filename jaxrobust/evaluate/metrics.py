@@ -8,7 +8,9 @@ declared ``name`` that reads ``Points`` and returns the entries it adds to the r
     report = {**CleanAccuracy()(points), **RobustAccuracy()(points), ...}
 
 Accuracy (Croce & Hein 2020, robust accuracy): point i is robust to attack a iff it is classified
-correctly both clean and at a's output; the worst case is robust iff robust to every attack.
+correctly both clean and at a's output; the worst case is robust iff robust to every attack. A targeted
+attack (spec ``target``) counts the same way: robust iff the prediction is still y, so a point pushed to a
+wrong class other than its target is broken; ``TargetedSuccess`` reports how often the target was reached.
 
 Average precision (Li, Tong & Yang 2023, section 3.1; sklearn ``average_precision_score``, ties
 included)::
@@ -45,6 +47,8 @@ class Points(NamedTuple):
     (``needs_features``), else None. adv_features: {label: (m_a, D)} latents at attack a's outputs.
   adv_norms: {label: (m_a,) float64 ||x_adv - x||_p} for the attacks whose spec has ``eps_curve`` (p its
     norm, ``specs.curve_norm``), else None (``jaxrobust.evaluate.min_norm_curve.MinNormCurve``).
+  adv_targets: {label: (m_a,) int32 target classes} for the attacks whose spec has ``target`` (a targeted mode,
+    ``jaxrobust.attacks.targets``), else None (``TargetedSuccess``).
   """
   labels: np.ndarray
   clean_pred: np.ndarray
@@ -58,6 +62,7 @@ class Points(NamedTuple):
   clean_features: np.ndarray | None = None
   adv_features: dict | None = None
   adv_norms: dict | None = None
+  adv_targets: dict | None = None
 
   @property
   def n(self) -> int:
@@ -131,6 +136,27 @@ class RobustAccuracy:
     return {"robust_acc": {l: float(f.mean()) for l, f in flags.items()},
             "worst_case_acc": float(worst.mean()), "n_worst": n_worst,
             "n_attacked": {l: int(len(f)) for l, f in flags.items()}}
+
+
+class TargetedSuccess:
+  """targeted_success[a] = mean over the clean-correct points i < m_a of 1[pred(x_adv_i^a) = t_i^a], for the
+  attacks run with a ``target`` (t^a their targets); n_targeted[a] = the number of those points. Clean-wrong
+  points are left out: their robust accuracy is already 0, and a target may be their clean prediction
+  (most_likely_wrong), reached with no perturbation. NaN when no attacked point is clean-correct. Adds
+  nothing when no spec has a target."""
+  name = "targeted_success"
+
+  def __call__(self, points: Points) -> dict:
+    if not points.adv_targets:
+      return {}
+    clean = clean_correct(points)
+    rates, counts = {}, {}
+    for l, t in points.adv_targets.items():
+      p = points.adv_pred[l]
+      ok = clean[:len(p)]
+      counts[l] = int(ok.sum())
+      rates[l] = float(np.mean(p[ok] == t[ok])) if ok.any() else float("nan")
+    return {"targeted_success": rates, "n_targeted": counts}
 
 
 class AdversarialAccuracy:

@@ -13,6 +13,10 @@ eps is a traced argument (unless ``trace_eps=False``), so an eps sweep reuses on
 always scores the result. A cascade with host-side control
 (registry ``jittable=False``, e.g. AutoAttack) runs eagerly with its stages jitted inside.
 
+Targeted modes: a spec with ``target`` (``jaxrobust.attacks.targets``) builds a ``TargetedAttack``; its step also
+returns the targets it picked (``Points.adv_targets``), from which ``metrics.TargetedSuccess`` (a default metric)
+reports the targeted success rate. Robust accuracy is unchanged: robust iff the prediction is still the true y.
+
 Latent features: a metric that declares ``needs_features`` (R-DIV, ``latent_divergence.py``) makes the
 loop also keep the penultimate features of the clean points and of the attacks' outputs (the same
 x_adv as the accuracies), through the evaluator's ``features_apply`` (``models.make_features_apply``).
@@ -45,8 +49,9 @@ from jaxrobust.types import ApplyFn, ModelOutput
 
 # Clean accuracy, robust accuracy (+ worst case); clean and robust AP for a single-logit model; robust accuracy
 # against eps for the minimum-norm attack specs with eps_curve (nothing otherwise).
+# The targeted success rate of the specs with ``target`` (nothing otherwise).
 DEFAULT_METRICS = (metrics_lib.CleanAccuracy(), metrics_lib.RobustAccuracy(), metrics_lib.AveragePrecision(),
-                   MinNormCurve())
+                   MinNormCurve(), metrics_lib.TargetedSuccess())
 
 
 class RobustEvaluator:
@@ -71,8 +76,10 @@ class RobustEvaluator:
     self._attacks: dict[Any, Callable] = {}
 
   def _attack_step(self, spec: dict):
-    """step(variables, x, y, key, eps, source_variables) -> (logits at x_adv, x_adv), cached per spec."""
+    """step(variables, x, y, key, eps, source_variables) -> (logits at x_adv, x_adv), cached per spec; a spec
+    with ``target`` (``attacks.targets``) -> (logits at x_adv, x_adv, targets)."""
     kwargs = attack_kwargs(spec)
+    targeted = kwargs.get("target") is not None
     eps = kwargs.pop("eps", None)
     has_eps = eps is not None
     eps_constant = None if self.trace_eps or eps is None else float(eps)
@@ -101,18 +108,23 @@ class RobustEvaluator:
       # A Partial (not a lambda): one stable function object keeps compiled inner programs cached.
       return jax.tree_util.Partial(crafted_on, v if source_apply is None else src)
 
+    def attacked(attack, v, x, y, key, src):
+      if targeted:  # a TargetedAttack (registry.get_attack with target): also its targets
+        return attack.run(logits_fn(v, src), x, y, key)
+      return attack(logits_fn(v, src), x, y, key), None
+
     if attack_info(name).jittable:
       def run(v, x, y, key, eps_value, src):
-        x_adv = build(eps_value)(logits_fn(v, src), x, y, key)
-        return apply(v, x_adv), x_adv
+        x_adv, t = attacked(build(eps_value), v, x, y, key, src)
+        return (apply(v, x_adv), x_adv) + ((t,) if targeted else ())
       fn = jax.jit(run, in_shardings=(self._repl, self._data, self._data, self._repl, self._repl, self._repl),
-                   out_shardings=(self._data, self._data))
+                   out_shardings=(self._data,) * (3 if targeted else 2))
     else:  # a cascade with host-side control (e.g. AutoAttack): its stages are jitted inside
       logits_at = jax.jit(apply)
 
       def fn(v, x, y, key, eps_value, src):
-        x_adv = build(float(eps_value))(logits_fn(v, src), x, y, key)
-        return logits_at(v, x_adv), x_adv
+        x_adv, t = attacked(build(float(eps_value)), v, x, y, key, src)
+        return (logits_at(v, x_adv), x_adv) + ((t,) if targeted else ())
     self._attacks[cache_key] = fn
     return fn
 
@@ -174,6 +186,7 @@ class RobustEvaluator:
     out = {"labels": [], "clean_pred": [], "clean_score": [], "clean_features": []}
     adv_features = {l: [] for l in labels if l in feature_labels}
     adv_pred = {l: [] for l in labels}
+    adv_targets = {l: [] for s, l in zip(attacks, labels) if attack_kwargs(s).get("target") is not None}
     adv_score = {l: [] for l in labels}
     adversarials = {l: [] for l in labels}
     seconds = {l: 0.0 for l in labels}
@@ -213,13 +226,15 @@ class RobustEvaluator:
         k = jax.random.fold_in(jax.random.fold_in(key, b), a)
         eps = jnp.asarray(float(attacks[a].get("eps", 0.0)), jnp.float32)
         t0 = time.perf_counter()
-        adv_logits, x_adv = step(variables, x, y, k, eps, src)
+        adv_logits, x_adv, *targets = step(variables, x, y, k, eps, src)
         adv_logits = np.asarray(adv_logits)
         p = np.asarray(losses_lib.predict(adv_logits))
         if single_logit:
           adv_score[label].append(adv_logits.reshape(len(mask))[keep])
         seconds[label] += time.perf_counter() - t0
         adv_pred[label].append(p[keep])
+        if targets:
+          adv_targets[label].append(np.asarray(targets[0])[keep])
         hits[label] += int(((pred == y_host) & (p == y_host))[keep].sum())
         seen[label] += int(keep.sum())
         if keep_adversarials:
@@ -249,13 +264,18 @@ class RobustEvaluator:
         clean_features=np.concatenate(out["clean_features"]) if keep_features and out["clean_features"] else None,
         adv_features={l: np.concatenate(v) if v else None for l, v in adv_features.items()}
         if keep_features else None,
-        adv_norms={l: _join(v, np.float64) for l, v in adv_norms.items()} if adv_norms else None)
+        adv_norms={l: _join(v, np.float64) for l, v in adv_norms.items()} if adv_norms else None,
+        adv_targets={l: _join(v, np.int32) for l, v in adv_targets.items()} if adv_targets else None)
 
   def evaluate(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256,
                key=None, max_examples: int | None = None, progress: bool = True,
                keep_adversarials: bool = False, checks: bool = False,
                metrics: Sequence[metrics_lib.Metric] | None = None) -> dict:
     """Returns {'n', 'clean_acc', 'robust_acc': {label: acc}, 'worst_case_acc', 'seconds': {...}}.
+
+    A spec with ``target`` (a targeted mode, ``jaxrobust.attacks.targets``) keeps the usual robust accuracy
+    (a point is robust iff still predicted as its true label y, whatever class the attack reached) and adds
+    'targeted_success': {label: rate of prediction == target} (``metrics.TargetedSuccess``).
 
     A spec's own ``max_examples`` runs that attack on the first m points only (e.g. AutoAttack on the
     first 1000 test images, as MAIL's and UDR's code do): its accuracy is over those m points,

@@ -19,6 +19,13 @@ by the evaluator itself and apply to any attack:
   run without ``eps``: the evaluator records ||x_adv - x||_p per point (p = the spec's ``norm``, else the
   attack's default) and the report gets robust accuracy at every radius from that one run
   (``report['eps_curve'][label]``, ``jaxrobust.evaluate.min_norm_curve``).
+
+``target`` is an attack option (it goes to ``get_attack``) that the evaluator also reads: for an attack with a
+``targeted`` mode, 'random', 'least_likely', 'most_likely_wrong' or ``fn(logits, y) -> targets``
+(``jaxrobust.attacks.targets``) picks the targets from the clean logits of the model the attack crafts on.
+Robust accuracy keeps its meaning (robust iff the prediction at x_adv is still the true y); the report adds
+``targeted_success[label]``, the rate of prediction == target (``metrics.TargetedSuccess``). A function
+target shows in labels and reports by its ``__name__``, e.g. ``'pgd eps=0.03 target=my_targets'``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Sequence
 import jax.numpy as jnp
 
 from jaxrobust import threat
-from jaxrobust.attacks.registry import attack_info, attack_names, attack_parameters, check_attack_config
+from jaxrobust.attacks.registry import TARGET, attack_info, attack_names, attack_parameters, check_attack_config
 
 EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source", "step_size_ratio", "eps_curve")
 
@@ -41,7 +48,15 @@ def spec_label(spec: dict) -> str:
   if "label" in spec:
     return str(spec["label"])
   skip = ("name", "label") + _UNPRINTABLE
-  return " ".join([spec["name"]] + [f"{k}={v}" for k, v in sorted(spec.items()) if k not in skip])
+  return " ".join([spec["name"]] + [f"{k}={_shown(k, v)}" for k, v in sorted(spec.items()) if k not in skip])
+
+
+def _shown(key: str, value):
+  """A function target by its name (not its address); every other value as is."""
+  if key == TARGET and callable(value):
+    from jaxrobust.attacks.targets import target_name
+    return target_name(value)
+  return value
 
 
 def attack_kwargs(spec: dict) -> dict:
@@ -50,8 +65,8 @@ def attack_kwargs(spec: dict) -> dict:
 
 
 def reported(spec: dict, label: str) -> dict:
-  """The spec as written to a report: its label set, the surrogate model left out."""
-  return {**{k: v for k, v in spec.items() if k not in _UNPRINTABLE}, "label": label}
+  """The spec as written to a report: its label set, the surrogate model left out, a function target by name."""
+  return {**{k: _shown(k, v) for k, v in spec.items() if k not in _UNPRINTABLE}, "label": label}
 
 
 def check_attack_options(spec: dict) -> None:
