@@ -13,6 +13,12 @@ Randomness is per example: example ``i`` draws its start from ``k_i = fold_in(ke
 (restart ``r > 0`` from ``fold_in(k_i, r)``). Passing a ``(B,)`` batch of keys instead of one
 key uses ``k_i = key[i]`` directly, so an example gets the same start whichever batch it is
 in (``example_keys(key, B)[i:i+1]`` reproduces row ``i`` of a batch attack).
+
+Randomised models (EoT, Athalye et al. 2018): with ``randomized=True`` the model is ``logits_fn(x, keys)``,
+keys a (B,) batch of per-example keys, and step t averages the gradient over ``eot_iter`` draws with keys
+fold_in(fold_in(k_i, EOT_FOLD), t * eot_iter + e) (torchattacks' EOTPGD); ``transforms.transformed_model``
+turns a model and EoT transformations into such a model. ``pgd_loop`` is the loop for any keyed objective
+(``eot.eot_pgd``: the sum of the losses under several transformations).
 """
 
 from __future__ import annotations
