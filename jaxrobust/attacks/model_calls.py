@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.per_example import per_example
+from jaxrobust.attacks.per_example import fold_keys, per_example
 from jaxrobust.types import Array, LogitsFn
 
 INITS = ("uniform", "normal", "none")
@@ -93,6 +93,39 @@ def loss_and_grad(logits_fn: LogitsFn, loss, x: Array, y: Array, sign: float = 1
     return sign * jnp.sum(per_ex), (per_ex, logits)
 
   return jax.grad(objective, has_aux=True), objective
+
+
+def keyed_loss_and_grad(model, loss, x: Array, y: Array, sign: float = 1.0):
+  """``loss_and_grad`` for a randomised model ``model(x, keys) -> logits``: ``grad_fn(xa, keys)`` and
+  ``objective(xa, keys)``. A loss that needs the clean logits reads ``model(x, keys)``, the same draw as xa."""
+  attack_loss = losses_lib.get_attack_loss(loss)
+
+  def objective(xa, keys):
+    logits = model(xa, keys)
+    check_logits(logits, y)
+    ref = jax.lax.stop_gradient(model(x, keys)) if attack_loss.needs_reference else None
+    per_ex = attack_loss(logits, y, ref)
+    return sign * jnp.sum(per_ex), (per_ex, logits)
+
+  return jax.grad(objective, has_aux=True), objective
+
+
+def eot_gradient(grad_fn, xa: Array, keys: Array, draws: int, first: int = 0):
+  """The mean of ``grad_fn(xa, fold_keys(keys, first + e))`` over e < draws (Expectation over Transformation);
+  returns (g, (per_example_loss, logits)) with the loss and logits of the last draw (as APGD's EoT). One draw
+  is the plain call, so EoT with one draw of a deterministic model is bit-identical to no EoT."""
+  if draws == 1:
+    return grad_fn(xa, fold_keys(keys, first))
+
+  def body(e, acc):
+    g_sum, _ = acc
+    g, aux = grad_fn(xa, fold_keys(keys, first + e))
+    return g_sum + g, aux
+
+  _, aux0 = jax.eval_shape(grad_fn, xa, keys)
+  init = (jnp.zeros_like(xa), jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), aux0))
+  g_sum, aux = jax.lax.fori_loop(0, draws, body, init)
+  return g_sum / float(draws), aux
 
 
 def fooled(logits: Array, y: Array, targeted: bool) -> Array:

@@ -13,6 +13,12 @@ Randomness is per example: example ``i`` draws its start from ``k_i = fold_in(ke
 (restart ``r > 0`` from ``fold_in(k_i, r)``). Passing a ``(B,)`` batch of keys instead of one
 key uses ``k_i = key[i]`` directly, so an example gets the same start whichever batch it is
 in (``example_keys(key, B)[i:i+1]`` reproduces row ``i`` of a batch attack).
+
+Randomised models (EoT, Athalye et al. 2018): with ``randomized=True`` the model is ``logits_fn(x, keys)``,
+keys a (B,) batch of per-example keys, and step t averages the gradient over ``eot_iter`` draws with keys
+fold_in(fold_in(k_i, EOT_FOLD), t * eot_iter + e) (torchattacks' EOTPGD); ``transforms.transformed_model``
+turns a model and EoT transformations into such a model. ``pgd_loop`` is the loop for any keyed objective
+(``eot.eot_pgd``: the sum of the losses under several transformations).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrobust import threat
-from jaxrobust.attacks.model_calls import INITS, fooled, loss_and_grad, random_init, resolve_unroll, validate
+from jaxrobust.attacks.model_calls import (INITS, eot_gradient, fooled, keyed_loss_and_grad, loss_and_grad, random_init,
+                                           resolve_unroll, validate)
 from jaxrobust.attacks.per_example import as_bcast, example_keys, fold_keys, select
 from jaxrobust.attacks.registry import AttackInfo
 from jaxrobust.types import Array, LogitsFn
@@ -43,15 +50,16 @@ def kurakin_steps(eps) -> int:
 def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: int,
         norm="linf", loss="ce", init: str = "uniform", init_scale: float = 0.001,
         restarts: int = 1, targeted: bool = False, early_stop: bool = False,
-        unroll: int | bool | None = None, restart_select: str = "loss") -> Array:
+        unroll: int | bool | None = None, restart_select: str = "loss",
+        randomized: bool = False, eot_iter: int = 1) -> Array:
   """Projected gradient descent. Returns x_adv with the shape and dtype of x.
 
   Args:
-    logits_fn: pure ``x -> logits``.
+    logits_fn: pure ``x -> logits`` (``(x, keys) -> logits`` with ``randomized``).
     x: (B, ...) float images in [0, 1].
     y: (B,) int labels (targets when ``targeted``).
     key: one PRNG key (example i uses fold_in(key, i)) or a (B,) batch of per-example keys;
-      may be None when init='none' and restarts=1.
+      may be None when init='none', restarts=1 and the model is not randomised.
     eps, step_size: scalar or (B,) per-example.
     steps: number of iterations T (static).
     norm: 'linf', 'l2' or 'l1'.
@@ -63,8 +71,43 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
     unroll: ``lax.fori_loop`` unroll factor; True = full, None (default) = 1.
     restart_select: 'loss' keeps the restart with the largest final loss (Rice et al.); 'fooled'
       prefers a restart that fools the model and breaks ties by loss.
+    randomized: the model is randomised, ``logits_fn(x, keys)`` with keys a (B,) batch of per-example keys
+      (e.g. ``transforms.transformed_model``): every step draws fresh keys.
+    eot_iter: Expectation over Transformation (Athalye et al. 2018; torchattacks' EOTPGD): each step
+      averages the loss gradient over eot_iter draws (static; only with ``randomized``); early stopping
+      and restart selection read the last draw's logits / a fresh draw.
   """
   validate(x, y, eps=eps, step_size=step_size)
+  if int(eot_iter) != eot_iter or eot_iter < 1:
+    raise ValueError(f"need eot_iter >= 1; got {eot_iter}")
+  if eot_iter > 1 and not randomized:
+    raise ValueError("eot_iter > 1 averages over random draws of a randomised model: pass randomized=True "
+                     "(e.g. with transforms.transformed_model), or use get_attack('eot_pgd', ...)")
+  sign = -1.0 if targeted else 1.0
+  if randomized:
+    grad_fn, objective = keyed_loss_and_grad(logits_fn, loss, x, y, sign)
+  else:
+    grad_fn, objective = loss_and_grad(logits_fn, loss, x, y, sign)
+    grad_fn, objective = _ignore_keys(grad_fn), _ignore_keys(objective)
+  return pgd_loop(grad_fn, objective, x, y, key, eps=eps, step_size=step_size, steps=steps, norm=norm,
+                  init=init, init_scale=init_scale, restarts=restarts, targeted=targeted, early_stop=early_stop,
+                  unroll=unroll, restart_select=restart_select, keyed=randomized, eot_iter=int(eot_iter))
+
+
+def _ignore_keys(fn):
+  return lambda xa, keys: fn(xa)
+
+
+EOT_FOLD = 0x7E07  # step keys: fold_in(fold_in(k_i, EOT_FOLD), t * eot_iter + e); the starts keep k_i
+
+
+def pgd_loop(grad_fn, objective, x: Array, y: Array, key, *, eps, step_size, steps: int, norm="linf",
+             init: str = "uniform", init_scale: float = 0.001, restarts: int = 1, targeted: bool = False,
+             early_stop: bool = False, unroll=None, restart_select: str = "loss", keyed: bool = False,
+             eot_iter: int = 1) -> Array:
+  """PGD's loop for any objective: ``grad_fn(xa, keys) -> (g, (per_example_loss, logits))`` of the signed summed
+  loss and ``objective(xa, keys)`` (its value, same aux), keys a (B,) batch of step keys (None unless ``keyed``).
+  ``pgd`` and ``eot.eot_pgd`` are this loop with their objectives."""
   if int(steps) != steps or steps < 0 or restarts < 1:
     raise ValueError(f"need steps >= 0 and restarts >= 1; got steps={steps}, restarts={restarts}")
   if init not in INITS:
@@ -73,19 +116,26 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
     raise ValueError(f"unknown restart_select {restart_select!r}; expected one of {RESTART_SELECT}")
   norm = threat.canonical_norm(norm)
   sign = -1.0 if targeted else 1.0
-  grad_fn, objective = loss_and_grad(logits_fn, loss, x, y, sign)
   alpha = as_bcast(step_size, x)
   random = init != "none"
-  keys = example_keys(key, x.shape[0]) if (random or restarts > 1 or key is not None) else None
+  keys = example_keys(key, x.shape[0]) if (random or restarts > 1 or keyed or key is not None) else None
 
-  def step(_, xa):
-    g, (_, logits) = grad_fn(xa)
-    x_new = threat.project_ball_and_box(xa + alpha * threat.normalize_gradient(g, norm), x, eps, norm)
-    if early_stop:  # freeze examples that are already fooled, so they stay fooled
-      x_new = select(fooled(logits, y, targeted), xa, x_new)
-    return x_new
+  def step_keys(ks):
+    return fold_keys(ks, EOT_FOLD) if keyed else None
 
   def one_run(ks):
+    eot_keys = step_keys(ks)
+
+    def step(t, xa):
+      if keyed:
+        g, (_, logits) = eot_gradient(grad_fn, xa, eot_keys, eot_iter, t * eot_iter)
+      else:
+        g, (_, logits) = grad_fn(xa, None)
+      x_new = threat.project_ball_and_box(xa + alpha * threat.normalize_gradient(g, norm), x, eps, norm)
+      if early_stop:  # freeze examples that are already fooled, so they stay fooled
+        x_new = select(fooled(logits, y, targeted), xa, x_new)
+      return x_new
+
     x0 = random_init(ks, x, eps, norm, init, init_scale)
     xa = jax.lax.fori_loop(0, steps, step, x0, unroll=resolve_unroll(unroll, steps))
     if init == "normal" and steps == 0:  # the unclipped normal start must still be a valid point
@@ -95,14 +145,16 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: 
   if restarts == 1:
     return one_run(keys)
 
-  def score(xa):
-    _, (per_ex, logits) = objective(xa)
+  def score(xa, ks):
+    score_keys = fold_keys(step_keys(ks), steps * eot_iter) if keyed else None
+    _, (per_ex, logits) = objective(xa, score_keys)
     return sign * per_ex, fooled(logits, y, targeted)
 
   def restart_body(r, carry):
     best_x, best_loss, best_fooled = carry
-    xa = one_run(fold_keys(keys, r))
-    l, f = score(xa)
+    ks = fold_keys(keys, r)
+    xa = one_run(ks)
+    l, f = score(xa, ks)
     better = l >= best_loss
     if restart_select == "fooled":
       better = (f & ~best_fooled) | ((f == best_fooled) & better)

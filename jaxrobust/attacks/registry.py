@@ -43,6 +43,8 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.fmn",
     "jaxrobust.attacks.ddn",
     "jaxrobust.attacks.multi_targeted",
+    "jaxrobust.attacks.eot",
+    "jaxrobust.attacks.universal",
 )
 
 

@@ -24,8 +24,10 @@ CONFIGS = {
     "ead": dict(max_iterations=3, binary_search_steps=2), "ead_l1": dict(max_iterations=3, binary_search_steps=2),
     "mpgd": dict(eps=0.1, steps=3), "mpgd_vmap": dict(eps=0.1, steps=3, layout="vmap"),
     "mpgd_batch": dict(eps=0.1, steps=3, layout="batch"),
+    "eot_pgd": dict(eps=0.1, steps=3, eot_iter=2), "universal_pgd": dict(eps=0.1, steps=3, group_size=4),
+    "pgd_eot_rand": dict(eps=0.1, steps=3, randomized=True, eot_iter=2),
 }
-CASE_OF = {"mpgd_vmap": "mpgd", "mpgd_batch": "mpgd"}  # extra cases of one attack: case -> attack name
+CASE_OF = {"mpgd_vmap": "mpgd", "mpgd_batch": "mpgd", "pgd_eot_rand": "pgd"}  # extra cases of one attack: case -> attack name
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,10 @@ def test_attack_compiles_once_across_data(name, model):
   apply, variables = model
   traces = []
 
-  def logits_fn(x):
+  def logits_fn(x, *keys):  # a randomised case gets (x, keys) and adds key-drawn noise
     traces.append(x.shape)
+    if keys:
+      x = x + 0.01 * jax.vmap(lambda k, xi: jax.random.normal(k, xi.shape))(keys[0], x)
     return apply(variables, x)
 
   attack = get_attack(CASE_OF.get(name, name), **CONFIGS[name])
