@@ -162,7 +162,7 @@ def test_gradients_finite_at_saturated_logits(base):
   assert np.isfinite(float(value)) and np.isfinite(float(g))
 
 
-@pytest.mark.parametrize("kw", [dict(slope=-1.0), dict(beta=-1.0), dict(norm="batch"), dict(pm="lps"),
+@pytest.mark.parametrize("kw", [dict(slope=-1.0), dict(beta=-1.0), dict(norm="batch"), dict(pm="margin"),
                                 dict(burn_in_epochs=-1), dict(eps=-0.1)])
 def test_rejects_bad_hyperparameters(kw):
   with pytest.raises(ValueError):
