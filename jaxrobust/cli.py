@@ -227,7 +227,9 @@ def cmd_list(args) -> int:
       spec = get_protocol(name)
       print(f"{name}: {spec.paper}")
       print(f"    data {spec.dataset}; columns {', '.join(spec.columns)}"
-            + (f"; not run yet: {', '.join(spec.missing)}" if spec.missing else ""))
+            + (f"; left empty: {', '.join(spec.missing)}" if spec.missing else ""))
+      if spec.notes:
+        print(f"    note: {spec.notes}")
     print("  run one: jaxrobust evaluate --run-dir DIR --protocol NAME [--max-examples N]")
     return 0
   if args.keys:

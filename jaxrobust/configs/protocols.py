@@ -24,8 +24,8 @@ class Protocol:
 
   name: registry name. paper: citation and table. dataset: the ``data.name`` it is defined on.
   attacks: evaluator attack specs (labels = the table's columns). columns: the table's columns in
-  order, 'clean' first; a column no attack produces yet (e.g. B&B before it exists) is listed in
-  ``missing``. reference: paper row -> {column: value}. rows: method name -> paper row (a callable
+  order, 'clean' first; a column the run leaves empty (an attack the library lacks, such as B&B, or
+  one that needs an extra input, such as AdAP's surrogate) is listed in ``missing``, and ``notes`` says why. reference: paper row -> {column: value}. rows: method name -> paper row (a callable
   of the method section for methods whose row depends on a hyper-parameter). metric: 'accuracy'
   (the robust evaluator) or 'ap' (robust average precision, AdAP). r_div: also report R-DIV under
   ``r_div`` (the attack label). clean_logits: 'model' (the model's logits) or 'unnormalized_cosine'
