@@ -156,15 +156,16 @@ def _mean_sd(values):
   return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"))
 
 
-def write(args, results, total_s) -> None:
+def write(args, results, total_s, *, json_too: bool = True) -> None:
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   command = "python -m experiments.representation.run_reduced " + " ".join(sys.argv[1:])
   meta = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
           "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPU cores; "
                      f"jax {jax.__version__} {jax.default_backend()}",
           "eval_seconds_this_call": total_s}
-  with open(args.out + ".json", "w") as f:
-    json.dump({"meta": meta, "results": results}, f, indent=2)
+  if json_too:
+    with open(args.out + ".json", "w") as f:
+      json.dump({"meta": meta, "results": results}, f, indent=2)
   cols = [("clean", "clean"), ("pgd20", "PGD-20"), ("mpgd20", "mPGD-20"), ("aa", "AA"), ("rdiv", "R-DIV")]
   seeds = " ".join(str(x) for x in sorted({r["seed"] for r in results.values()}))
   aa_n = sorted({r["aa_n"] for r in results.values() if "aa_n" in r})
@@ -221,7 +222,7 @@ def main(argv=None) -> int:
     evaluate(args)
   else:
     with open(args.out + ".json") as f:
-      write(args, json.load(f)["results"], 0.0)
+      write(args, json.load(f)["results"], 0.0, json_too=False)
   return 0
 
 
