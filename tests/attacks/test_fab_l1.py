@@ -55,6 +55,7 @@ def test_fab_l1_outputs_within_eps_and_fooled():
                              rtol=1e-5)
 
 
+@pytest.mark.slow  # ~25 s: the whole L1 cascade; run with -m slow
 def test_autoattack_l1_cascade_and_report():
   stages = dict(AA.cascade("standard", norm="l1", num_classes=10))
   assert list(stages) == ["apgd-ce", "apgd-t", "fab-t"]
