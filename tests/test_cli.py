@@ -148,7 +148,7 @@ def test_evaluate_rdiv_writes_numbers_and_plot(tmp_path, capsys):
 
 
 @pytest.mark.slow  # ~1 min quiet (two trainings with per-epoch AP selection); run with -m slow
-def test_adap_from_the_cli_selects_on_validation_ap_and_adds_the_transfer_column(tmp_path):
+def test_adap_from_the_cli_selects_on_validation_ap_and_adds_the_transfer_column(tmp_path, shared_data):
   """AdAP's protocol end to end from `jaxrobust train`: the CE surrogate first, then AdAP_LPN with
   eval.transfer_from; both select their epoch on the validation split."""
   small = ["train.epochs=2", "data.train_subset=800", "data.test_subset=300", "train.batch_size=100",

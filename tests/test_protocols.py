@@ -48,7 +48,7 @@ def test_run_on_other_data_is_refused():
     check_run_matches(get_protocol("adap_cifar10"), {"data": {"name": "cifar10"}})
 
 
-def test_protocol_from_the_cli_on_a_small_mnist_run(tmp_path, capsys):
+def test_protocol_from_the_cli_on_a_small_mnist_run(tmp_path, capsys, shared_data):
   run = tmp_path / "run"
   assert main(["train", "--config", "mnist_trades", "--output-dir", str(run), "--no-progress", "model.name=mlp",
                "model.hidden_sizes=(32,)", "model.head=cosine", "method.steps=2", "train.epochs=1", "data.train_subset=256",
