@@ -147,6 +147,12 @@ def contrastive_loss(z_nat: Array, z_adv: Array, y: Array, pred_nat: Array, pred
   ones are neither anchors nor pool members).
   """
   n = z_nat.shape[0]
+  if z_adv.shape != z_nat.shape:
+    raise ValueError(f"contrastive_loss: clean and adversarial latents must have one shape; got {z_nat.shape} "
+                     f"and {z_adv.shape}")
+  for what, v in (("y", y), ("pred_nat", pred_nat), ("pred_adv", pred_adv)):
+    if v.shape != (n,):
+      raise ValueError(f"contrastive_loss: {what} must have shape ({n},), one per latent; got {v.shape}")
   h = jnp.concatenate([z_nat.reshape(n, -1), z_adv.reshape(n, -1)])
   if normalize:
     h = h * jax.lax.rsqrt(jnp.maximum(jnp.sum(h * h, axis=1, keepdims=True), 1e-24))

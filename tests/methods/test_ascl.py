@@ -294,3 +294,12 @@ def test_projection_head_feeds_the_contrastive_loss_only(kind, dim):
                                    jnp.argmax(a_nat.logits, -1), jnp.argmax(a_adv.logits, -1)).loss
   np.testing.assert_allclose(float(metrics.metrics["loss_scl"]), float(expected), rtol=1e-6)
   assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads["projection"]))) > 0
+
+
+def test_contrastive_loss_refuses_mismatched_shapes():
+  z = jnp.ones((4, 3))
+  y = jnp.array([0, 1, 0, 1])
+  with pytest.raises(ValueError, match="one shape"):
+    ascl.contrastive_loss(z, jnp.ones((5, 3)), y, y, y)
+  with pytest.raises(ValueError, match=r"y must have shape \(4,\)"):
+    ascl.contrastive_loss(z, z, y[:3], y, y)
