@@ -32,10 +32,14 @@ class ModelOutput(NamedTuple):
   features: (B, D) penultimate (latent) features, before the classifier head.
   projection: (B, P) the features through a projection head for contrastive losses (the head does
     not feed the logits), or None for models without one.
+  member_logits: (M, B, K) logits of each member of an ensemble (``models.ensemble``), else None.
+  member_features: (M, B, D) latents of each member (a tuple when the members' widths differ), else None.
   """
   logits: Array
   features: Array
   projection: Array | None = None
+  member_logits: Array | None = None
+  member_features: Array | tuple | None = None
 
 
 FeaturesFn = Callable[[Array], ModelOutput]

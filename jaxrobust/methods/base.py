@@ -43,6 +43,9 @@ class StepContext(NamedTuple):
   num_classes: static int.
   steps_per_epoch: static int, or 0 where the caller has no epochs (tests); with it a method
     can tell the batch index within the epoch (step % steps_per_epoch), e.g. UDR's lambda period.
+  member_forward: for an ensemble model (``models.ensemble``), (params, batch_stats, xs (M, B, ...))
+    -> member logits (M, B, K), member m on xs[m] only, inference mode (each member's own attack in one
+    program); None for a single model.
   """
   forward: Callable[[PyTree, PyTree, Array], tuple[ModelOutput, PyTree]]
   eval_forward: Callable[[PyTree, PyTree, Array], ModelOutput]
@@ -50,6 +53,7 @@ class StepContext(NamedTuple):
   epoch: Array
   num_classes: int
   steps_per_epoch: int = 0
+  member_forward: Callable[[PyTree, PyTree, Array], Array] | None = None
 
 
 class LossAux(NamedTuple):

@@ -7,6 +7,8 @@
 * BatchNorm statistics live in the 'batch_stats' collection: train mode needs
   ``mutable=['batch_stats']``; mlp, small_cnn and lenet5 have none.
 * Attacks and losses see only the pure functions from ``make_apply`` / ``make_features_apply``.
+* Ensembles (``get_model(name, members=M)``, ``models.ensemble``) are models too: their logits are log of the
+  mean member probability; ``make_member_apply`` gives the members' logits (M, B, K).
 * Cosine-head models need ``project_cosine_head(params)`` after each optimiser update.
 """
 
@@ -14,17 +16,18 @@ from jaxrobust.models.classifier import ImageClassifier
 from jaxrobust.models.cnn import MLP, LeNet5, SmallCNN
 from jaxrobust.models.common import (CIFAR10_MEAN, CIFAR10_STD, DEFAULT_INPUT_SHAPES, IMAGENET_MEAN,
                                      IMAGENET_STD, MNIST_MEAN, MNIST_STD)
+from jaxrobust.models.ensemble import Ensemble, member_variables, stack_members
 from jaxrobust.models.heads import HEADS, CosineHead, project_cosine_head
 from jaxrobust.models.registry import (BN_FREE_MODELS, MODEL_NAMES, count_params, get_model,
                                        init_model, make_apply, make_features_apply,
-                                       model_keywords)
+                                       make_member_apply, model_keywords)
 from jaxrobust.models.resnet import PreActResNet, ResNet
 from jaxrobust.models.wide_resnet import WideResNet
 
 __all__ = [
   "BN_FREE_MODELS", "CIFAR10_MEAN", "CIFAR10_STD", "DEFAULT_INPUT_SHAPES", "HEADS",
   "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "MODEL_NAMES", "CosineHead",
-  "ImageClassifier", "LeNet5", "MLP", "PreActResNet", "ResNet", "SmallCNN", "WideResNet",
+  "Ensemble", "ImageClassifier", "LeNet5", "MLP", "PreActResNet", "ResNet", "SmallCNN", "WideResNet",
   "count_params", "get_model", "init_model", "make_apply", "make_features_apply",
-  "model_keywords", "project_cosine_head",
+  "make_member_apply", "member_variables", "model_keywords", "project_cosine_head", "stack_members",
 ]

@@ -15,6 +15,7 @@ import flax.linen as nn
 
 from jaxrobust.models import cnn, resnet, wide_resnet
 from jaxrobust.models.classifier import ImageClassifier
+from jaxrobust.models.ensemble import LAYOUTS as ENSEMBLE_LAYOUTS, Ensemble
 from jaxrobust.models.common import Dtype
 from jaxrobust.models.microbatch import Microbatch, microbatched
 from jaxrobust.models.classifier import PROJECTION_HEADS
@@ -36,7 +37,8 @@ _BACKBONES: Dict[str, Callable[..., nn.Module]] = {
   "wrn32_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
   "wide_resnet": wide_resnet.WideResNet,  # depth=..., widen=... (defaults 34, 10)
 }
-MODEL_NAMES: Tuple[str, ...] = tuple(_BACKBONES)
+# 'ensemble' (get_model(..., members=(name, name, ...))) is a heterogeneous Ensemble of the named models.
+MODEL_NAMES: Tuple[str, ...] = tuple(_BACKBONES) + ("ensemble",)
 BN_FREE_MODELS: Tuple[str, ...] = ("mlp", "small_cnn", "lenet5")
 
 
@@ -47,7 +49,9 @@ def _channel_tuple(value: Optional[Sequence[float]]) -> Optional[Tuple[float, ..
 
 def get_model(name: str, num_classes: int = 10, *, head: str = "linear", mean=None, std=None,
               dtype: Dtype = jnp.float32, cosine_normalize_features: bool = True,
-              projection_head: str = "none", projection_dim: int = 128, **kwargs) -> ImageClassifier:
+              projection_head: str = "none", projection_dim: int = 128, members: int | Sequence[str] = 1,
+              ensemble_layout: str = "auto", ensemble_combine: str = "mean_probs",
+              **kwargs) -> ImageClassifier | Ensemble:
   """Builds model `name` (see MODEL_NAMES) with the given head and in-model normalisation.
 
   head: 'linear' (Dense K), 'single_logit' (Dense 1, logits (B, 1); num_classes ignored) or
@@ -57,7 +61,16 @@ def get_model(name: str, num_classes: int = 10, *, head: str = "linear", mean=No
     returned as ``ModelOutput.projection``; it does not change the logits.
   kwargs go to the backbone, e.g. depth/widen for 'wide_resnet', width for the ResNets,
     shortcut='A' for 'resnet20', final_bn for 'preact_resnet18', hidden_sizes for 'mlp'.
+  members: an int M > 1 builds a homogeneous ``Ensemble`` of M independently initialised copies of `name`
+    (``models.ensemble``); with name='ensemble', a sequence of model names builds a heterogeneous one
+    (every other argument applies to each member). 1: a single model.
+  ensemble_layout / ensemble_combine: the member axis ('auto', 'vmap', 'unrolled', 'scan') and the ensemble
+    prediction ('mean_probs': log of the mean softmax, the papers'; or 'mean_logits').
   """
+  if name == "ensemble" or not isinstance(members, int) or members != 1:
+    return _get_ensemble(name, num_classes, members, ensemble_layout, ensemble_combine, head=head, mean=mean,
+                         std=std, dtype=dtype, cosine_normalize_features=cosine_normalize_features,
+                         projection_head=projection_head, projection_dim=projection_dim, **kwargs)
   if name not in _BACKBONES:
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
   check_head(head)
@@ -70,14 +83,32 @@ def get_model(name: str, num_classes: int = 10, *, head: str = "linear", mean=No
                          projection_head=projection_head, projection_dim=int(projection_dim))
 
 
+def _get_ensemble(name, num_classes, members, layout, combine, **kwargs) -> Ensemble:
+  if layout not in ENSEMBLE_LAYOUTS:
+    raise ValueError(f"ensemble_layout must be one of {ENSEMBLE_LAYOUTS}; got {layout!r}")
+  if name == "ensemble":
+    if isinstance(members, (int, str)) or len(members) < 1:
+      raise ValueError("model 'ensemble' needs members=(model name, ...), e.g. ('resnet18', 'mobilenet'); "
+                       f"got members={members!r}")
+    built = tuple(get_model(m, num_classes, **kwargs) for m in members)
+    return Ensemble(members=built, layout=layout, combine=combine)
+  if not isinstance(members, int) or members < 1:
+    raise ValueError(f"members must be an int >= 1 for model {name!r} (a homogeneous ensemble); for different "
+                     f"architectures use name='ensemble', members=({name!r}, ...); got {members!r}")
+  return Ensemble(member=get_model(name, num_classes, **kwargs), num_members=members, layout=layout,
+                  combine=combine)
+
+
 def model_keywords(name: str) -> Tuple[str, ...]:
   """Keyword arguments ``get_model(name, ...)`` takes: head / normalisation ones and the backbone's.
 
   A named depth or width (``wrn34_10``'s depth=34, widen=10) is fixed, not a keyword.
   """
-  if name not in _BACKBONES:
+  if name not in _BACKBONES and name != "ensemble":
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
   own = [k for k, p in inspect.signature(get_model).parameters.items() if p.kind == p.KEYWORD_ONLY]
+  if name == "ensemble":
+    return tuple(own)
   return tuple(own) + tuple(k for k in _builder_keywords(_BACKBONES[name]) if k not in own)
 
 
@@ -110,6 +141,21 @@ def make_apply(module: nn.Module, microbatch: Microbatch = "auto") -> ApplyFn:
   """
   def apply(variables: PyTree, x: Array) -> Array:
     return microbatched(lambda xb: module.apply(variables, xb, train=False), microbatch)(x)
+  return apply
+
+
+def make_member_apply(module: nn.Module, microbatch: Microbatch = "auto") -> ApplyFn:
+  """apply(variables, x) -> member logits (M, B, K) of an ``Ensemble``, inference mode (attacks on the members,
+  e.g. the multi-objective attacks' ENS task set)."""
+  if not isinstance(module, Ensemble):
+    raise ValueError(f"make_member_apply needs an Ensemble model (get_model(..., members=M)); got "
+                     f"{type(module).__name__}")
+
+  def apply(variables: PyTree, x: Array) -> Array:
+    # Chunks of the batch axis (axis 1 of the result): microbatched stacks rows on axis 0, so move it.
+    def rows_first(xb):
+      return jnp.moveaxis(module.apply(variables, xb, train=False, return_features=True).member_logits, 0, 1)
+    return jnp.moveaxis(microbatched(rows_first, microbatch)(x), 1, 0)
   return apply
 
 

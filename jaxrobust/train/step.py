@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrobust.methods.base import Method, StepContext
+from jaxrobust.models.ensemble import is_ensemble
 from jaxrobust.models.microbatch import Microbatch, microbatched
 from jaxrobust.train.state import TrainState
 from jaxrobust.types import ModelOutput
@@ -53,11 +54,28 @@ def make_forwards(module, microbatch: Microbatch = "auto", dropout_key=None):
   return train_forward, eval_forward
 
 
+def make_member_forward(module, microbatch: Microbatch = "auto"):
+  """(params, batch_stats, xs (M, B, ...)) -> (M, B, K): ensemble member m on xs[m], inference mode;
+  None for a model that is not an ensemble."""
+  if not is_ensemble(module):
+    return None
+
+  def member_forward(params, batch_stats, xs):
+    variables = _variables(params, batch_stats)
+    # micro-batches cut the batch axis (axis 1 here), so rows go first through the chunking
+    def rows_first(xb):
+      z = module.apply(variables, jnp.moveaxis(xb, 0, 1), train=False, member_inputs=True)
+      return jnp.moveaxis(z, 0, 1)
+    return jnp.moveaxis(microbatched(rows_first, microbatch)(jnp.moveaxis(xs, 1, 0)), 1, 0)
+  return member_forward
+
+
 def make_context(module, step, steps_per_epoch: int, num_classes: int, dropout_key=None) -> StepContext:
   train_forward, eval_forward = make_forwards(module, dropout_key=dropout_key)
   epoch = step.astype(jnp.float32) / float(max(steps_per_epoch, 1))
   return StepContext(forward=train_forward, eval_forward=eval_forward, step=step, epoch=epoch,
-                     num_classes=num_classes, steps_per_epoch=int(steps_per_epoch))
+                     num_classes=num_classes, steps_per_epoch=int(steps_per_epoch),
+                     member_forward=make_member_forward(module))
 
 
 def make_train_step(module, method: Method, tx: optax.GradientTransformation, *,
