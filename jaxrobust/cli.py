@@ -118,18 +118,16 @@ def cmd_evaluate(args) -> int:
   if not attacks:
     print("note: no attacks given (use --attack pgd:eps=...,steps=20); reporting clean accuracy only")
   out = args.json or os.path.join(args.run_dir, "evaluation.json")
-  metrics, features_apply = None, None
+  metrics = None
   if args.rdiv:
     if not attacks:
       raise SystemExit("error: --rdiv compares clean and adversarial latents: give an attack, e.g. "
                        "--attack pgd:eps=0.031,step_size=0.0078,steps=250 (the paper's PGD-250)")
     from jaxrobust.evaluate.latent_divergence import LatentDivergence
     from jaxrobust.evaluate.robust import DEFAULT_METRICS
-    from jaxrobust.models import make_features_apply
-    features_apply = make_features_apply(run.module)
     metrics = [*DEFAULT_METRICS, LatentDivergence(pools=args.rdiv_pools, plot=os.path.splitext(out)[0] + "_rdiv.png")]
-  evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")),
-                              features_apply=features_apply)
+  evaluator = RobustEvaluator.for_module(run.module, mesh=parallel.make_mesh(cfg["train"].get("num_devices")),
+                                         features=bool(args.rdiv))
   report = evaluator.evaluate(run.variables, _test_split(cfg), attacks,
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
@@ -188,7 +186,7 @@ def cmd_attack(args) -> int:
   cfg = run.config
   spec = _parse_attack_spec(args.attack)
   spec["label"] = spec.get("label", spec["name"])
-  evaluator = RobustEvaluator(run.apply, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
+  evaluator = RobustEvaluator.for_module(run.module, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
   report = evaluator.evaluate(run.variables, _test_split(cfg), [spec],
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),

@@ -130,13 +130,11 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
     this_run.update({label: float(v) for label, v in report["robust_ap"].items()})
   else:
     from jaxrobust.evaluate.robust import DEFAULT_METRICS, RobustEvaluator
-    metrics, features_apply = None, None
+    metrics = None
     if spec.r_div:
       from jaxrobust.evaluate.latent_divergence import LatentDivergence
-      from jaxrobust.models import make_features_apply
-      features_apply = make_features_apply(run.module)
       metrics = [*DEFAULT_METRICS, LatentDivergence([spec.r_div])]
-    evaluator = RobustEvaluator(run.apply, mesh=mesh, features_apply=features_apply)
+    evaluator = RobustEvaluator.for_module(run.module, mesh=mesh, features=bool(spec.r_div))
     report = evaluator.evaluate(run.variables, test, attacks, batch_size=batch_size, max_examples=max_examples,
                                 progress=progress, key=key, metrics=metrics)
     this_run["clean"] = 100.0 * float(report["clean_acc"])

@@ -14,9 +14,8 @@ Pure numpy on predictions and probabilities that were already computed (no model
 Layout: member (or task) axis first. ``achieved`` is (m, n) bool, row i = task i, column j = sample j;
 member predictions are (m, n) int. All rates are in % (as the papers' tables), floats.
 
-Not an evaluator plug-in: ``metrics.Points`` carries one prediction per point and attack
-(``adv_pred[label]: (m_a,)``), not one per ensemble member and source member, so these functions take
-the arrays directly.
+The functions take arrays directly; ``EnsembleMembers`` is the evaluator plug-in that applies them to the
+member probabilities an evaluator of an ensemble records (``RobustEvaluator.for_module``).
 """
 
 from __future__ import annotations
@@ -345,3 +344,67 @@ def plot_transferability(report_or_matrix, path: str, *, title: str = "") -> str
 __all__ = ["task_success", "ens_achieved", "eot_achieved", "uni_achieved", "transferability_matrix",
            "transferability_T", "ensemble_prediction", "transferability_report", "ensemble_entropy", "roc_auc",
            "entropy_detection_auc", "plot_transferability", "GOALS"]
+
+
+# -------------------------------------------------------------------------------------------
+# Evaluator plug-in
+# -------------------------------------------------------------------------------------------
+
+def _config(spec: dict) -> tuple:
+  return tuple(sorted((k, repr(v)) for k, v in spec.items() if k not in ("label", "member")))
+
+
+class EnsembleMembers:
+  """Per-member figures of an ensemble's evaluation, as report['ensemble'] (nothing for a single model).
+
+  member_clean_acc: (M,) clean accuracy of each member.
+  member_robust_acc[label]: (M,) accuracy of each member at attack a's outputs (crafted on the ensemble, or on
+    one member with the spec key ``member``).
+  attack_success[label]: ``task_success`` of the ENS task set at a's outputs, A-i = % of points where member i
+    is wrong, A-Avg, A-All (Bui et al. 2023, TMLR, section 5: the AT tables' A-All / A-Avg / M_i).
+  entropy_auc[label]: ROC-AUC of the entropy of the ensemble's mean probability, a's outputs against the clean
+    points (CCE-DM's detector, Bui et al. 2021, AAAI, section 5).
+  transferability: ``transferability_report`` when the attacks hold one run crafted on each member (``member:
+    0 .. M-1``) and the same attack on the ensemble (same settings, no ``member``): CCE's Table 6.
+  """
+  name = "ensemble"
+
+  def __call__(self, points) -> dict:
+    if points.clean_member_probs is None or points.adv_member_probs is None:
+      return {}
+    labels = np.asarray(points.labels)
+    clean_pred = points.clean_member_probs.argmax(-1)
+    out = {"member_clean_acc": (100.0 * (clean_pred == labels).mean(axis=1)).tolist(),
+           "member_robust_acc": {}, "attack_success": {}, "entropy_auc": {}}
+    for label, probs in points.adv_member_probs.items():
+      if probs is None:
+        continue
+      m = probs.shape[1]
+      pred = probs.argmax(-1)
+      out["member_robust_acc"][label] = (100.0 * (pred == labels[:m]).mean(axis=1)).tolist()
+      out["attack_success"][label] = task_success(ens_achieved(pred, labels[:m]))
+      out["entropy_auc"][label] = entropy_detection_auc(points.clean_member_probs[:, :m].mean(0), probs.mean(0))
+    report = self._transferability(points, labels)
+    if report is not None:
+      out["transferability"] = report
+    return {"ensemble": out}
+
+  @staticmethod
+  def _transferability(points, labels):
+    n_members = points.clean_member_probs.shape[0]
+    specs = {s["label"]: s for s in points.attacks}
+    on_member = {}
+    for label, s in specs.items():
+      if s.get("member") is not None:
+        on_member.setdefault(_config(s), {})[int(s["member"])] = label
+    for config, rows in on_member.items():
+      ensemble = [l for l, s in specs.items() if s.get("member") is None and _config(s) == config]
+      if sorted(rows) != list(range(n_members)) or not ensemble:
+        continue
+      probs = [points.adv_member_probs[rows[i]] for i in range(n_members)] + [points.adv_member_probs[ensemble[0]]]
+      n = min(p.shape[1] for p in probs)
+      preds = np.stack([p[:, :n].argmax(-1) for p in probs[:-1]])  # (source i, member j, n)
+      report = transferability_report(preds, probs[-1][:, :n], labels[:n])
+      report["attacks"] = {"members": [rows[i] for i in range(n_members)], "ensemble": ensemble[0]}
+      return report
+    return None

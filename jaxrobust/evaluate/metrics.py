@@ -49,6 +49,9 @@ class Points(NamedTuple):
     norm, ``specs.curve_norm``), else None (``jaxrobust.evaluate.min_norm_curve.MinNormCurve``).
   adv_targets: {label: (m_a,) int32 target classes} for the attacks whose spec has ``target`` (a targeted mode,
     ``jaxrobust.attacks.targets``), else None (``TargetedSuccess``).
+  clean_member_probs: (M, n, K) float32 softmax probabilities of each member of an ensemble at the clean points
+    (an evaluator with a member apply), else None. adv_member_probs: {label: (M, m_a, K)} at attack a's outputs
+    (``jaxrobust.evaluate.ensemble_metrics.EnsembleMembers``).
   """
   labels: np.ndarray
   clean_pred: np.ndarray
@@ -63,6 +66,8 @@ class Points(NamedTuple):
   adv_features: dict | None = None
   adv_norms: dict | None = None
   adv_targets: dict | None = None
+  clean_member_probs: np.ndarray | None = None
+  adv_member_probs: dict | None = None
 
   @property
   def n(self) -> int:

@@ -41,9 +41,10 @@ from jaxrobust import losses as losses_lib
 from jaxrobust import parallel
 from jaxrobust.attacks.registry import attack_info, get_attack
 from jaxrobust.evaluate import metrics as metrics_lib
+from jaxrobust.evaluate.ensemble_metrics import EnsembleMembers
 from jaxrobust.evaluate.min_norm_curve import MinNormCurve, per_point_distance
 from jaxrobust.evaluate.specs import EVALUATOR_KEYS  # noqa: F401  (the spec keys the evaluator reads)
-from jaxrobust.evaluate.specs import (attack_kwargs, attack_limits, check_specs, curve_norm, reported,
+from jaxrobust.evaluate.specs import (attack_kwargs, attack_limits, check_specs, curve_norm, reported, spec_label,
                                      two_class_logits)
 from jaxrobust.types import ApplyFn, ModelOutput
 
@@ -51,7 +52,7 @@ from jaxrobust.types import ApplyFn, ModelOutput
 # against eps for the minimum-norm attack specs with eps_curve (nothing otherwise).
 # The targeted success rate of the specs with ``target`` (nothing otherwise).
 DEFAULT_METRICS = (metrics_lib.CleanAccuracy(), metrics_lib.RobustAccuracy(), metrics_lib.AveragePrecision(),
-                   MinNormCurve(), metrics_lib.TargetedSuccess())
+                   MinNormCurve(), metrics_lib.TargetedSuccess(), EnsembleMembers())
 
 
 class RobustEvaluator:
@@ -62,11 +63,20 @@ class RobustEvaluator:
   an attack's iterates: the AdAP protocol's numbers (``APEvaluator``) were measured that way.
   features_apply: ``features_apply(variables, x) -> ModelOutput(logits, features)`` of the same model
   (``jaxrobust.models.make_features_apply(module)``), needed only by metrics that read latents (R-DIV).
+  member_apply: for an ensemble, ``member_apply(variables, x) -> (M, B, K)`` its members' logits
+  (``jaxrobust.models.make_member_apply(module)``): the points then carry every member's probabilities (at the
+  clean points and at every attack's outputs; ``metrics`` ``EnsembleMembers``: A-i / A-Avg / A-All and the
+  transferability table), a spec's ``member: i`` crafts on member i alone, and attacks on the members
+  (``AttackInfo.model_output`` 'member_logits', e.g. TA-MOO on the ENS task set) get the members' logits.
+  ``RobustEvaluator.for_module(module)`` builds all three applies from a jaxrobust model.
   """
 
-  def __init__(self, apply: ApplyFn, *, mesh=None, trace_eps: bool = True, features_apply=None):
+  def __init__(self, apply: ApplyFn, *, mesh=None, trace_eps: bool = True, features_apply=None,
+               member_apply=None):
     self.apply = apply
     self.features_apply = features_apply
+    self.member_apply = member_apply
+    self._members = None
     self._features = None
     self.trace_eps = bool(trace_eps)
     self.mesh = mesh if mesh is not None else parallel.make_mesh()
@@ -74,6 +84,45 @@ class RobustEvaluator:
     self._repl, self._data = repl, data
     self._clean = jax.jit(lambda v, x: apply(v, x), in_shardings=(repl, data), out_shardings=data)
     self._attacks: dict[Any, Callable] = {}
+
+  @classmethod
+  def for_module(cls, module, *, features: bool = False, **kw) -> "RobustEvaluator":
+    """The evaluator of a jaxrobust model: its inference apply, its features apply when ``features``, and its
+    members' apply when it is an ensemble."""
+    from jaxrobust.models import make_apply, make_features_apply, make_member_apply
+    from jaxrobust.models.ensemble import is_ensemble
+    return cls(make_apply(module), features_apply=make_features_apply(module) if features else None,
+               member_apply=make_member_apply(module) if is_ensemble(module) else None, **kw)
+
+  def _member_probs_step(self):
+    """(variables, x) -> (M, B, K) members' softmax probabilities, jitted once."""
+    if self._members is None:
+      member_apply = self.member_apply
+      self._members = jax.jit(lambda v, x: jax.nn.softmax(member_apply(v, x), axis=-1),
+                              in_shardings=(self._repl, self._data))
+    return self._members
+
+  def _crafted_on(self, spec: dict, name: str):
+    """The apply an attack crafts on, or None for the evaluated model itself: a surrogate (``source``), one
+    member (``member``) or all members' logits (attacks declaring ``model_output='member_logits'``)."""
+    member = spec.get("member")
+    wants_members = getattr(attack_info(name), "model_output", "logits") == "member_logits"
+    if member is None and not wants_members:
+      return None if spec.get("source") is None else spec["source"][0]
+    label = spec_label(spec)
+    if self.member_apply is None:
+      what = f"member {member}" if member is not None else "the ensemble's members"
+      raise ValueError(f"attack {label!r} crafts on {what}, but this evaluator has no member apply: evaluate an "
+                       "ensemble (get_model(..., members=M)) with RobustEvaluator.for_module(module), or pass "
+                       "RobustEvaluator(apply, member_apply=...) returning (M, B, K) logits")
+    if spec.get("source") is not None:
+      raise ValueError(f"attack {label!r}: 'source' (a surrogate) and crafting on the members exclude each other")
+    member_apply = self.member_apply
+    if member is None:
+      return member_apply
+    if isinstance(member, bool) or not isinstance(member, int) or member < 0:
+      raise ValueError(f"attack {label!r}: member must be a member index >= 0; got {member!r}")
+    return lambda v, x: member_apply(v, x)[member]  # noqa: E731
 
   def _attack_step(self, spec: dict):
     """step(variables, x, y, key, eps, source_variables) -> (logits at x_adv, x_adv), cached per spec; a spec
@@ -84,9 +133,11 @@ class RobustEvaluator:
     has_eps = eps is not None
     eps_constant = None if self.trace_eps or eps is None else float(eps)
     two_class = bool(spec.get("two_class_logits", False))
-    source_apply = None if spec.get("source") is None else spec["source"][0]
+    own_source = spec.get("source") is None
+    source_apply = self._crafted_on(spec, spec["name"])
     step_size_ratio = spec.get("step_size_ratio")
-    cache_key = (spec["name"], has_eps, eps_constant, two_class, id(source_apply), repr(step_size_ratio),
+    cache_key = (spec["name"], has_eps, eps_constant, two_class, id(spec["source"][0]) if not own_source else None,
+                 spec.get("member"), source_apply is not None, repr(step_size_ratio),
                  tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
     if cache_key in self._attacks:
       return self._attacks[cache_key]
@@ -106,7 +157,7 @@ class RobustEvaluator:
 
     def logits_fn(v, src):
       # A Partial (not a lambda): one stable function object keeps compiled inner programs cached.
-      return jax.tree_util.Partial(crafted_on, v if source_apply is None else src)
+      return jax.tree_util.Partial(crafted_on, v if own_source else src)
 
     def attacked(attack, v, x, y, key, src):
       if targeted:  # a TargetedAttack (registry.get_attack with target): also its targets
@@ -183,7 +234,9 @@ class RobustEvaluator:
     curve_norms = {l: curve_norm(s) for s, l in zip(attacks, labels) if "eps_curve" in s}
     adv_norms = {l: [] for l in curve_norms}
     sources = [parallel.replicate(() if s.get("source") is None else s["source"][1], self.mesh) for s in attacks]
-    out = {"labels": [], "clean_pred": [], "clean_score": [], "clean_features": []}
+    out = {"labels": [], "clean_pred": [], "clean_score": [], "clean_features": [], "clean_member_probs": []}
+    member_probs_at = self._member_probs_step() if self.member_apply is not None else None
+    adv_member_probs = {l: [] for l in labels} if member_probs_at is not None else None
     adv_features = {l: [] for l in labels if l in feature_labels}
     adv_pred = {l: [] for l in labels}
     adv_targets = {l: [] for s, l in zip(attacks, labels) if attack_kwargs(s).get("target") is not None}
@@ -219,6 +272,8 @@ class RobustEvaluator:
       hits["clean"] += int((pred == y_host)[mask].sum())
       if keep_features:
         out["clean_features"].append(np.asarray(features_at(variables, x))[mask])
+      if member_probs_at is not None:
+        out["clean_member_probs"].append(np.asarray(member_probs_at(variables, x))[:, mask])
       for a, (label, step, src) in enumerate(zip(labels, steps, sources)):
         keep = mask & (n + np.cumsum(mask) - 1 < limits.get(label, n + len(mask)))  # rows inside the limit
         if not keep.any():
@@ -244,6 +299,8 @@ class RobustEvaluator:
                                                      curve_norms[label]))
         if label in adv_features:
           adv_features[label].append(np.asarray(features_at(variables, x_adv))[keep])
+        if adv_member_probs is not None:
+          adv_member_probs[label].append(np.asarray(member_probs_at(variables, x_adv))[:, keep])
       n += int(mask.sum())
       if bar is not None:
         bar.update(1)
@@ -265,7 +322,10 @@ class RobustEvaluator:
         adv_features={l: np.concatenate(v) if v else None for l, v in adv_features.items()}
         if keep_features else None,
         adv_norms={l: _join(v, np.float64) for l, v in adv_norms.items()} if adv_norms else None,
-        adv_targets={l: _join(v, np.int32) for l, v in adv_targets.items()} if adv_targets else None)
+        adv_targets={l: _join(v, np.int32) for l, v in adv_targets.items()} if adv_targets else None,
+        clean_member_probs=np.concatenate(out["clean_member_probs"], axis=1) if member_probs_at is not None else None,
+        adv_member_probs={l: np.concatenate(v, axis=1) if v else None for l, v in adv_member_probs.items()}
+        if adv_member_probs is not None else None)
 
   def evaluate(self, variables, dataset, attacks: Sequence[dict] = (), *, batch_size: int = 256,
                key=None, max_examples: int | None = None, progress: bool = True,
@@ -373,10 +433,11 @@ def format_table(rows: dict[str, dict], attack_labels: Sequence[str] | None = No
   return "\n".join(lines)
 
 
-def evaluate_from_config(apply, variables, dataset, cfg: dict, *, progress=True, mesh=None) -> dict:
-  """The report of ``cfg['eval']``: its attacks, batch size, max_examples and checks, key seed + 1."""
+def evaluate_from_config(apply, variables, dataset, cfg: dict, *, progress=True, mesh=None, member_apply=None) -> dict:
+  """The report of ``cfg['eval']``: its attacks, batch size, max_examples and checks, key seed + 1
+  (``member_apply``: an ensemble's members, see ``RobustEvaluator``)."""
   e = cfg["eval"]
-  evaluator = RobustEvaluator(apply, mesh=mesh)
+  evaluator = RobustEvaluator(apply, mesh=mesh, member_apply=member_apply)
   report = evaluator.evaluate(variables, dataset, list(e.get("attacks", [])),
                               batch_size=int(e.get("batch_size", 256)), max_examples=e.get("max_examples"),
                               progress=progress, key=jax.random.PRNGKey(int(cfg.get("seed", 0)) + 1),

@@ -19,6 +19,9 @@ by the evaluator itself and apply to any attack:
   run without ``eps``: the evaluator records ||x_adv - x||_p per point (p = the spec's ``norm``, else the
   attack's default) and the report gets robust accuracy at every radius from that one run
   (``report['eps_curve'][label]``, ``jaxrobust.evaluate.min_norm_curve``).
+* ``member``: craft on member i of an ensemble alone (the evaluator needs a member apply:
+  ``RobustEvaluator.for_module``); the evaluated ensemble and every member score the result, which gives
+  the transferability table a^(i, j) of Bui et al. 2021 (``ensemble_metrics.EnsembleMembers``).
 
 ``target`` is an attack option (it goes to ``get_attack``) that the evaluator also reads: for an attack with a
 ``targeted`` mode, 'random', 'least_likely', 'most_likely_wrong' or ``fn(logits, y) -> targets``
@@ -37,7 +40,8 @@ import jax.numpy as jnp
 from jaxrobust import threat
 from jaxrobust.attacks.registry import TARGET, attack_info, attack_names, attack_parameters, check_attack_config
 
-EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source", "step_size_ratio", "eps_curve")
+EVALUATOR_KEYS = ("name", "label", "max_examples", "two_class_logits", "source", "step_size_ratio", "eps_curve",
+                  "member")
 
 # Keys never shown in an automatic label or written to a report: a model is not a setting.
 _UNPRINTABLE = ("source",)

@@ -252,7 +252,7 @@ class ModelSelector:
       from jaxrobust.evaluate.average_precision import APEvaluator
       self.evaluator = APEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
     else:
-      self.evaluator = RobustEvaluator(make_apply(trainer.module), mesh=trainer.mesh)
+      self.evaluator = RobustEvaluator.for_module(trainer.module, mesh=trainer.mesh)
     self.checkpointer = Checkpointer(os.path.join(trainer.output_dir, "best"), every_steps=1 << 62, max_to_keep=1)
     self.path = os.path.join(trainer.output_dir, "selection.jsonl")
     self.log = ScoreLog(self.path, write=parallel.is_main_process())
@@ -316,9 +316,12 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
     state, selected = trainer.selector.restore(state)
     selected = {k: selected[k] for k in ("step", "epoch", "score", "metric")}
   variables = trainer.variables(state)
-  from jaxrobust.models import make_apply
+  from jaxrobust.models import make_apply, make_member_apply
+  from jaxrobust.models.ensemble import is_ensemble
   eval_report = evaluate_from_config(make_apply(trainer.module), variables, trainer.test_ds, cfg,
-                                     progress=progress, mesh=trainer.mesh)
+                                     progress=progress, mesh=trainer.mesh,
+                                     member_apply=make_member_apply(trainer.module) if is_ensemble(trainer.module)
+                                     else None)
   ap_attacks = list(cfg["eval"].get("ap_attacks") or ())
   if transfer_source is not None:
     from jaxrobust.evaluate.average_precision import transfer_spec
