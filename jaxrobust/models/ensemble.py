@@ -10,12 +10,14 @@ An ``Ensemble`` is a Flax module like every other model, so training, checkpoint
 exactly as one model. Two kinds:
 
 * homogeneous (``member`` + ``num_members``): M copies of one architecture, every variable stacked on a leading
-  member axis (``params['member']``: leaves (M, ...)), initialised independently (member m from the m-th of
-  M split keys). ``layout`` chooses how the member axis runs:
-    'vmap'      one batched program (convolutions become grouped convolutions): the natural form on GPU/TPU;
-    'unrolled'  the M member forwards unrolled in one program, each an ordinary convolution: fastest on CPU,
+  member axis (``params['members']``: leaves (M, ...)), initialised independently (member m from the m-th of
+  M split keys), each member applied as the plain member model on its slice. ``layout`` chooses how the
+  member axis runs:
+    'vmap'      jax.vmap over members, one batched program (convolutions become grouped convolutions): the
+                natural form on GPU/TPU;
+    'unrolled'  the M member forwards side by side in one program, each an ordinary convolution: fastest on CPU,
                 where XLA's grouped convolutions are slow (BENCHMARKS.md, ensemble member axis);
-    'scan'      a loop over members in one program (lax.scan): the least memory;
+    'scan'      lax.map over members in one program: the least memory;
     'auto'      'unrolled' on CPU, 'vmap' elsewhere (resolved when traced).
   All layouts hold the same variables and give the same outputs (to float rounding).
 * heterogeneous (``members``): a tuple of different architectures (TA-MOO's {R18, VGG16, GoogLeNet, EffNet}),
@@ -68,30 +70,6 @@ def resolve_layout(layout: str) -> str:
   return layout
 
 
-class _MemberCall(nn.Module):
-  """(carry, x) -> (carry, member(x)): the shape nn.scan needs; nn.vmap ignores the carry."""
-  member: nn.Module
-  train: bool = False
-
-  @nn.compact
-  def __call__(self, carry, x):
-    return carry, self.member(x, train=self.train, return_features=True)
-
-
-_AXES = dict(variable_axes={"params": 0, "batch_stats": 0}, split_rngs={"params": True, "dropout": True})
-
-
-def _stacked_members(member: nn.Module, num_members: int, layout: str, train: bool, member_inputs: bool):
-  if layout == "vmap":
-    cls = nn.vmap(_MemberCall, in_axes=(None, 0 if member_inputs else None), out_axes=0,
-                  axis_size=num_members, **_AXES)
-  else:
-    cls = nn.scan(_MemberCall, in_axes=0 if member_inputs else nn.broadcast, out_axes=0,
-                  length=num_members, unroll=num_members if layout == "unrolled" else 1, **_AXES)
-  # The same name under every layout, so every layout reads the same variables.
-  return cls(member=member, train=train, name="members")
-
-
 class Ensemble(nn.Module):
   """M classifiers as one model; see the module docstring.
 
@@ -109,6 +87,54 @@ class Ensemble(nn.Module):
   @property
   def size(self) -> int:
     return len(self.members) if self.members else self.num_members
+
+  def _stacked(self, x, train: bool, member_inputs: bool) -> ModelOutput:
+    """The homogeneous members: variables stacked at params['members'] (and batch_stats['members']), each member
+    applied functionally through the unbound member module, mapped over the member axis by ``layout``."""
+    member = self.member.clone(parent=None)
+    m = self.num_members
+    first = x[0, :1] if member_inputs else x[:1]
+    created = {}
+
+    def initial(rng):  # member i from the i-th of M split keys, created once for both collections
+      if not created:
+        created.update(jax.vmap(lambda k: dict(member.init({"params": k}, first, train=False)))(jax.random.split(rng, m)))
+      return created
+
+    params = self.param("members", lambda rng: initial(rng)["params"])
+    has_stats = self.has_variable("batch_stats", "members") or "batch_stats" in created
+    stats = self.variable("batch_stats", "members", lambda: created["batch_stats"]) if has_stats else None
+    dropout = self.make_rng("dropout") if train and self.has_rng("dropout") else None
+    keys = jax.random.split(dropout, m) if dropout is not None else None
+    update_stats = train and stats is not None
+
+    def one(p, s, xm, key):
+      variables = {"params": p} if s is None else {"params": p, "batch_stats": s}
+      rngs = {} if key is None else {"dropout": key}
+      if update_stats:
+        out, upd = member.apply(variables, xm, train=True, return_features=True, mutable=["batch_stats"], rngs=rngs)
+        return out, upd["batch_stats"]
+      return member.apply(variables, xm, train=train, return_features=True, rngs=rngs), s
+
+    layout = resolve_layout(self.layout)
+    s_all = None if stats is None else stats.value
+    x_axis = 0 if member_inputs else None
+    if layout == "vmap":
+      out, new_stats = jax.vmap(one, in_axes=(0, 0 if s_all is not None else None, x_axis,
+                                              0 if keys is not None else None))(params, s_all, x, keys)
+    elif layout == "scan":
+      def body(i):
+        pick = lambda t: None if t is None else jax.tree.map(lambda a: a[i], t)  # noqa: E731
+        return one(pick(params), pick(s_all), x[i] if member_inputs else x, None if keys is None else keys[i])
+      out, new_stats = jax.lax.map(body, jnp.arange(m))
+    else:  # unrolled: M ordinary member programs side by side
+      results = [one(jax.tree.map(lambda a: a[i], params),
+                     None if s_all is None else jax.tree.map(lambda a: a[i], s_all),
+                     x[i] if member_inputs else x, None if keys is None else keys[i]) for i in range(m)]
+      out, new_stats = jax.tree.map(lambda *a: jnp.stack(a), *results)
+    if update_stats and not self.is_initializing():
+      stats.value = new_stats
+    return out
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False, return_features: bool = False,
@@ -129,9 +155,7 @@ class Ensemble(nn.Module):
     else:
       if self.num_members < 1:
         raise ValueError(f"an ensemble needs num_members >= 1; got {self.num_members}")
-      # Variables are created under one layout so that every layout starts from the same initial members.
-      layout = "vmap" if self.is_initializing() else resolve_layout(self.layout)
-      _, out = _stacked_members(self.member, self.num_members, layout, train, member_inputs)(None, x)
+      out = self._stacked(x, train, member_inputs)
       member_logits, member_features = out.logits, out.features
       features = jnp.moveaxis(member_features, 0, -2).reshape(*member_features.shape[1:-1], -1)
     logits = combine_member_logits(member_logits, self.combine)
@@ -155,15 +179,15 @@ def stack_members(member_variables: Sequence[PyTree]) -> dict:
   if not member_variables:
     raise ValueError("stack_members needs at least one member's variables")
   stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[dict(v) for v in member_variables])
-  return {collection: {"member": tree} for collection, tree in stacked.items()}
+  return {collection: {"members": tree} for collection, tree in stacked.items()}
 
 
 def member_variables(ensemble_variables: PyTree, m: int) -> dict:
   """Member m's variables, usable with the member module alone (homogeneous or heterogeneous)."""
   out = {}
   for collection, tree in dict(ensemble_variables).items():
-    if "member" in tree:
-      out[collection] = jax.tree.map(lambda a: a[m], tree["member"])
+    if "members" in tree:
+      out[collection] = jax.tree.map(lambda a: a[m], tree["members"])
     elif f"members_{m}" in tree:
       out[collection] = tree[f"members_{m}"]
   if "params" not in out:
@@ -173,6 +197,6 @@ def member_variables(ensemble_variables: PyTree, m: int) -> dict:
 
 def num_members_of(ensemble_variables: PyTree) -> int:
   params = dict(ensemble_variables)["params"]
-  if "member" in params:
-    return int(jax.tree.leaves(params["member"])[0].shape[0])
+  if "members" in params:
+    return int(jax.tree.leaves(params["members"])[0].shape[0])
   return sum(1 for k in params if k.startswith("members_"))

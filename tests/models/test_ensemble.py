@@ -108,3 +108,20 @@ def test_bad_arguments_are_named():
 def test_single_logit_members_average_sigmoids():
   z = jax.random.normal(jax.random.key(0), (3, 4, 1))
   np.testing.assert_allclose(jax.nn.sigmoid(combine_member_logits(z)), jax.nn.sigmoid(z).mean(0), atol=1e-6)
+
+
+def test_bn_ensemble_one_vs_eight_devices():
+  """Train-mode forward, BN statistics and gradients of a sharded batch equal the one-device ones per layout."""
+  import os
+  import pathlib
+  import subprocess
+  import sys
+  env = dict(os.environ, JAXROBUST_XLA_FLAGS="0")
+  env.pop("XLA_FLAGS", None)
+  r = subprocess.run([sys.executable, str(pathlib.Path(__file__).with_name("_ensemble_devices.py"))],
+                     capture_output=True, text=True, env=env, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  rows = [line.split() for line in r.stdout.strip().splitlines()]
+  assert [row[0] for row in rows] == ["vmap", "unrolled", "scan"]
+  for row in rows:
+    assert max(float(v) for v in row[1:]) < 1e-4, r.stdout

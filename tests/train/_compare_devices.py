@@ -1,6 +1,7 @@
 """Runs the same few train steps on a 1-device and an 8-device mesh (8 simulated CPU devices).
 
 usage: python _compare_devices.py METHOD MODEL STEPS; prints 'maxdiff <float>' and cache sizes.
+MODEL 'name*M' trains an ensemble of M members of model name (model.members=M).
 """
 
 import os
@@ -20,8 +21,9 @@ method, model, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 assert jax.device_count() == 8, jax.devices()
 final = {}
 for nd in (1, 8):
-  over = [f"method.name={method}", f"model.name={model}", "train.epochs=1", "data.train_subset=640",
-          "train.batch_size=64", f"train.num_devices={nd}"]
+  name, _, members = model.partition("*")
+  over = [f"method.name={method}", f"model.name={name}", "train.epochs=1", "data.train_subset=640",
+          "train.batch_size=64", f"train.num_devices={nd}"] + ([f"model.members={members}"] if members else [])
   if method in ("pgd_at", "adr_adv", "ascl"):
     over += ["method.eps=0.2", "method.step_size=0.05", "method.steps=3"]
   cfg = load_config("quickstart_digits", over)

@@ -70,6 +70,9 @@ def test_training_reduces_loss_and_writes_metrics(tmp_path):
     # differ across meshes; ADR-ADV checks the ADR terms without that amplifier. ASCL's masks come from
     # argmax predictions, so a second step can flip a near-tie: one step, 5e-8 apart.)
     ("adr_adv", "small_cnn", 2, False), ("ascl", "small_cnn", 1, False),
+    # An ensemble (model.members=M): the stacked member axis is replicated, the batch sharded. (A BN ensemble's
+    # 1-vs-8 train-mode forward, statistics and gradients: tests/models/test_ensemble.py.)
+    ("pgd_at", "small_cnn*2", 2, False),
     pytest.param("trades", "resnet20", 1, False, marks=pytest.mark.slow)])  # ~60 s; out of the default run
 def test_one_vs_eight_devices_same_parameters(method, model, steps, xla_default):
   """Same steps on a 1-device and an 8-device mesh: same params, BN statistics, opt state, keys.
