@@ -39,6 +39,7 @@ fold_in(fold_in(k_r, PCGRAD_FOLD), t). The whole loop is one XLA program; x_adv 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable, NamedTuple
 
 import jax
@@ -282,9 +283,14 @@ def moo_attack_with_info(logits_fn, x: Array, y: Array, key, *, eps, step_size, 
   return task_set.output(v).astype(x.dtype), MooInfo(w, achieved, f)
 
 
-@functools.wraps(moo_attack_with_info)
 def moo_attack(logits_fn, x: Array, y: Array, key, **options) -> Array:
+  """Multi-objective Linf attack (Bui et al. 2023, Algorithm 1, and its baselines): x_adv (B, ...), the last
+  iterate. Options and their defaults: ``moo_attack_with_info`` (which also returns the final weights)."""
   return moo_attack_with_info(logits_fn, x, y, key, **options)[0]
+
+
+# The options are moo_attack_with_info's (for inspect, ``configured`` and the CLI listing).
+moo_attack.__signature__ = inspect.signature(moo_attack_with_info).replace(return_annotation=Array)
 
 
 def _moo_factory(*, tasks: str, eps, step_size=None, steps: int = 100, **kw):
@@ -297,15 +303,15 @@ _MEMBER_LOGITS_NOTE = "logits_fn returns member logits (M, B, K)"
 # Each entry hides (and refuses) the options of the other task sets.
 _UNI_ONLY, _EOT_ONLY = ("group_size",), ("transforms", "setting", "mask_achieved_gradients")
 REGISTRY = {
-    "moo_ens": AttackInfo(functools.partial(_moo_factory, tasks="ens"), forwards_to=(moo_attack,),
+    "moo_ens": AttackInfo(functools.partial(_moo_factory, tasks="ens"), forwards_to=(moo_attack_with_info,),
                           fixed=("tasks", "goal") + _UNI_ONLY + _EOT_ONLY, model_output="member_logits",
                           summary="multi-objective attack on every ensemble member (weighting: tamoo, mgda, minmax, "
                                   "uniform, pcgrad, cagrad, hvm; Bui et al. 2023); " + _MEMBER_LOGITS_NOTE),
-    "moo_uni": AttackInfo(functools.partial(_moo_factory, tasks="uni"), forwards_to=(moo_attack,),
+    "moo_uni": AttackInfo(functools.partial(_moo_factory, tasks="uni"), forwards_to=(moo_attack_with_info,),
                           fixed=("tasks",) + _EOT_ONLY,
                           summary="multi-objective attack with one perturbation per group of group_size inputs "
                                   "(TA-MOO's UNI; weighting as moo_ens)"),
-    "moo_eot": AttackInfo(functools.partial(_moo_factory, tasks="eot"), forwards_to=(moo_attack,),
+    "moo_eot": AttackInfo(functools.partial(_moo_factory, tasks="eot"), forwards_to=(moo_attack_with_info,),
                           fixed=("tasks",) + _UNI_ONLY,
                           summary="multi-objective attack over the EoT transformations I H V C G B R "
                                   "(TA-MOO's EoT; weighting as moo_ens)"),

@@ -73,14 +73,14 @@ def test_softmax_and_projections_land_on_the_simplex():
   v = jnp.asarray(rng(0).randn(64, 6) * 3, jnp.float32)
   w = jax.nn.softmax(v, axis=-1)
   assert float(w.min()) >= 0 and np.allclose(w.sum(-1), 1, atol=1e-6)
-  exact = mw.simplex_projection(v)
-  np.testing.assert_allclose(exact, jax.vmap(optax.projections.projection_simplex)(v), atol=1e-6)
-  bis = mw.bisection_simplex_projection(v)
+  exact = jax.jit(mw.simplex_projection)(v)
+  np.testing.assert_allclose(exact, jax.jit(jax.vmap(optax.projections.projection_simplex))(v), atol=1e-6)
+  bis = jax.jit(mw.bisection_simplex_projection)(v)
   assert float(bis.min()) >= 0 and np.allclose(bis.sum(-1), 1, atol=1e-4)
   np.testing.assert_allclose(bis, exact, atol=1e-4)
   point = jnp.asarray(rng(1).dirichlet(np.ones(6), 16), jnp.float32)   # a simplex point is a fixed point
-  np.testing.assert_allclose(mw.bisection_simplex_projection(point), point, atol=1e-5)
-  np.testing.assert_allclose(mw.simplex_projection(point), point, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(mw.bisection_simplex_projection)(point), point, atol=1e-5)
+  np.testing.assert_allclose(jax.jit(mw.simplex_projection)(point), point, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------- MGDA
@@ -145,24 +145,32 @@ def test_softmax_gd_approaches_the_closed_form_but_not_on_the_dominated_listing_
 
 # ---------------------------------------------------------------------------- TA-MOO's Omega
 
+@jax.jit
+def _omega_cases(w, achieved):
+  """Omega and the quantities it is checked against, for (n, m) weights and masks."""
+  proj = mw.extended_simplex_projection(w, achieved)
+  w0 = mw.simplex_projection(w, ~achieved)
+  none, every = jnp.zeros_like(achieved), jnp.ones_like(achieved)
+  return dict(proj=proj, omega=mw.task_oriented_regulariser(w, achieved), distance=jnp.sum((w - proj) ** 2, -1),
+              omega_w0=mw.task_oriented_regulariser(w0, achieved), omega_s0=mw.task_oriented_regulariser(w, none),
+              omega_sm=mw.task_oriented_regulariser(w, every), sum_sq=jnp.sum(w * w, -1))
+
+
 def test_omega_closed_form_is_the_squared_distance_to_the_extended_simplex():
   r = rng(0)
   for m in range(2, 9):
     n = 16
     w = jnp.asarray(r.dirichlet(np.ones(m), n), jnp.float32)
     s = r.randint(1, m, n)                                            # 0 < s < m achieved tasks per draw
-    achieved = jnp.asarray(np.stack([r.permutation(np.arange(m) < si) for si in s]))
-    proj = mw.extended_simplex_projection(w, achieved)
-    assert float(jnp.abs(jnp.where(achieved, proj, 0)).max()) == 0
-    np.testing.assert_allclose(proj.sum(-1), 1, atol=1e-6)
-    omega = mw.task_oriented_regulariser(w, achieved)
-    np.testing.assert_allclose(omega, jnp.sum((w - proj) ** 2, -1), rtol=1e-5, atol=1e-7)
-    assert float(omega.min()) > 0  # the Dirichlet draws put weight on the achieved tasks
-    w0 = mw.simplex_projection(w, ~achieved)  # no weight on the achieved tasks: Omega = 0
-    assert float(jnp.abs(mw.task_oriented_regulariser(w0, achieved)).max()) < 1e-6
-    assert float(mw.task_oriented_regulariser(w, jnp.zeros((n, m), bool)).max()) < 1e-12             # s = 0
-    np.testing.assert_allclose(mw.task_oriented_regulariser(w, jnp.ones((n, m), bool)), jnp.sum(w * w, -1),
-                               rtol=1e-6)                                                             # s = m
+    achieved = np.stack([r.permutation(np.arange(m) < si) for si in s])
+    c = jax.tree.map(np.asarray, _omega_cases(w, jnp.asarray(achieved)))
+    assert np.abs(np.where(achieved, c["proj"], 0)).max() == 0
+    np.testing.assert_allclose(c["proj"].sum(-1), 1, atol=1e-6)
+    np.testing.assert_allclose(c["omega"], c["distance"], rtol=1e-5, atol=1e-7)
+    assert c["omega"].min() > 0                  # the Dirichlet draws put weight on the achieved tasks
+    assert np.abs(c["omega_w0"]).max() < 1e-6    # no weight on the achieved tasks: Omega = 0
+    assert c["omega_s0"].max() < 1e-12                                                    # s = 0
+    np.testing.assert_allclose(c["omega_sm"], c["sum_sq"], rtol=1e-6)                     # s = m
 
 
 def test_omega_gradient_formula_matches_autograd():
@@ -388,6 +396,9 @@ def test_registry_entries_and_member_logits():
     registry.get_attack("moo_ens", eps=0.1, group_size=2)
   with pytest.raises(ValueError, match="member logits"):
     registry.get_attack("moo_ens", eps=0.1, steps=1)(single, X, Y, KEY)
+  from jaxrobust.evaluate.specs import check_specs
+  with pytest.raises(ValueError, match="member_logits"):  # the evaluator attacks one model
+    check_specs([dict(name="moo_ens", eps=0.1)])
   targeted = registry.get_attack("moo_ens", eps=0.1, steps=2, target="least_likely")
   out, t = targeted.run(members, X, Y, KEY)
   assert_in_ball_and_box(out, X, 0.1)
