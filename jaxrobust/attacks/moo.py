@@ -11,7 +11,8 @@ jointly. Per sample and outer step t (thesis order, Algorithm 1):
 Weightings: 'uniform' (w = 1/m: PGD on sum_i f_i), 'mgda' (MOO: softmax GD on w^T Q w, Eq. 2), 'tamoo'
 (+ lambda Omega, Theorem 1 / Algorithm 1), 'minmax' (Wang et al. 2021), 'pcgrad' (Yu et al. 2020), 'cagrad'
 (Liu et al. 2021), 'hvm' (sum_i log(f_i - nadir)). 'uniform' with tasks='ens' is PGD on the *sum of the
-member losses* (the reference's ``PGD_Linf_ENS``), not PGD on the averaged ensemble (spec B11.7).
+member losses* (the reference's ``PGD_Linf_ENS``), not PGD on the averaged ensemble (spec B11.7; that one is
+``pgd`` on ``ensemble.ensemble_logits_fn``). ``success_rates`` gives A-i / A-Avg / A-All from ``MooInfo.achieved``.
 
 Task sets (``tasks``):
 * 'ens': ``logits_fn(x) -> (M, B, K)`` member logits (e.g. ``lambda x: jax.vmap(lambda p: apply(p, x))(stacked)``);
@@ -82,10 +83,26 @@ class TaskSet(NamedTuple):
 
 class MooInfo(NamedTuple):
   """Diagnostics (the thesis's "MOO final w"): weights (rows, m) of the last step, achieved (rows, m) bool
-  and objectives f (rows, m) at x_adv (rows: examples, or groups for 'uni')."""
+  and signed objectives f (rows, m) (the loss; minus the loss when targeted) at x_adv (rows: examples, or
+  groups for 'uni'). EoT reads them under a fresh draw of the transformations."""
   weights: Array
   achieved: Array
   objectives: Array
+
+
+class SuccessRates(NamedTuple):
+  """Bui et al. 2023's metrics (spec B9), as fractions: per_task (m,) A-i, average A-Avg, all A-All."""
+  per_task: Array
+  average: Array
+  all: Array
+
+
+def success_rates(achieved: Array) -> SuccessRates:
+  """A-i = mean over rows of achieved[:, i]; A-Avg = mean_i A-i; A-All = fraction of rows with every task
+  achieved (A-All <= min_i A-i <= A-Avg <= max_i A-i)."""
+  a = jnp.asarray(achieved, jnp.float32)
+  per_task = jnp.mean(a, axis=0)
+  return SuccessRates(per_task, jnp.mean(per_task), jnp.mean(jnp.all(achieved, axis=1).astype(jnp.float32)))
 
 
 def _start(keys, ref: Array, eps, init: str) -> Array:
