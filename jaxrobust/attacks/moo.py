@@ -242,6 +242,9 @@ def moo_attack_with_info(logits_fn, x: Array, y: Array, key, *, eps, step_size, 
       raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
   if int(steps) != steps or steps < 0:
     raise ValueError(f"need steps >= 0; got {steps}")
+  if weighting == "hvm" and targeted:
+    raise ValueError("weighting='hvm' needs nonnegative objectives (log(f_i - nadir)); a targeted attack's are "
+                     "minus the loss")
   rule = weight_rule(weighting, inner_steps=inner_steps, inner_lr=inner_lr, tamoo_lambda=tamoo_lambda,
                      entropy_bonus=entropy_bonus, uniform_reg=uniform_reg,
                      mask_achieved_gradients=mask_achieved_gradients, minmax_gamma=minmax_gamma,

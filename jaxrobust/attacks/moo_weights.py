@@ -20,7 +20,9 @@ optimization"; spec cce_tamoo.md B2-B4):
 * ``task_oriented_regulariser``: Omega of Theorem 1; ``extended_simplex_projection``: Lemma 1.
 * ``minmax_update``: w <- Proj(w + eta (-f - gamma (w - 1/m))) (Wang et al. 2021).
 * ``pcgrad_weights`` (Yu et al. 2020), ``cagrad_weights`` (Liu et al. 2021), ``hvm_weights``: these return
-  combination coefficients (not on the simplex) of the same form g = sum_i w_i g_i.
+  combination coefficients (not on the simplex) of the same form g = sum_i w_i g_i. Like every solver here they
+  act per sample; the spec does not say whether the reference's ``mtl_pcgrad`` / ``mtl_cagrad`` see per-sample
+  or whole-batch gradients (not checked against that code).
 
 ``WeightRule`` (optax-like ``init`` / ``update``) packs a solver with its per-sample state (alpha for the
 softmax solvers, w for MinMax) for the attack loop.
@@ -293,3 +295,7 @@ def cagrad_rule(alpha: float = 0.5, rescale: int = 1) -> WeightRule:
 def hvm_rule(nadir_scale: float = 0.5) -> WeightRule:
   return WeightRule(lambda n, m, dtype: (), lambda s, q, f, a, k: (hvm_weights(f, nadir_scale), s),
                     uses_gram=False)
+
+
+# Helpers, not attacks: nothing to register.
+REGISTRY: dict = {}
