@@ -105,7 +105,7 @@ def success_rates(achieved: Array) -> SuccessRates:
   return SuccessRates(per_task, jnp.mean(per_task), jnp.mean(jnp.all(achieved, axis=1).astype(jnp.float32)))
 
 
-def _start(keys, ref: Array, eps, init: str) -> Array:
+def initial_point(keys, ref: Array, eps, init: str) -> Array:
   """PGD's start U(-eps, eps) ('uniform', thesis) or ref + eps U[0, 1) ('one_sided', the reference's MOO /
   TA-MOO / MinMax), before the box."""
   if init == "one_sided":
@@ -129,7 +129,7 @@ def ensemble_tasks(member_logits_fn, x: Array, y: Array, *, eps, loss="ce", targ
     per = jax.vmap(lambda zi, ri: attack_loss(zi, y, ri), in_axes=(0, 0 if ref is not None else None))(z, ref)
     return sign * per.T, jax.vmap(lambda zi: fooled(zi, y, targeted))(z).T
 
-  return TaskSet(start=lambda keys, init: threat.clip_box(_start(keys, x, eps, init)), values=values,
+  return TaskSet(start=lambda keys, init: threat.clip_box(initial_point(keys, x, eps, init)), values=values,
                  project=lambda v: threat.project_ball_and_box(v, x, eps, "linf"), output=lambda v: v, ref=x)
 
 
@@ -154,7 +154,7 @@ def universal_tasks(logits_fn, x: Array, y: Array, *, eps, group_size: int, loss
     return sign * per, hit.reshape(groups.y.shape)
 
   def start(keys, init):
-    return jnp.clip(_start(keys, groups.ref, eps, init), groups.low, groups.high)
+    return jnp.clip(initial_point(keys, groups.ref, eps, init), groups.low, groups.high)
 
   return TaskSet(start=start, values=values, project=lambda z: project_group(z, groups, eps, "linf"),
                  output=lambda z: threat.clip_box(groups.flatten(groups.members(z))), ref=groups.ref)
@@ -173,7 +173,7 @@ def eot_tasks(logits_fn, x: Array, y: Array, *, eps, loss="ce", targeted: bool =
     per, z = eot_task_losses(logits_fn, v, x, y, keys, transforms=transforms, setting=setting, loss=loss)
     return sign * per, jax.vmap(lambda zi: fooled(zi, wanted, targeted))(z).T
 
-  return TaskSet(start=lambda keys, init: threat.clip_box(_start(keys, x, eps, init)), values=values,
+  return TaskSet(start=lambda keys, init: threat.clip_box(initial_point(keys, x, eps, init)), values=values,
                  project=lambda v: threat.project_ball_and_box(v, x, eps, "linf"), output=lambda v: v, ref=x,
                  keyed=True)
 

@@ -12,7 +12,7 @@ import pytest
 from attack_testkit import images, labels, mlp_apply, mlp_params
 from jaxrobust.attacks import moo_weights as mw
 from jaxrobust.attacks import registry
-from jaxrobust.attacks.moo import (_start, ensemble_tasks, eot_tasks, moo_attack, moo_attack_with_info,
+from jaxrobust.attacks.moo import (ensemble_tasks, eot_tasks, initial_point, moo_attack, moo_attack_with_info,
                                    success_rates, universal_tasks, weight_rule)
 from jaxrobust.attacks.per_example import example_keys
 from jaxrobust.attacks.pgd import pgd
@@ -57,13 +57,11 @@ def rng(seed):
 @functools.partial(jax.jit, static_argnames=("iters",))
 def exact_weights(q, achieved, lam, iters=4000):
   """Reference QP solver: projected gradient on argmin_{w in simplex} w^T Q w + lam Omega(w), step 1/L."""
-  hp = mw.InnerObjective(tamoo_lambda=1.0)
   lipschitz = 2.0 * (jnp.linalg.eigvalsh(q)[..., -1] + lam) + 1e-6
 
   def objective(w):
     return jnp.sum(jnp.einsum("...i,...ij,...j->...", w, q, w) + lam * mw.task_oriented_regulariser(w, achieved))
 
-  del hp
   step = lambda _, w: mw.simplex_projection(w - jax.grad(objective)(w) / lipschitz[..., None])
   return jax.lax.fori_loop(0, iters, step, jnp.full(q.shape[:-1], 1.0 / q.shape[-1], q.dtype))
 
@@ -374,7 +372,7 @@ def test_rows_do_not_read_the_other_rows(tasks, weighting):
 
 
 def test_code_flags_one_sided_start_and_code_order():
-  start = _start(example_keys(KEY, B), X, EPS, "one_sided")
+  start = initial_point(example_keys(KEY, B), X, EPS, "one_sided")
   d = np.asarray(start - X)
   assert d.min() >= 0 and d.max() <= EPS + 1e-6 and d.max() > 0.5 * EPS
   # the reference's order steps with the previous weights, so its first step is the uniform one
