@@ -394,6 +394,10 @@ def test_task_sets_objectives_and_goals():
   f, achieved = ensemble_tasks(members, X, Y, eps=EPS, targeted=True).values(X, None)
   np.testing.assert_allclose(f, -ce.T, rtol=1e-5)
   np.testing.assert_array_equal(achieved, (z.argmax(-1) == np.asarray(Y)).T)
+  for tasks in (ensemble_tasks(members, X, Y, eps=EPS, loss="kl"),   # KL reads each task's own clean logits
+                universal_tasks(single, X, Y, eps=EPS, group_size=4, loss="kl")):
+    f, _ = tasks.values(tasks.ref, None)
+    np.testing.assert_allclose(f, 0, atol=1e-6)
   clean = np.asarray(single(X)).argmax(-1)
   _, at_clean = universal_tasks(single, X, Y, eps=EPS, group_size=4).values(jnp.asarray(X[::4]), None)
   assert not np.asarray(at_clean).any()  # the clean point (delta = 0) never differs from its clean prediction
