@@ -256,7 +256,11 @@ def _describe_attack(name: str) -> int:
   print("  options (NAME=DEFAULT; required ones have none):")
   for k, q in attack_parameters(name).items():
     print(f"    {k}" + ("" if q.default is inspect.Parameter.empty else f"={q.default!r}"))
-  print(f"  e.g. jaxrobust evaluate --run-dir DIR --attack {info.name}:eps=0.03")
+  if info.model_output == "logits":
+    print(f"  e.g. jaxrobust evaluate --run-dir DIR --attack {info.name}:eps=0.03")
+  else:  # the evaluator attacks one model; this attack reads every member's logits
+    print(f"  model: logits_fn(x) must return {info.model_output} (members, batch, classes); call it from Python: "
+          f"get_attack({info.name!r}, eps=0.03)(logits_fn, x, y, key)")
   documented = info.forwards_to[0] if info.forwards_to else inspect.unwrap(info.factory)
   print(f"  meaning of each option: python -c \"import {documented.__module__} as m; help(m.{documented.__qualname__})\"")
   return 0

@@ -2,7 +2,8 @@
 
 Each attack lives in its own module (``jaxrobust.attacks.pgd``, ``.fgsm``, ``.mim``, ``.cw``,
 ``.lm_pgd``, ``.apgd``, ``.fab``, ``.square``, ``.spsa``, ``.deepfool``, ``.ead``, ``.fmn``, ``.ddn``,
-``.multi_targeted``, ``.transfer_family``, ``.autoattack``, ``.eot``, ``.universal``); ``get_attack(name, **config)``
+``.multi_targeted``, ``.transfer_family``, ``.autoattack``, ``.eot``, ``.universal``, ``.moo`` with its
+weight solvers in ``.moo_weights``); ``get_attack(name, **config)``
 returns a configured attack by name (``target=`` gives any attack with a ``targeted`` option its targets:
 ``targets.py``; EoT transformations: ``transforms.py``) and ``attack_names()`` lists them (``registry.py``: each module
 declares its attacks' metadata in a ``REGISTRY`` of ``AttackInfo``). What the attacks share lives in

@@ -45,7 +45,9 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.multi_targeted",
     "jaxrobust.attacks.eot",
     "jaxrobust.attacks.universal",
+    "jaxrobust.attacks.moo",
 )
+MODEL_OUTPUTS = ("logits", "member_logits")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,9 @@ class AttackInfo:
     per-point norms ||x_adv - x|| for robust accuracy at many eps from one run (spec key ``eps_curve``).
   own_targets: for an attack that picks its own target classes (APGD-T, FAB-T, mPGD, AutoAttack), why it
     refuses the ``target`` option (the message of that refusal); empty otherwise.
+  model_output: what the attack's ``logits_fn`` must return: 'logits' (B, K) (every attack but the ensemble
+    ones), or 'member_logits' (M, B, K), the logits of each of M ensemble members, for attacks whose tasks are
+    the members (``moo_ens``); ``target=`` then picks targets from the mean-probability ensemble.
   """
   factory: Callable[..., AttackFn]
   norms: tuple[str, ...] = ("linf",)
@@ -77,10 +82,13 @@ class AttackInfo:
   fixed: tuple[str, ...] = ()
   min_norm: bool = False
   own_targets: str = ""
+  model_output: str = "logits"
 
   def __post_init__(self):
     if self.box not in ("white", "black"):
       raise ValueError(f"AttackInfo.box must be 'white' or 'black'; got {self.box!r}")
+    if self.model_output not in MODEL_OUTPUTS:
+      raise ValueError(f"AttackInfo.model_output must be one of {MODEL_OUTPUTS}; got {self.model_output!r}")
 
 
 def configured(attack_fn: Callable[..., Array], **fixed) -> Callable[..., AttackFn]:
@@ -212,4 +220,5 @@ def get_attack(name: str, **config) -> AttackFn:
   if target is None:
     return attack_info(name).factory(**config)
   config["targeted"] = True
-  return targets_lib.TargetedAttack(attack_info(name).factory(**config), target)
+  info = attack_info(name)
+  return targets_lib.TargetedAttack(info.factory(**config), target, members=info.model_output == "member_logits")

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrobust.attacks.per_example import example_keys, fold_keys
+from jaxrobust.attacks.transforms import combine_logits
 from jaxrobust.types import Array
 
 SELECTORS = ("random", "least_likely", "most_likely_wrong")
@@ -112,18 +113,23 @@ class TargetedAttack:
 
   attack: the configured attack with ``targeted=True`` (reads its ``y`` as targets).
   target: a name of ``SELECTORS`` or ``fn(logits, y) -> targets``.
+  members: the model returns member logits (M, B, K) (``AttackInfo.model_output``); targets are picked from
+    the mean-probability ensemble log((1/M) sum_m softmax(z_m)).
   ``run`` also returns the targets (the evaluator's targeted success rate); calling it returns x_adv only.
   Pure and traceable: works inside ``jax.jit`` like the attack it wraps.
   """
 
-  def __init__(self, attack: Callable, target):
+  def __init__(self, attack: Callable, target, members: bool = False):
     check_target(target)
     self.attack = attack
     self.target = target
+    self.members = members
 
   def targets(self, logits_fn, x: Array, y: Array, key) -> Array:
     """(B,) targets from the clean logits logits_fn(x) (computed once, no gradient)."""
     clean = jax.lax.stop_gradient(logits_fn(x))
+    if self.members:
+      clean = combine_logits(clean, "mean_probs")
     return select_targets(self.target, clean, y, key)
 
   def run(self, logits_fn, x: Array, y: Array, key) -> tuple[Array, Array]:

@@ -26,7 +26,9 @@ CONFIGS = {
     "mpgd_batch": dict(eps=0.1, steps=3, layout="batch"),
     "eot_pgd": dict(eps=0.1, steps=3, eot_iter=2), "universal_pgd": dict(eps=0.1, steps=3, group_size=4),
     "pgd_eot_rand": dict(eps=0.1, steps=3, randomized=True, eot_iter=2),
+    "moo_uni": dict(eps=0.1, steps=2, group_size=3), "moo_eot": dict(eps=0.1, steps=2, transforms=("H", "R")),
 }
+# moo_ens needs a member-logits model (AttackInfo.model_output): tests/attacks/test_moo.py checks it compiles once.
 CASE_OF = {"mpgd_vmap": "mpgd", "mpgd_batch": "mpgd", "pgd_eot_rand": "pgd"}  # extra cases of one attack: case -> attack name
 
 
