@@ -258,9 +258,11 @@ def _describe_attack(name: str) -> int:
     print(f"    {k}" + ("" if q.default is inspect.Parameter.empty else f"={q.default!r}"))
   if info.model_output == "logits":
     print(f"  e.g. jaxrobust evaluate --run-dir DIR --attack {info.name}:eps=0.03")
-  else:  # the evaluator attacks one model; this attack reads every member's logits
-    print(f"  model: logits_fn(x) must return {info.model_output} (members, batch, classes); call it from Python: "
-          f"get_attack({info.name!r}, eps=0.03)(logits_fn, x, y, key)")
+  else:  # this attack reads every member's logits: an ensemble run (model.members=M), or from Python
+    print(f"  model: an ensemble (train with model.members=M); its logits_fn(x) returns {info.model_output} "
+          f"(members, batch, classes)")
+    print(f"  e.g. jaxrobust evaluate --run-dir ENSEMBLE_RUN --attack {info.name}:eps=0.03; from Python: "
+          f"get_attack({info.name!r}, eps=0.03)(member_logits_fn, x, y, key)")
   documented = info.forwards_to[0] if info.forwards_to else inspect.unwrap(info.factory)
   print(f"  meaning of each option: python -c \"import {documented.__module__} as m; help(m.{documented.__qualname__})\"")
   return 0

@@ -89,10 +89,6 @@ def check_specs(specs: Sequence[dict]) -> list[str]:
     if "name" not in s:
       raise ValueError(f"attack spec {s} needs a 'name' (one of jaxrobust.attacks.attack_names())")
     check_attack_options(s)
-    if attack_info(s["name"]).model_output != "logits":
-      raise ValueError(f"attack {spec_label(s)!r}: {s['name']!r} attacks the members of an ensemble and needs "
-                       f"logits_fn -> {attack_info(s['name']).model_output} (AttackInfo.model_output); the evaluator "
-                       "attacks one model's logits: call the attack directly (jaxrobust.attacks.get_attack)")
     threat.check_eps(s.get("eps", 0.0), name=f"eps of attack {spec_label(s)!r}")
     if "eps_curve" in s:
       check_eps_curve_spec(s)
