@@ -312,21 +312,21 @@ def test_cce_cnn_optional_dropout_follows_fc1():
 def test_efficientnet_dropout_and_drop_connect_only_in_train_mode():
   """kuangliu: Dropout(0.2) before the classifier by default; drop-connect (off by default) zeroes the
   residual branch of whole examples. Both draw from the 'dropout' rng in train mode only."""
-  shape = (16, 16, 3)
+  shape = (8, 8, 3)  # small: the stride-2 stages end at 1x1
   x = images(25, 2, shape)
   plain = models.get_model("efficientnet_b0", dropout_rate=0.0)
   variables = random_variables(plain, shape, seed=26)
   train = lambda m, key: m.apply(variables, x, train=True, mutable=["batch_stats"], return_features=True,
                                  rngs={"dropout": jax.random.key(key)})[0].features
-  reference = train(plain, 0)
-  for kwargs in ({}, {"dropout_rate": 0.0, "drop_connect_rate": 0.5}):
-    module = models.get_model("efficientnet_b0", **kwargs)
-    np.testing.assert_array_equal(models.make_apply(module)(variables, x), models.make_apply(plain)(variables, x))
-    dropped = train(module, 27)
-    assert not np.allclose(dropped, reference)
-    np.testing.assert_array_equal(dropped, train(module, 27))
+  reference, eval_logits = train(plain, 0), plain.apply(variables, x)
+  dropout_only = models.get_model("efficientnet_b0")
+  drop_connect_only = models.get_model("efficientnet_b0", dropout_rate=0.0, drop_connect_rate=0.5)
+  for module in (dropout_only, drop_connect_only):
+    np.testing.assert_array_equal(module.apply(variables, x), eval_logits)
+    assert not np.allclose(train(module, 27), reference)
+  np.testing.assert_array_equal(train(drop_connect_only, 28), train(drop_connect_only, 28))
   with pytest.raises(Exception, match="dropout"):
-    models.get_model("efficientnet_b0").apply(variables, x, train=True, mutable=["batch_stats"])
+    drop_connect_only.apply(variables, x, train=True, mutable=["batch_stats"])
 
 
 def test_cosine_head():
