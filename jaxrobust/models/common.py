@@ -37,6 +37,9 @@ DEFAULT_INPUT_SHAPES = {
 kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torch.nn.init.kaiming_normal_ defaults (mode='fan_in'): N(0, 2 / (k*k*in_channels)).
 kaiming_normal_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+# Keras he_normal: truncated normal with variance 2 / fan_in (Keras >= 2.2.3 rescales the truncated
+# draw to the full variance, as Flax's 'truncated_normal' does).
+keras_he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 # PyTorch's default Conv/Linear weight init, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in)).
 torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -82,9 +85,23 @@ def conv(features: int, kernel: int, stride: int = 1, *, padding: Optional[int] 
               use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, name=name)
 
 
+def depthwise_conv(channels: int, kernel: int, stride: int = 1, *, dtype: Dtype = jnp.float32,
+                   kernel_init=torch_default_kernel, name: Optional[str] = None) -> nn.Conv:
+  """k x k depthwise conv (torch ``groups=channels``), PyTorch's symmetric padding k//2, no bias.
+
+  Kernel (k, k, 1, channels), torch's (channels, 1, k, k) transposed. A plain ``nn.Conv``: the
+  fast-gradient ``Conv`` of models/conv.py has no feature groups.
+  """
+  pad = kernel // 2
+  return nn.Conv(channels, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+                 feature_group_count=channels, use_bias=False, dtype=dtype, kernel_init=kernel_init,
+                 name=name)
+
+
 def global_avg_pool(x: Array) -> Array:
   """(B, H, W, C) -> (B, C). Equals the reference nets' avg_pool2d(4 or 8) on 32x32 inputs."""
   return jnp.mean(x, axis=(1, 2))
 
 
 relu = jax.nn.relu
+swish = jax.nn.swish  # x * sigmoid(x)

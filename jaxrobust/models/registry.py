@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import flax.linen as nn
 
-from jaxrobust.models import cnn, resnet, wide_resnet
+from jaxrobust.models import cnn, efficientnet, googlenet, mobilenet, resnet, vgg, wide_resnet
 from jaxrobust.models.classifier import ImageClassifier
 from jaxrobust.models.ensemble import LAYOUTS as ENSEMBLE_LAYOUTS, Ensemble
 from jaxrobust.models.common import Dtype
@@ -22,11 +22,23 @@ from jaxrobust.models.classifier import PROJECTION_HEADS
 from jaxrobust.models.heads import check_head
 from jaxrobust.types import ApplyFn, Array, ModelOutput, PRNGKey, PyTree
 
-# name -> backbone builder(dtype=..., **kwargs). Backbones without BN: mlp, small_cnn, lenet5.
+# The CCE CNNs (Bui et al. 2021, CCE code ``model.py``, spec A5) are SmallCNN with 'same' 3x3 convs,
+# Keras init and Keras's HWC flatten; dropout_rate=0.5 gives the thesis's Table 8 Dropout after fc1
+# (the code has none, hence the default 0).
+_CCE_CNN = functools.partial(cnn.SmallCNN, conv_padding=1, flatten="hwc", init="keras")
+
+# name -> backbone builder(dtype=..., **kwargs). Backbones without BN: see BN_FREE_MODELS.
 _BACKBONES: Dict[str, Callable[..., nn.Module]] = {
   "mlp": cnn.MLP,
   "small_cnn": cnn.SmallCNN,
   "lenet5": cnn.LeNet5,
+  # CCE CNN-CIFAR10: 2xconv64-pool-2xconv128-pool, fc256-fc256 (256-d features).
+  "cce_cnn_cifar10": functools.partial(_CCE_CNN, channels=(64, 128), hidden=256),
+  # CCE CNN-CIFAR100: 3xconv64-pool-3xconv128-pool, 3xfc256 (256-d features).
+  "cce_cnn_cifar100": functools.partial(_CCE_CNN, channels=(64, 128), hidden=256, convs_per_stage=3,
+                                        num_hidden_layers=3),
+  # CCE CNN-MNIST: 2xconv32-pool-2xconv64-pool, fc200-fc200 (200-d features).
+  "cce_cnn_mnist": functools.partial(_CCE_CNN, channels=(32, 64), hidden=200),
   "preact_resnet18": resnet.preact_resnet18,
   "resnet18": resnet.resnet18,
   "resnet18_imagenet": resnet.resnet18_imagenet,
@@ -36,10 +48,18 @@ _BACKBONES: Dict[str, Callable[..., nn.Module]] = {
   # GAIRAT/MAIL "WRN-32-10" (Wide_ResNet_Madry, depth = 6n + 2) is WRN-34-10 in our convention.
   "wrn32_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
   "wide_resnet": wide_resnet.WideResNet,  # depth=..., widen=... (defaults 34, 10)
+  # kuangliu/pytorch-cifar nets (TA-MOO victims, spec B8):
+  "mobilenet": mobilenet.MobileNet,  # MobileNet v1, CIFAR variant (Howard et al. 2017), 1024-d features
+  "vgg16": vgg.VGG,  # VGG-16 with BN (Simonyan & Zisserman 2015), 512-d features on 32x32
+  "googlenet": googlenet.GoogLeNet,  # GoogLeNet (Szegedy et al. 2015), 1024-d features
+  # EfficientNet-B0 (Tan & Le 2019), 320-d features; dropout_rate 0.2 (train mode needs a 'dropout'
+  # rng), drop_connect_rate 0 (kuangliu's effective value, see efficientnet.py).
+  "efficientnet_b0": efficientnet.EfficientNet,
 }
 # 'ensemble' (get_model(..., members=(name, name, ...))) is a heterogeneous Ensemble of the named models.
 MODEL_NAMES: Tuple[str, ...] = tuple(_BACKBONES) + ("ensemble",)
-BN_FREE_MODELS: Tuple[str, ...] = ("mlp", "small_cnn", "lenet5")
+BN_FREE_MODELS: Tuple[str, ...] = ("mlp", "small_cnn", "lenet5", "cce_cnn_cifar10", "cce_cnn_cifar100",
+                                   "cce_cnn_mnist")
 
 
 def _channel_tuple(value: Optional[Sequence[float]]) -> Optional[Tuple[float, ...]]:

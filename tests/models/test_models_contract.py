@@ -12,7 +12,7 @@ from jaxrobust.types import ModelOutput
 
 MNIST = (28, 28, 1)
 CIFAR = (32, 32, 3)
-SMALL_NETS = ("mlp", "small_cnn", "lenet5")
+SMALL_NETS = ("mlp", "small_cnn", "lenet5", "cce_cnn_mnist")
 
 
 def input_shape(name):
@@ -60,10 +60,12 @@ def resnet20_tiny():
 
 FEATURE_DIMS = {"mlp": 64, "small_cnn": 200, "lenet5": 84, "resnet18": 512, "resnet18_imagenet": 512,
                 "preact_resnet18": 512, "resnet20": 64, "wrn34_10": 640, "wrn28_10": 640,
-                "wrn32_10": 640, "wide_resnet": 640}
+                "wrn32_10": 640, "wide_resnet": 640, "cce_cnn_cifar10": 256, "cce_cnn_cifar100": 256,
+                "cce_cnn_mnist": 200, "mobilenet": 1024, "vgg16": 512, "googlenet": 1024,
+                "efficientnet_b0": 320}
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", [n for n in models.MODEL_NAMES if n != "ensemble"])  # ensembles: test_ensemble.py
 def test_output_shapes_dtypes_and_collections(name):
   shape = input_shape(name)
   x = jax.ShapeDtypeStruct((3,) + shape, jnp.float32)
@@ -85,7 +87,11 @@ def test_output_shapes_dtypes_and_collections(name):
 def test_model_names_and_unknowns():
   assert set(models.MODEL_NAMES) == {"mlp", "small_cnn", "lenet5", "preact_resnet18", "resnet18",
                                      "resnet18_imagenet", "resnet20", "wrn34_10", "wrn28_10",
-                                     "wrn32_10", "wide_resnet"}
+                                     "wrn32_10", "wide_resnet", "cce_cnn_cifar10", "cce_cnn_cifar100",
+                                     "cce_cnn_mnist", "mobilenet", "vgg16", "googlenet", "efficientnet_b0",
+                                     "ensemble"}
+  assert set(models.BN_FREE_MODELS) == {"mlp", "small_cnn", "lenet5", "cce_cnn_cifar10", "cce_cnn_cifar100",
+                                        "cce_cnn_mnist"}
   with pytest.raises(ValueError) as info:
     models.get_model("resnet19")
   for name in models.MODEL_NAMES:
@@ -116,6 +122,21 @@ LENET5_PARAMS = (conv_params(1, 6, 5, True) + conv_params(6, 16, 5, True) + dens
                  + dense_params(120, 84) + dense_params(84, 10))
 
 
+def cce_cnn_params(in_channels, channels, convs_per_stage, hidden, hidden_layers, side, num_classes=10):
+  """The CCE CNNs: 'same' 3x3 convs with bias, a 2x2 pool per stage, FCs of width hidden, head."""
+  total, c_in = 0, in_channels
+  for width in channels:
+    for _ in range(convs_per_stage):
+      total += conv_params(c_in, width, 3, True)
+      c_in = width
+    side //= 2
+  d_in = c_in * side * side
+  for _ in range(hidden_layers):
+    total += dense_params(d_in, hidden)
+    d_in = hidden
+  return total + dense_params(hidden, num_classes)
+
+
 def resnet20_params(projection_shortcuts):
   bn = lambda c: 2 * c
   total = conv_params(3, 16, 3, False) + bn(16) + dense_params(64, 10)
@@ -139,6 +160,13 @@ EXPECTED_PARAMS = {
   "wrn34_10": 46_160_474,
   "wrn32_10": 46_160_474,                     # GAIRAT's depth-32 Madry WRN is the same network
   "wrn28_10": 36_479_194,
+  "cce_cnn_cifar10": cce_cnn_params(3, (64, 128), 2, 256, 2, 32),    # 2,425,930
+  "cce_cnn_cifar100": cce_cnn_params(3, (64, 128), 3, 256, 3, 32),   # 2,676,234 (10 classes)
+  "cce_cnn_mnist": cce_cnn_params(1, (32, 64), 2, 200, 2, 28),       # 734,602
+  "mobilenet": 3_217_226,                     # kuangliu MobileNet
+  "vgg16": 14_728_266,                        # kuangliu VGG('VGG16')
+  "googlenet": 6_166_250,                     # kuangliu GoogLeNet
+  "efficientnet_b0": 3_598_598,               # kuangliu EfficientNetB0 less its 1,088 unused params
 }
 
 
@@ -158,6 +186,11 @@ def test_parameter_count_variants():
   assert count("resnet18", head="cosine") == 11_173_962  # cosine head: same kernel + bias
   assert count("wide_resnet", depth=28, widen=10) == 36_479_194
   assert count("resnet18", num_classes=100) == 11_173_962 + 512 * 90 + 90
+  assert (cce_cnn_params(3, (64, 128), 2, 256, 2, 32), cce_cnn_params(3, (64, 128), 3, 256, 3, 32),
+          cce_cnn_params(1, (32, 64), 2, 200, 2, 28)) == (2_425_930, 2_676_234, 734_602)
+  assert count("cce_cnn_cifar100", num_classes=100) == cce_cnn_params(3, (64, 128), 3, 256, 3, 32, 100)
+  for name, dim in (("mobilenet", 1024), ("vgg16", 512), ("googlenet", 1024), ("efficientnet_b0", 320)):
+    assert count(name, num_classes=100) == EXPECTED_PARAMS[name] + dim * 90 + 90, name
 
 
 # ---------------------------------------------------------------- init
@@ -174,6 +207,22 @@ def test_init_model_builds_variables_from_either_input_shape():
   module = models.get_model("mlp", num_classes=7, head="single_logit")
   variables = abstract_variables(module, (1,) + MNIST)  # (B, H, W, C) works too
   assert variables["params"]["head"]["kernel"].shape == (64, 1)
+
+
+def test_cce_cnn_init_is_keras_he_normal_and_glorot_uniform():
+  module = models.get_model("cce_cnn_cifar10")
+  params = models.init_model(module, jax.random.key(3), CIFAR)["params"]["backbone"]
+  kernel = params["conv4"]["kernel"]  # 3x3, 128 -> 128: fan_in 1152
+  std = math.sqrt(2.0 / (3 * 3 * 128))
+  assert abs(float(jnp.std(kernel)) / std - 1.0) < 0.02
+  # Truncated at two standard deviations of the pre-truncation normal (std / 0.8796), as Keras.
+  assert float(jnp.max(jnp.abs(kernel))) <= 2 * std / 0.87962566 + 1e-6
+  dense = params["fc1"]["kernel"]  # Keras flattens 8x8x128 channel-last: 8192 -> 256
+  assert dense.shape == (8 * 8 * 128, 256)
+  limit = math.sqrt(6.0 / (8192 + 256))
+  assert float(jnp.max(jnp.abs(dense))) <= limit and float(jnp.max(jnp.abs(dense))) > 0.99 * limit
+  for layer in ("conv1", "fc1", "fc2"):
+    np.testing.assert_array_equal(params[layer]["bias"], 0.0)
 
 
 def test_resnet_block_init_is_kaiming_normal_fan_out():
@@ -250,6 +299,35 @@ def test_dropout_only_in_train_mode():
   np.testing.assert_array_equal(module.apply(variables, x), module.apply(variables, x))
   dropped = module.apply(variables, x, train=True, rngs={"dropout": jax.random.key(7)})
   assert not np.allclose(dropped, module.apply(variables, x))
+
+
+def test_cce_cnn_optional_dropout_follows_fc1():
+  module = models.get_model("cce_cnn_mnist", dropout_rate=0.5)
+  variables = random_variables(module, MNIST, seed=22)
+  x = images(23, 2, MNIST)
+  np.testing.assert_array_equal(module.apply(variables, x), models.get_model("cce_cnn_mnist").apply(variables, x))
+  out = module.apply(variables, x, train=True, rngs={"dropout": jax.random.key(24)}, return_features=True)
+  assert not np.allclose(out.logits, module.apply(variables, x))
+
+
+def test_efficientnet_dropout_and_drop_connect_only_in_train_mode():
+  """kuangliu: Dropout(0.2) before the classifier by default; drop-connect (off by default) zeroes the
+  residual branch of whole examples. Both draw from the 'dropout' rng in train mode only."""
+  shape = (8, 8, 3)  # small: the stride-2 stages end at 1x1
+  x = images(25, 2, shape)
+  plain = models.get_model("efficientnet_b0", dropout_rate=0.0)
+  variables = random_variables(plain, shape, seed=26)
+  train = lambda m, key: m.apply(variables, x, train=True, mutable=["batch_stats"], return_features=True,
+                                 rngs={"dropout": jax.random.key(key)})[0].features
+  reference, eval_logits = train(plain, 0), plain.apply(variables, x)
+  dropout_only = models.get_model("efficientnet_b0")
+  drop_connect_only = models.get_model("efficientnet_b0", dropout_rate=0.0, drop_connect_rate=0.5)
+  for module in (dropout_only, drop_connect_only):
+    np.testing.assert_array_equal(module.apply(variables, x), eval_logits)
+    assert not np.allclose(train(module, 27), reference)
+  np.testing.assert_array_equal(train(drop_connect_only, 28), train(drop_connect_only, 28))
+  with pytest.raises(Exception, match="dropout"):
+    drop_connect_only.apply(variables, x, train=True, mutable=["batch_stats"])
 
 
 def test_cosine_head():

@@ -1,8 +1,9 @@
 """Forward-pass parity with PyTorch restatements of the reference nets (weights copied over).
 
 The torch nets (``benchmarks.torch_models``) restate the reference code (torchvision resnet18,
-kuangliu ResNet18 / PreActResNet18, akamaster-style ResNet-20, xternalz/TRADES WideResNet, TRADES
-SmallCNN, LeNet-5), here at reduced width, with module names equal to our Flax module names so
+kuangliu ResNet18 / PreActResNet18 / MobileNet / VGG16 / GoogLeNet / EfficientNetB0, akamaster-style
+ResNet-20, xternalz/TRADES WideResNet, TRADES SmallCNN, the Keras CCE CNNs, LeNet-5), here at reduced
+width or input size, with module names equal to our Flax module names so
 state_dict keys map to Flax paths directly. Matching outputs checks padding, strides, pooling,
 shortcut placement, BN semantics (eval and train, incl. the running-mean momentum) and the flatten
 order.
@@ -79,6 +80,14 @@ CASES = {
   "preact_resnet18": ("preact_resnet18", {"width": 8}, (32, 32, 3)),
   "resnet20_A": ("resnet20", {"width": 4, "shortcut": "A"}, (32, 32, 3)),
   "wide_resnet": ("wide_resnet", {"depth": 10, "widen": 2}, (32, 32, 3)),
+  "cce_cnn_cifar10": ("cce_cnn_cifar10", {}, (32, 32, 3)),
+  "cce_cnn_cifar100": ("cce_cnn_cifar100", {}, (32, 32, 3)),
+  "cce_cnn_mnist": ("cce_cnn_mnist", {}, (28, 28, 1)),
+  "mobilenet": ("mobilenet", {}, (32, 32, 3)),
+  "vgg16": ("vgg16", {}, (32, 32, 3)),
+  "googlenet": ("googlenet", {}, (8, 8, 3)),  # 8 -> 4 -> 2 through the two max-pools
+  # Dropout off: train-mode masks are random on both sides (tested in test_models_contract).
+  "efficientnet_b0": ("efficientnet_b0", {"dropout_rate": 0.0}, (32, 32, 3)),
 }
 
 
@@ -117,12 +126,24 @@ def test_matches_pytorch_reference_in_eval_and_train_mode(case):
 
 def test_full_size_torch_references_have_the_documented_parameter_counts():
   names = ("resnet18", "resnet18_imagenet", "preact_resnet18", "resnet20", "wrn34_10", "wrn28_10", "small_cnn",
-           "lenet5")
+           "lenet5", "cce_cnn_cifar10", "cce_cnn_cifar100", "cce_cnn_mnist", "mobilenet", "vgg16", "googlenet",
+           "efficientnet_b0")
   for name in names:
-    shape = (28, 28, 1) if name in ("small_cnn", "lenet5") else (32, 32, 3)
+    shape = (28, 28, 1) if name in ("small_cnn", "lenet5", "cce_cnn_mnist") else (32, 32, 3)
     with torch.device("meta"):
       net = build_torch_model(name, shape)
     module = models.get_model(name)
     abstract = jax.eval_shape(lambda key: models.init_model(module, key, shape), jax.random.key(0))
     torch_count = sum(p.numel() for p in net.parameters())
     assert models.count_params(abstract) == torch_count, name
+
+
+def test_efficientnet_b0_differs_from_kuangliu_only_by_its_unused_expansion_layers():
+  # kuangliu's first block (expansion 1) builds conv1 (32 -> 32, 1x1) and bn1 and never calls them.
+  with torch.device("meta"):
+    net = build_torch_model("efficientnet_b0", (32, 32, 3), kuangliu_unused=True)
+  module = models.get_model("efficientnet_b0")
+  abstract = jax.eval_shape(lambda key: models.init_model(module, key, (32, 32, 3)), jax.random.key(0))
+  kuangliu_count = sum(p.numel() for p in net.parameters())
+  assert kuangliu_count == 3_599_686
+  assert models.count_params(abstract) == kuangliu_count - (32 * 32 + 2 * 32)
