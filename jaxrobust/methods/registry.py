@@ -32,6 +32,7 @@ _METHOD_MODULES = (
     "jaxrobust.methods.adap",
     "jaxrobust.methods.adr",
     "jaxrobust.methods.ascl",
+    "jaxrobust.methods.ensemble_at",
 )
 
 # The threat model of a config: what ``switch_method`` carries over to another method.
