@@ -141,6 +141,17 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
     this_run.update({label: 100.0 * float(v) for label, v in report["robust_acc"].items()})
     if spec.r_div:
       this_run["R-DIV"] = float(report["r_div"][spec.r_div]["ratio"])
+    ensemble = report.get("ensemble", {})
+    if spec.ensemble_success and spec.ensemble_success in ensemble.get("attack_success", {}):
+      success = ensemble["attack_success"][spec.ensemble_success]
+      this_run.update({"A-All": success["A_all"], "A-Avg": success["A_avg"]})
+      this_run.update({f"A-{i + 1}": a for i, a in enumerate(success["A_i"])})
+    if spec.transferability:
+      table = ensemble.get("transferability")
+      if table is not None and "S11" in table:
+        this_run.update({c: float(table[c]) for c in ("T", "S11", "S10", "S01", "S00", "nT", "a_single")})
+      else:
+        missing += ["T", "S11", "S10", "S01", "S00", "nT", "a_single"]
     if spec.clean_logits == "unnormalized_cosine" and run.config["model"].get("head") == "cosine":
       from jaxrobust.models import make_apply
       unnormalized = make_apply(run.module.clone(cosine_normalize_features=False))

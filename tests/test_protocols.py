@@ -7,6 +7,7 @@ import pytest
 
 from jaxrobust.attacks.registry import check_attack_config
 from jaxrobust.cli import main
+from jaxrobust.evaluate.specs import EVALUATOR_KEYS
 from jaxrobust.configs.protocols import check_run_matches, get_protocol, paper_row, protocol_names
 
 
@@ -17,14 +18,15 @@ def test_protocol_is_well_formed(name):
   assert len(set(labels)) == len(labels)
   assert p.columns[0] == "clean"
   produced = set(labels) | {"clean"} | ({"R-DIV"} if p.r_div else set())
+  produced |= {"A-All", "A-Avg"} if p.ensemble_success else set()
+  produced |= {"T", "S11", "S10", "S01", "S00", "nT", "a_single"} if p.transferability else set()
   for column in p.columns:  # every column is produced, or declared missing
     assert column in produced or column in p.missing, (name, column)
   for row, values in p.reference.items():
     assert set(values) <= set(p.columns), (name, row)
     assert all(0 <= v <= (1 if p.metric == "ap" else 100) for k, v in values.items() if k != "R-DIV")
   for spec in p.attacks:
-    check_attack_config(spec["name"], {k: v for k, v in spec.items()
-                                       if k not in ("name", "label", "max_examples", "two_class_logits", "source")})
+    check_attack_config(spec["name"], {k: v for k, v in spec.items() if k not in EVALUATOR_KEYS})
   for method, row in p.rows.items():
     assert (row({"name": method}) if callable(row) else row) in p.reference, (name, method)
 
@@ -68,3 +70,24 @@ def test_protocol_from_the_cli_on_a_small_mnist_run(tmp_path, capsys, shared_dat
   assert "defined on 'cifar10', but the run was trained on 'mnist'" in capsys.readouterr().err
   with pytest.raises(SystemExit, match="drop --attack"):
     main(["evaluate", "--run-dir", str(run), "--protocol", "spat_mnist", "--attack", "fgsm:eps=0.1"])
+
+
+def test_ensemble_protocol_from_the_cli(tmp_path, capsys, shared_data):
+  """TA-MOO-AT of a tiny 2-member ensemble on real CIFAR-10 from the CLI, then its protocol: the ensemble's PGD-20
+  accuracy and its A-All / A-Avg beside the paper's."""
+  run = tmp_path / "run"
+  assert main(["train", "--config", "cifar10_tamoo_at", "--output-dir", str(run), "--no-progress", "model.name=mlp",
+               "model.members=2", "model.hidden_sizes=(16,)", "method.steps=2", "train.epochs=1",
+               "train.batch_size=32", "data.train_subset=64", "data.test_subset=16", "data.subset_seed=0",
+               "data.augment=false",
+               "eval.attacks=[]"]) == 0
+  capsys.readouterr()
+  assert main(["evaluate", "--run-dir", str(run), "--protocol", "tamoo_at_cifar10", "--max-examples", "16",
+               "--no-progress"]) == 0
+  out = capsys.readouterr().out
+  assert "| paper: MobiX3 TA-MOO-AT (this method) | 79.22 | 38.22 | 48.21 | 67.83 |" in out
+  result = json.loads((run / "evaluation_tamoo_at_cifar10.json").read_text())
+  r = result["this_run"]
+  assert {"clean", "PGD-20", "A-All", "A-Avg", "A-1", "A-2"} <= set(r)
+  assert r["A-All"] <= min(r["A-1"], r["A-2"]) <= r["A-Avg"] <= max(r["A-1"], r["A-2"])
+  assert 100 - r["PGD-20"] >= r["A-All"]  # fooling every member fools the mean-probability ensemble

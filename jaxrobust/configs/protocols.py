@@ -28,7 +28,10 @@ class Protocol:
   one that needs an extra input, such as AdAP's surrogate) is listed in ``missing``, and ``notes`` says why. reference: paper row -> {column: value}. rows: method name -> paper row (a callable
   of the method section for methods whose row depends on a hyper-parameter). metric: 'accuracy'
   (the robust evaluator) or 'ap' (robust average precision, AdAP). r_div: also report R-DIV under
-  ``r_div`` (the attack label). clean_logits: 'model' (the model's logits) or 'unnormalized_cosine'
+  ``r_div`` (the attack label). ensemble_success: for an ensemble, the attack label whose A-All / A-Avg (the % of
+  points where every / an average member is fooled, Bui et al. 2023) become columns. transferability: the label
+  prefix of the attacks crafted on each member ('<prefix> member i') and on the ensemble ('<prefix>'), whose
+  CCE Table 6 figures (T, S11, S10, S01, S00, nT, a_single) become columns. clean_logits: 'model' (the model's logits) or 'unnormalized_cosine'
   (SPAT's code: a cosine-head model's clean accuracy on normalize=False logits, features not
   normalised; the attacks still see the model's logits). notes: what differs from the paper's own evaluation.
   """
@@ -41,6 +44,8 @@ class Protocol:
   rows: Mapping[str, str | Callable[[dict], str]] = dataclasses.field(default_factory=dict)
   metric: str = "accuracy"
   r_div: str | None = None
+  ensemble_success: str | None = None
+  transferability: str | None = None
   clean_logits: str = "model"
   missing: tuple = ()
   notes: str = ""
@@ -215,6 +220,92 @@ def _adap() -> Protocol:
             "column needs the CE-trained source model: --source-run DIR.")
 
 
+def _cce_row(method: dict) -> str:
+  """Two-member rows of Tables 3-5 (members=3 has its own rows in the reference)."""
+  name = method["name"]
+  if name == "cce":
+    return {"base": "CCE-Base_2", "dm": "CCE-DM_2"}.get(method.get("mode", "rm"), "CCE-RM_2")
+  return {"pgd_at": "ADV_1", "adv_en": "ADV-EN_2", "adp": "ADP_2"}[name]
+
+
+def cce_eval_attacks(eps: float, step: float, members: int = 2, *, pgd_steps: int = 100,
+                     transfer_steps: int = 20) -> list:
+  """CCE's white-box attacks on the ensemble (Bui et al. 2021, section 5): PGD / BIM / MIM, multi-targeted PGD-20,
+  SPSA and AutoAttack on 1000 points, plus PGD-20 on each member and on the ensemble for Table 6."""
+  out = [{"name": "pgd", "label": f"PGD k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
+         {"name": "bim", "label": f"BIM k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
+         {"name": "mim", "label": f"MIM k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
+         {"name": "mpgd", "label": "mul-PGD k20", "eps": eps, "steps": 20, "step_size": step},
+         {"name": "spsa", "label": "SPSA", "eps": eps, "steps": 50, "max_examples": 1000},
+         {"name": "autoattack", "label": "AutoAttack", "eps": eps, "version": "standard", "max_examples": 1000}]
+  transfer = {"name": "pgd", "eps": eps, "steps": transfer_steps, "step_size": step}
+  out += [dict(transfer, label=f"PGD-{transfer_steps} member {i}", member=i) for i in range(members)]
+  out.append(dict(transfer, label=f"PGD-{transfer_steps}"))
+  return out
+
+
+_TRANSFER_COLUMNS = ("T", "S11", "S10", "S01", "S00", "nT", "a_single")
+
+
+def _cce(dataset: str) -> Protocol:
+  cols_t = ("clean", "PGD k100", "BIM k100", "MIM k100", "mul-PGD k20", "mul-BIM k20", "mul-MIM k20", "SPSA",
+            "AutoAttack")
+  names = ("ADV_1", "ADV-EN_2", "ADP_2", "CCE-RM_2", "ADV-EN_3", "ADP_3", "CCE-RM_3")
+  if dataset == "cifar100":
+    eps, step = 0.01, 0.001
+    table = """40.8 41.4 48.0 53.4 40.8 52.6 54.4|26.8 29.7 30.9 35.3 32.8 36.2 39.5|26.9 29.1 31.0 35.2 32.8 36.2 39.4|
+27.0 29.0 30.8 35.3 32.9 36.1 39.6|16.4 15.8 20.1 24.2 16.6 24.8 28.4|15.9 15.5 19.4 23.7 16.3 24.5 28.1|
+16.7 16.1 20.3 24.1 16.8 25.1 28.6|25.6 25.5 24.1 31.8 26.0 32.5 35.0|15.3 15.1 14.8 21.9 15.8 23.0 25.9"""
+    setting = "Table 5: CIFAR-100, CNN, eps 0.01, eta 0.001"
+  else:
+    eps, step = 8 / 255, 2 / 255
+    table = """75.7 76.0 75.9 76.0 76.7 76.6 75.7|38.0 39.7 42.2 44.7 40.8 43.9 46.8|38.2 39.7 42.2 44.9 40.8 43.8 46.8|
+38.5 40.5 42.4 45.4 41.3 44.2 47.2|26.0 27.7 27.8 31.9 28.3 32.4 36.9|25.9 27.2 27.2 31.6 27.7 29.8 34.1|
+26.2 28.1 28.3 32.3 29.0 30.7 34.6|40.6 44.3 41.5 45.2 45.1 46.1 47.5|25.1 25.0 24.4 29.9 25.5 28.1 31.9"""
+    setting = "Table 4: CIFAR-10, CNN, eps 8/255, eta 2/255"
+  by_column = [[float(v) for v in line.split()] for line in table.replace("\n", "").split("|")]
+  reference = {row: {c: by_column[j][i] for j, c in enumerate(cols_t)} for i, row in enumerate(names)}
+  if dataset == "cifar10":  # Table 6 (N = 2, PGD-20) and Table 7's CCE-DM clean accuracy
+    t6 = {"ADV-EN_2": "65.5 24.0 13.0 17.0 46.0 13.3 16.7", "ADP_2": "59.3 25.7 11.7 13.1 49.5 7.6 17.2",
+          "CCE-RM_2": "33.7 39.9 5.5 5.2 49.5 5.0 5.6", "CCE-Base_2": "36.1 36.1 7.2 6.5 50.3 6.4 7.2"}
+    for row, values in t6.items():
+      reference.setdefault(row, {}).update(_row(values, _TRANSFER_COLUMNS))
+    reference["CCE-DM_2"] = {"clean": 86.0}
+  return Protocol(
+      name=f"cce_{dataset}", paper=f"CCE (Bui et al. 2021), {setting}; white-box on the ensemble (log of the mean "
+      "probability), SPSA and AutoAttack on 1000 points" + ("; Table 6 transferability" if dataset == "cifar10" else ""),
+      dataset=dataset, attacks=tuple(cce_eval_attacks(eps, step)), columns=cols_t + _TRANSFER_COLUMNS,
+      reference=reference, rows={"pgd_at": "ADV_1", "adv_en": _cce_row, "adp": _cce_row, "cce": _cce_row},
+      transferability="PGD-20", missing=("mul-BIM k20", "mul-MIM k20", "B&B(wPGD1)", "B&B(wPGD2)"),
+      notes="Rows are the two-member ones (members=3 rows are in the reference for comparison). The member attacks "
+            "(PGD-20 member i) assume 2 members; the transferability columns need an ensemble. mul-BIM / mul-MIM "
+            "(multi-targeted with BIM / MIM steps) and B&B are not in the library: their columns stay empty.")
+
+
+def _tamoo_at() -> Protocol:
+  cols = ("clean", "PGD-20", "A-All", "A-Avg")
+  values = {"MobiX3 PGD-AT": "80.43 32.78 54.34 73.89", "MobiX3 MinMax-AT": "79.01 37.28 50.28 66.77",
+            "MobiX3 MOO-AT": "79.38 33.04 46.28 74.36", "MobiX3 TA-MOO-AT": "79.22 38.22 48.21 67.83",
+            "RME PGD-AT": "86.52 37.36 49.01 69.75", "RME MinMax-AT": "83.16 40.40 46.91 65.73",
+            "RME MOO-AT": "82.04 37.48 45.24 70.11", "RME TA-MOO-AT": "82.59 41.32 43.68 65.09"}
+
+  def row(method: dict) -> str:
+    attacker = method.get("attacker", {"tamoo_at": "tamoo", "moo_at": "mgda", "minmax_at": "minmax"}.get(
+        method["name"], "pgd"))
+    return "MobiX3 " + {"pgd": "PGD-AT", "uniform": "PGD-AT", "minmax": "MinMax-AT", "mgda": "MOO-AT",
+                        "tamoo": "TA-MOO-AT"}[attacker]
+  return Protocol(
+      name="tamoo_at_cifar10", paper="TA-MOO (Bui et al. 2023), Table 4: adversarial training of ensembles, "
+      "CIFAR-10, PGD-20 on the ensemble eps 8/255 eta 2/255; A-All / A-Avg = % of its points fooling every / an "
+      "average member", dataset="cifar10",
+      attacks=({"name": "pgd", "label": "PGD-20", "eps": 8 / 255, "steps": 20, "step_size": 2 / 255},),
+      columns=cols, reference=_table(cols, values),
+      rows={n: row for n in ("ensemble_at", "tamoo_at", "moo_at", "minmax_at")}, ensemble_success="PGD-20",
+      notes="Rows are MobiX3 (3 x MobileNet); the RME rows (ResNet-18 + MobileNet + EfficientNet-B0) are in the "
+            "reference for comparison. NAT and ADV are ensemble accuracies; A-All and A-Avg attack success rates "
+            "(lower is better).")
+
+
 _PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "mail_cifar10": _mail,
     "spat_cifar10": _spat_cifar10,
@@ -226,6 +317,9 @@ _PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "ascl_cifar10": lambda: _ascl("cifar10"),
     "ascl_cifar100": lambda: _ascl("cifar100"),
     "adap_cifar10": _adap,
+    "cce_cifar10": lambda: _cce("cifar10"),
+    "cce_cifar100": lambda: _cce("cifar100"),
+    "tamoo_at_cifar10": _tamoo_at,
 }
 
 
