@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean, stop
 from jaxrobust.methods.common import (ATTACK_BN_MODES, check_threat, classification_loss, kl_to_clean,
-                                      max_last_axis, pgd_attack)
+                                      max_last_axis, mean_over_members, member_outputs, pgd_attack)
 from jaxrobust.types import Array
 
 DISTANCES = ("mean_abs", "l1", "l2", "linf")
@@ -140,13 +140,14 @@ def global_smoothness(clean_logits: Array, adv_logits: Array, y: Array, num_clas
 
 def adr_terms(out_nat, out_adv, y, num_classes: int, *, alpha=0.99, pairs="adv_clean",
               distance="mean_abs", conf_on="adv", mask=None, need_gbsmt=True) -> dict:
-  """The ADR regularisers as scalars: lc, gb, smt, conf, gbsmt."""
-  terms = {
-      "lc": masked_mean(local_compactness(out_nat.features, out_adv.features, distance), mask),
-      "gb": global_compactness(out_nat.features, out_adv.features, y, num_classes, alpha=alpha, pairs=pairs,
-                               distance=distance, mask=mask),
-      "smt": masked_mean(smoothness(out_nat.logits, out_adv.logits), mask),
-  }
+  """The ADR regularisers as scalars: lc, gb, smt, conf, gbsmt. For an ensemble the compactness terms (lc, gb)
+  are the mean over members of each member's own latents; the others read the ensemble's logits."""
+  latent = mean_over_members([
+      {"lc": masked_mean(local_compactness(nat.features, adv.features, distance), mask),
+       "gb": global_compactness(nat.features, adv.features, y, num_classes, alpha=alpha, pairs=pairs,
+                                distance=distance, mask=mask)}
+      for nat, adv in zip(member_outputs(out_nat), member_outputs(out_adv))])
+  terms = {**latent, "smt": masked_mean(smoothness(out_nat.logits, out_adv.logits), mask)}
   conf = entropy(out_adv.logits)
   if conf_on == "both":
     conf = conf + entropy(out_nat.logits)

@@ -37,7 +37,9 @@ device count; a per-device pool would need an explicit ``shard_map``, which no s
 
 The projection heads of the thesis's Table 5 belong to the model (``model.projection_head=linear``
 for p1, ``mlp`` for p2; ``ModelOutput.projection``): the contrastive loss reads the projection when
-the model has one, the classifier always reads z.
+the model has one, the classifier always reads z. For an ensemble (``model.members=M``) the contrastive loss
+is the mean over members of each member's loss on its own latents, with its own predictions in the masks
+(members' projection heads are not exposed: the latents are used); CE and VAT read the ensemble's logits.
 
 Defaults are the thesis's Leaked-ASCL (ResNet-20, CIFAR-10): alpha = beta = 1, lambda_scl = 1,
 lambda_vat = 2, tau = 0.07, cosine, no projection head, PGD-10 at eps 8/255, step 2/255; the
@@ -55,7 +57,7 @@ import jax.numpy as jnp
 from jaxrobust import losses as losses_lib
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean, stop
 from jaxrobust.methods.common import (ATTACK_BN_MODES, check_threat, classification_loss, max_last_axis,
-                                      pgd_attack)
+                                      mean_over_members, member_outputs, pgd_attack)
 from jaxrobust.types import Array
 
 STRATEGIES = ("global", "hard", "soft", "leaked", "merge")
@@ -211,6 +213,11 @@ def _check(name, *, eps, step_size, steps, alpha, beta, lambda_scl, lambda_vat, 
     raise ValueError(f"{name} attack_bn must be one of {ATTACK_BN_MODES}; got {attack_bn!r}")
 
 
+def _latent(out) -> Array:
+  """The projection head's output when the model has one (model.projection_head), else the latent."""
+  return out.features if out.projection is None else out.projection
+
+
 def _make_ascl(name: str, base: str, *, eps, step_size, steps, norm, attack_bn, alpha, beta, lambda_scl,
                lambda_vat, tau, strategy, distance, normalize, counterpart_always_positive,
                vat_reduction) -> Method:
@@ -230,13 +237,12 @@ def _make_ascl(name: str, base: str, *, eps, step_size, steps, norm, attack_bn, 
       robust = masked_mean(losses_lib.kl_divergence(out_adv.logits, None, out_nat.logits), mask)
     else:
       robust = masked_mean(classification_loss(out_adv.logits, y), mask)
-    # The projection head's output when the model has one (model.projection_head), else the latent.
-    latent_nat = out_nat.features if out_nat.projection is None else out_nat.projection
-    latent_adv = out_adv.features if out_adv.projection is None else out_adv.projection
-    scl = contrastive_loss(latent_nat, latent_adv, y, jnp.argmax(out_nat.logits, -1),
-                           jnp.argmax(out_adv.logits, -1), strategy=strategy, tau=tau, distance=distance,
-                           normalize=normalize, counterpart_always_positive=counterpart_always_positive,
-                           mask=mask)
+    scl = mean_over_members([
+        contrastive_loss(_latent(nat), _latent(adv), y, jnp.argmax(nat.logits, -1), jnp.argmax(adv.logits, -1),
+                         strategy=strategy, tau=tau, distance=distance, normalize=normalize,
+                         counterpart_always_positive=counterpart_always_positive, mask=mask)
+        # an ensemble: each member's own latents and predictions (its masks), averaged over members
+        for nat, adv in zip(member_outputs(out_nat), member_outputs(out_adv))])
     vat = masked_mean(vat_kl(out_nat.logits, out_adv.logits, vat_reduction), mask)
     total = alpha * natural + beta * robust + lambda_scl * scl.loss + lambda_vat * vat
     metrics = {"loss": total, "loss_natural": natural, "loss_robust": robust, "loss_scl": scl.loss,

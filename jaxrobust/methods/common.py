@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
@@ -19,6 +20,21 @@ def max_last_axis(x):
   """
   idx = jnp.argmax(x, axis=-1)
   return jnp.take_along_axis(x, idx[..., None], axis=-1)[..., 0]
+
+
+def member_outputs(out) -> list:
+  """[ModelOutput(logits, features)] of each member of an ensemble's output (``models.ensemble``), or [out] for a
+  single model: latent regularisers (ADR, ASCL) act on each member's own latent, then are averaged."""
+  if getattr(out, "member_logits", None) is None:
+    return [out]
+  return [type(out)(out.member_logits[m], out.member_features[m]) for m in range(out.member_logits.shape[0])]
+
+
+def mean_over_members(values: list):
+  """The mean of per-member values (pytrees); the value itself for one member (bit for bit)."""
+  if len(values) == 1:
+    return values[0]
+  return jax.tree.map(lambda *v: sum(v) / len(v), *values)
 
 
 def is_single_logit(logits) -> bool:

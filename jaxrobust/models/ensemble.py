@@ -170,6 +170,26 @@ def is_ensemble(module) -> bool:
   return isinstance(module, Ensemble)
 
 
+def _swap_member_axes(out, source: int, destination: int):
+  if not isinstance(out, ModelOutput) or out.member_logits is None:
+    return out
+  features = out.member_features
+  if not isinstance(features, tuple):  # a tuple (members of different widths) holds (B, D_m) arrays already
+    features = jnp.moveaxis(features, source, destination)
+  return out._replace(member_logits=jnp.moveaxis(out.member_logits, source, destination), member_features=features)
+
+
+def batch_major(out):
+  """An ensemble's ModelOutput with the member arrays as (B, M, ...), so that every leaf has the batch first
+  (micro-batching, sharding by rows); other outputs unchanged."""
+  return _swap_member_axes(out, 0, 1)
+
+
+def member_major(out):
+  """The inverse of ``batch_major``: member arrays back to (M, B, ...)."""
+  return _swap_member_axes(out, 1, 0)
+
+
 # ----------------------------------------------------------------------------------------
 # Variables of a homogeneous ensemble <-> variables of its members
 # ----------------------------------------------------------------------------------------

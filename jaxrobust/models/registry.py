@@ -15,7 +15,7 @@ import flax.linen as nn
 
 from jaxrobust.models import cnn, efficientnet, googlenet, mobilenet, resnet, vgg, wide_resnet
 from jaxrobust.models.classifier import ImageClassifier
-from jaxrobust.models.ensemble import LAYOUTS as ENSEMBLE_LAYOUTS, Ensemble
+from jaxrobust.models.ensemble import LAYOUTS as ENSEMBLE_LAYOUTS, Ensemble, batch_major, member_major
 from jaxrobust.models.common import Dtype
 from jaxrobust.models.microbatch import Microbatch, microbatched
 from jaxrobust.models.classifier import PROJECTION_HEADS
@@ -172,9 +172,9 @@ def make_member_apply(module: nn.Module, microbatch: Microbatch = "auto") -> App
                      f"{type(module).__name__}")
 
   def apply(variables: PyTree, x: Array) -> Array:
-    # Chunks of the batch axis (axis 1 of the result): microbatched stacks rows on axis 0, so move it.
+    # micro-batches cut axis 0: the member logits go batch-first meanwhile
     def rows_first(xb):
-      return jnp.moveaxis(module.apply(variables, xb, train=False, return_features=True).member_logits, 0, 1)
+      return batch_major(module.apply(variables, xb, train=False, return_features=True)).member_logits
     return jnp.moveaxis(microbatched(rows_first, microbatch)(x), 1, 0)
   return apply
 
@@ -183,8 +183,9 @@ def make_features_apply(module: nn.Module, microbatch: Microbatch = "auto"
                         ) -> Callable[[PyTree, Array], ModelOutput]:
   """apply(variables, x) -> ModelOutput(logits, features), inference mode (microbatch as make_apply)."""
   def apply(variables: PyTree, x: Array) -> ModelOutput:
-    return microbatched(lambda xb: module.apply(variables, xb, train=False, return_features=True),
-                        microbatch)(x)
+    # an ensemble's member arrays go batch-first through the micro-batching
+    return member_major(microbatched(
+        lambda xb: batch_major(module.apply(variables, xb, train=False, return_features=True)), microbatch)(x))
   return apply
 
 

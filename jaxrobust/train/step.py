@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrobust.methods.base import Method, StepContext
-from jaxrobust.models.ensemble import is_ensemble
+from jaxrobust.models.ensemble import batch_major, is_ensemble, member_major
 from jaxrobust.models.microbatch import Microbatch, microbatched
 from jaxrobust.train.state import TrainState
 from jaxrobust.types import ModelOutput
@@ -40,8 +40,9 @@ def make_forwards(module, microbatch: Microbatch = "auto", dropout_key=None):
 
   def eval_forward(params, batch_stats, x) -> ModelOutput:
     variables = _variables(params, batch_stats)
-    return microbatched(lambda xb: module.apply(variables, xb, train=False, return_features=True),
-                        microbatch)(x)
+    # micro-batches cut every output along axis 0: an ensemble's member arrays go batch-first meanwhile
+    return member_major(microbatched(
+        lambda xb: batch_major(module.apply(variables, xb, train=False, return_features=True)), microbatch)(x))
 
   def train_forward(params, batch_stats, x):
     if not jax.tree.leaves(batch_stats):

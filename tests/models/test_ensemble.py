@@ -125,3 +125,17 @@ def test_bn_ensemble_one_vs_eight_devices():
   assert [row[0] for row in rows] == ["vmap", "unrolled", "scan"]
   for row in rows:
     assert max(float(v) for v in row[1:]) < 1e-4, r.stdout
+
+
+def test_micro_batched_features_and_train_step_eval_forward():
+  """Inference forwards run in micro-batches of rows; an ensemble's member arrays (M, B, ...) survive them."""
+  from jaxrobust.train.step import make_forwards
+  module, variables = _ensemble("small_cnn", 2, channels=(4, 8), hidden=16, conv_padding=1)
+  x = jax.random.uniform(jax.random.key(2), (10, 8, 8, 3))
+  whole = models.make_features_apply(module, microbatch=None)(variables, x)
+  chunked = models.make_features_apply(module, microbatch=4)(variables, x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), whole, chunked)
+  assert chunked.member_logits.shape == (2, 10, 5)
+  _, eval_forward = make_forwards(module, microbatch=3)
+  out = eval_forward(variables["params"], {}, x)
+  np.testing.assert_allclose(out.member_features, whole.member_features, atol=1e-6)
