@@ -139,3 +139,29 @@ def test_micro_batched_features_and_train_step_eval_forward():
   _, eval_forward = make_forwards(module, microbatch=3)
   out = eval_forward(variables["params"], {}, x)
   np.testing.assert_allclose(out.member_features, whole.member_features, atol=1e-6)
+
+
+def test_ensemble_run_checkpoints_resumes_and_loads(tmp_path):
+  """An ensemble trains, checkpoints and resumes like one model: 3 + 2 resumed steps equal 5 straight ones, and
+  load_run restores the members."""
+  from jaxrobust.configs import load_config
+  from jaxrobust.runs import load_run
+  from jaxrobust.train.loop import Trainer
+  over = ["model.name=mlp", "model.members=2", "model.hidden_sizes=(16,)", "train.epochs=1", "train.batch_size=32",
+          "data.train_subset=160", "method.name=ensemble_at", "method.attacker=tamoo", "method.steps=2",
+          "method.eps=0.1", "method.step_size=0.05", "train.checkpoint_every_steps=3"]
+
+  def trainer(name):
+    cfg = load_config("quickstart_digits", over)
+    cfg["output_dir"] = str(tmp_path / name)
+    return Trainer(cfg, progress=False)
+  straight = trainer("straight").fit()
+  first = trainer("resumed")
+  first.fit(max_steps=3)
+  first.checkpointer.close()
+  resumed = trainer("resumed").fit()
+  assert int(straight.step) == int(resumed.step) == 5
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight.params, resumed.params)
+  run = load_run(str(tmp_path / "resumed"))
+  assert num_members_of(run.variables) == 2
+  np.testing.assert_allclose(run.apply(run.variables, jnp.zeros((2, 8, 8, 1))).shape, (2, 10))
