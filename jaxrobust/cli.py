@@ -51,12 +51,25 @@ def _parse_attack_spec(text: str) -> dict:
 
 def _load_run(args, best: bool = False):
   """``jaxrobust.runs.load_run`` for a command; a folder that is not a usable run exits with its reason."""
-  from jaxrobust.runs import load_run
+  from jaxrobust.runs import load_ensemble, load_run
   from jaxrobust.train.checkpoint import CheckpointError
+  run_dirs = _run_dirs(args)
   try:
-    return load_run(args.run_dir, best=best, overrides=args.overrides)
-  except (FileNotFoundError, CheckpointError) as e:
+    if len(run_dirs) > 1:
+      return load_ensemble(run_dirs, best=best, overrides=args.overrides)
+    return load_run(run_dirs[0], best=best, overrides=args.overrides)
+  except (FileNotFoundError, CheckpointError, ValueError) as e:
     raise SystemExit(f"error: {e}")
+
+
+def _run_dirs(args) -> list:
+  return list(args.run_dir) if isinstance(args.run_dir, (list, tuple)) else [args.run_dir]
+
+
+def _default_output(args, name: str) -> str:
+  """<run-dir>/name, or for an ensemble of runs <first run-dir>/ensemble_of_N_name."""
+  run_dirs = _run_dirs(args)
+  return os.path.join(run_dirs[0], name if len(run_dirs) == 1 else f"ensemble_of_{len(run_dirs)}_{name}")
 
 
 def _test_split(cfg):
@@ -117,7 +130,7 @@ def cmd_evaluate(args) -> int:
   attacks = [_parse_attack_spec(a) for a in args.attack] if args.attack else cfg["eval"]["attacks"]
   if not attacks:
     print("note: no attacks given (use --attack pgd:eps=...,steps=20); reporting clean accuracy only")
-  out = args.json or os.path.join(args.run_dir, "evaluation.json")
+  out = args.json or _default_output(args, "evaluation.json")
   metrics = None
   if args.rdiv:
     if not attacks:
@@ -133,6 +146,8 @@ def cmd_evaluate(args) -> int:
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               checks=not args.no_checks, metrics=metrics)
   print(format_table({cfg["method"]["name"]: report}))
+  if report.get("ensemble"):
+    print(_ensemble_table(report["ensemble"]))
   for label, rate in report.get("targeted_success", {}).items():
     print(f"targeted success [{label}]: {100 * rate:.2f}% of the {report['n_targeted'][label]} clean-correct "
           "points predicted as their target (robust accuracy above: still predicted as the true label)")
@@ -152,6 +167,24 @@ def cmd_evaluate(args) -> int:
   return 0
 
 
+def _ensemble_table(e: dict) -> str:
+  """Per-member accuracy and the attacks' success on the members (A-i, A-Avg, A-All), in %."""
+  m = len(e["member_clean_acc"])
+  lines = ["| ensemble members | " + " | ".join(f"member {i} acc" for i in range(m)) + " | A-Avg | A-All |",
+           "|---|" + "---:|" * (m + 2),
+           "| clean | " + " | ".join(f"{a:.2f}" for a in e["member_clean_acc"]) + " | | |"]
+  for label, accs in e["member_robust_acc"].items():
+    s = e["attack_success"][label]
+    lines.append(f"| {label} | " + " | ".join(f"{a:.2f}" for a in accs) + f" | {s['A_avg']:.2f} | {s['A_all']:.2f} |")
+  t = e.get("transferability")
+  if t is not None:
+    lines.append(f"transferability (Bui et al. 2021, Table 6) over {t['attacks']}: T {t['T']:.2f}, a(en,en) "
+                 f"{t['a_en_en']:.2f}, nT {t['nT']:.2f}, a_single {t['a_single']:.2f}"
+                 + (f", S11 {t['S11']:.2f} S10 {t['S10']:.2f} S01 {t['S01']:.2f} S00 {t['S00']:.2f}"
+                    if "S11" in t else ""))
+  return "\n".join(lines)
+
+
 def _evaluate_protocol(args) -> int:
   """``jaxrobust evaluate --protocol NAME``: the paper's attack list and budgets, beside its numbers."""
   from jaxrobust import parallel
@@ -159,9 +192,11 @@ def _evaluate_protocol(args) -> int:
   from jaxrobust.train.checkpoint import CheckpointError, write_json
   if args.attack or args.rdiv:
     raise SystemExit("error: --protocol fixes the attacks (and R-DIV where the paper reports it); drop --attack / --rdiv")
+  if len(_run_dirs(args)) > 1:
+    raise SystemExit("error: --protocol evaluates one run; an ensemble model is trained as one (model.members=M)")
   run = _load_run(args, best=args.best)  # the reason a folder is not a run, before any work
   try:
-    result = evaluate_protocol(args.run_dir, args.protocol, best=args.best, max_examples=args.max_examples,
+    result = evaluate_protocol(_run_dirs(args)[0], args.protocol, best=args.best, max_examples=args.max_examples,
                                seed=args.seed, progress=not args.no_progress, source_run=args.source_run,
                                overrides=args.overrides,
                                mesh=parallel.make_mesh(run.config["train"].get("num_devices")))
@@ -169,7 +204,7 @@ def _evaluate_protocol(args) -> int:
     raise SystemExit(f"error: {e}")
   table = protocol_table(result)
   print(table)
-  out = args.json or os.path.join(args.run_dir, f"evaluation_{result['protocol']}.json")
+  out = args.json or _default_output(args, f"evaluation_{result['protocol']}.json")
   write_json(out, result)
   with open(os.path.splitext(out)[0] + ".md", "w") as f:
     f.write(table + "\n")
@@ -303,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'fmn:norm=l2,eps_curve=[0.5,1.0,2.0]') also reports robust accuracy at every "
                                  "radius of the list from that one run, and plots it next to the JSON "
                                  "(<json>_eps_curve.png).")
-  e.add_argument("--run-dir", required=True, help="the --output-dir of a `jaxrobust train` run")
+  e.add_argument("--run-dir", required=True, action="append",
+                 help="the --output-dir of a `jaxrobust train` run; repeated (--run-dir A --run-dir B) evaluates those runs as one "
+                      "ensemble (the mean of their probabilities; per-member accuracy, A-i / A-Avg / A-All, and "
+                      "attacks on the members such as moo_ens)")
   e.add_argument("--attack", action="append", help="attack spec NAME:key=value,... (repeatable)")
   e.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N test points")
   e.add_argument("--best", action="store_true",
@@ -333,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   a = sub.add_parser("attack", help="craft adversarial examples for a run's test set and save them",
                      description="Run one attack on a run's test split and save x_adv and robust flags to .npz.")
-  a.add_argument("--run-dir", required=True)
+  a.add_argument("--run-dir", required=True, action="append",
+                 help="a run folder; repeated: several runs as one ensemble")
   a.add_argument("--attack", required=True, help="attack spec NAME:key=value,...")
   a.add_argument("--out", required=True, help="output .npz path")
   a.add_argument("--max-examples", type=int, default=None)

@@ -61,6 +61,35 @@ def load_run(run_dir: str, *, best: bool = False, overrides=()) -> LoadedRun:
   return LoadedRun(make_apply(module), variables, cfg, module, step)
 
 
+def load_ensemble(run_dirs, *, best: bool = False, overrides=()) -> LoadedRun:
+  """Several runs as one ensemble model (``models.Ensemble`` of their models, any architectures): the prediction
+  is the mean of their softmax probabilities (Bui et al. 2023's ENS victims: separately trained members).
+
+  The runs must share the dataset (name, label mode, binary task); the result's config is the first run's with
+  ``model`` = {'name': 'ensemble', 'members': the runs' model sections} and ``ensemble_of`` = the run folders
+  (a record, not a config to train from); its step is the first run's.
+  """
+  from jaxrobust.models import make_apply
+  from jaxrobust.models.ensemble import Ensemble
+  run_dirs = list(run_dirs)
+  if len(run_dirs) < 2:
+    raise ValueError(f"an ensemble of runs needs at least 2 run folders; got {run_dirs}")
+  runs = [load_run(d, best=best, overrides=overrides) for d in run_dirs]
+  data = [{k: r.config["data"].get(k) for k in ("name", "label_mode", "binary_task")} for r in runs]
+  for d, r in zip(run_dirs[1:], data[1:]):
+    if r != data[0]:
+      raise ValueError(f"the runs of an ensemble must share their data: {run_dirs[0]!r} has {data[0]} but {d!r} has {r}")
+  module = Ensemble(members=tuple(r.module for r in runs))
+  variables = {}
+  for collection in ("params", "batch_stats"):
+    part = {f"members_{i}": r.variables[collection] for i, r in enumerate(runs) if r.variables.get(collection)}
+    if part:
+      variables[collection] = part
+  cfg = dict(runs[0].config, model={"name": "ensemble", "members": [r.config["model"] for r in runs]},
+             ensemble_of=[os.path.abspath(d) for d in run_dirs])
+  return LoadedRun(make_apply(module), variables, cfg, module, runs[0].step)
+
+
 def model_of(cfg: dict):
   """(Flax module, image shape (H, W, C)) of a config, from the dataset's declared facts (no data read)."""
   from jaxrobust.data import dataset_info
