@@ -17,7 +17,8 @@ exactly as one model. Two kinds:
                 natural form on GPU/TPU;
     'unrolled'  the M member forwards side by side in one program, each an ordinary convolution: fastest on CPU,
                 where XLA's grouped convolutions are slow (BENCHMARKS.md, ensemble member axis);
-    'scan'      lax.map over members in one program: the least memory;
+    'scan'      lax.map over members in one program: the least memory, but on CPU its train step is 4-6x
+                slower (convolution gradients inside a loop; BENCHMARKS.md 1d);
     'auto'      'unrolled' on CPU, 'vmap' elsewhere (resolved when traced).
   All layouts hold the same variables and give the same outputs (to float rounding).
 * heterogeneous (``members``): a tuple of different architectures (TA-MOO's {R18, VGG16, GoogLeNet, EffNet}),
