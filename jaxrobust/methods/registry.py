@@ -32,6 +32,8 @@ _METHOD_MODULES = (
     "jaxrobust.methods.adap",
     "jaxrobust.methods.adr",
     "jaxrobust.methods.ascl",
+    "jaxrobust.methods.cce",
+    "jaxrobust.methods.ensemble_baselines",
 )
 
 # The threat model of a config: what ``switch_method`` carries over to another method.
