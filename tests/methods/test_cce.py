@@ -244,9 +244,10 @@ def _init(module, x, seed=0):
   return module.init(jax.random.key(seed), jnp.asarray(x[:2]))
 
 
-def test_member_pgd_in_ball_and_equal_to_each_member_alone():
+@pytest.mark.parametrize("layout", ["unrolled", "vmap"])
+def test_member_pgd_in_ball_and_equal_to_each_member_alone(layout):
   x, y = h.digits(16)
-  module = _ensemble(3)
+  module = _ensemble(3, layout)
   variables = _init(module, x)
   params, bs = variables["params"], variables["batch_stats"]
   ctx = make_context(module, jnp.asarray(0), 0, 10)
@@ -353,3 +354,40 @@ def test_single_model_is_refused_with_the_fix(name):
   batch = {"image": jnp.asarray(x), "label": jnp.asarray(y), "index": jnp.arange(8, dtype=jnp.int32)}
   with pytest.raises(ValueError, match=r"model\.members=2"):
     jax.eval_shape(step_fn, state, batch)
+
+
+def test_prediction_label_attack_is_member_pgd_on_each_member_prediction():
+  x, y = h.digits(16)
+  module = _ensemble(2)
+  variables = _init(module, x)
+  params, bs = variables["params"], variables["batch_stats"]
+  batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
+  method = get_method("cce", attack_label="prediction", **THREAT)
+
+  def both(p, b, k):
+    ctx = make_context(module, jnp.asarray(0), 0, 10)
+    x_adv, _ = method.attack(p, b, batch, k, (), ctx)
+    z = ctx.eval_forward(p, b, batch["image"]).member_logits
+    ref = cce.member_pgd(ctx.member_forward, p, b, batch["image"], jnp.argmax(z, -1), k, **THREAT)
+    return x_adv, ref, jnp.argmax(z, -1)
+
+  x_adv, ref, pred = h.jit(both)(params, bs, jax.random.key(5))
+  np.testing.assert_array_equal(x_adv, ref)
+  assert not np.array_equal(pred[0], pred[1])  # the members predict differently, so the labels are per member
+
+
+def test_heterogeneous_ensemble_attack_and_loss_shapes():
+  x, y = h.digits(8)
+  module = Ensemble(members=(h.TinyMLP(num_classes=10), models.get_model("mlp", 10, hidden_sizes=(8,))))
+  variables = _init(module, x)
+  batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
+  method = get_method("cce", **THREAT)
+
+  def run(p, b, k):
+    ctx = make_context(module, jnp.asarray(0), 0, 10)
+    x_adv, aux = method.attack(p, b, batch, k, (), ctx)
+    return x_adv, method.loss(p, b, batch, x_adv, aux, (), k, ctx)
+
+  x_adv, (loss, aux) = jax.eval_shape(run, variables["params"], variables["batch_stats"], jax.random.key(0))
+  assert x_adv.shape == (2,) + x.shape and loss.shape == ()
+  assert {"adv_acc_member0", "adv_acc_member1"} <= set(aux.metrics)
