@@ -8,14 +8,17 @@
 Members: ``MEMBER_MODEL`` below. The paper's CNN-CIFAR10 (Table 4: 2x conv64, pool, 2x conv128, pool, fc256,
 fc256) is being added as ``cce_cnn_cifar10`` on another branch; until it lands the members are ResNet-20 (Table 3's
 ResNet columns; no ``width`` key: the Keras resnet_v1(depth=20) has 16/32/64 filters). Switch by setting
-``MEMBER_MODEL = CNN_MODEL`` (or ``model.name=cce_cnn_cifar10`` on the command line once it exists); the
-evaluation steps follow (``EVAL_STEPS``: k = 250 for ResNet, 100 for the CNN).
+``MEMBER_MODEL = CNN_MODEL`` once it exists: the training attack (``TRAIN_ATTACK``) and the evaluation steps
+(``EVAL_STEPS``: k = 250 for ResNet, 100 for the CNN) follow (a bare ``model.name=...`` override would not).
 
 Training: Adam lr 1e-3, x0.1 after epochs 80 / 120 / 160 (the code's ``epoch > 80`` with Keras's 0-indexed
 epochs: boundaries 81 / 121 / 161), 180 epochs, batch 64; Keras ``l2(1e-4)`` (penalty 1e-4 ||w||^2, gradient
 2e-4 w) on the conv kernels is coupled weight decay 2e-4 here, on every parameter. Random flip + shift
-(the thesis's 10 % shifts; here the 4-pixel crop). Training PGD-10, eps 8/255, step 2/255, uniform start,
-on each member alone (labels: true y; the code's own-prediction label is method.attack_label=prediction).
+(the thesis's 10 % shifts; here the 4-pixel crop). Training PGD-10 from a uniform start on each member alone
+(CCE) or on the ensemble (ADV-EN, ADP), labels the true y (the code's own-prediction label:
+method.attack_label=prediction). Its budget follows the members (``TRAIN_ATTACK``, spec A4): the ResNet runs use
+the ADP setting, one eps ~ U(0.01, 0.05) per batch and step eps / 10 (``method.eps_range``); the CNN runs eps
+8/255, step 2/255.
 The code also subtracts the scalar training-pixel mean; inputs here stay in [0, 1].
 Evaluation: white-box PGD / BIM / MIM on the ensemble (log of the mean probability), eps 8/255, step 2/255,
 and AutoAttack (standard) on 1000 test images. Reference numbers (Table 3, ResNet-20, N = 2: Nat / PGD / AA):
@@ -34,6 +37,8 @@ RESNET_MODEL = {"name": "resnet20", "head": "linear"}
 CNN_MODEL = {"name": "cce_cnn_cifar10", "head": "linear"}  # not registered yet (another branch)
 MEMBER_MODEL = RESNET_MODEL  # switch to CNN_MODEL once cce_cnn_cifar10 is in the model zoo
 EVAL_STEPS = {"resnet20": 250, "cce_cnn_cifar10": 100}
+TRAIN_ATTACK = {"resnet20": {"eps_range": (0.01, 0.05), "steps": 10},
+                "cce_cnn_cifar10": {"eps": EPS, "step_size": STEP, "steps": 10}}
 
 
 def cce_eval_attacks(model_name: str = MEMBER_MODEL["name"]) -> list:
@@ -45,12 +50,13 @@ def cce_eval_attacks(model_name: str = MEMBER_MODEL["name"]) -> list:
 
 
 def cce_protocol_config(method: dict, output_dir: str) -> dict:
-  """The CCE chapter's CIFAR-10 protocol (shared by CCE, ADV-EN and ADP) with the given method section."""
+  """The CCE chapter's CIFAR-10 protocol (shared by CCE, ADV-EN and ADP): the given method section plus the
+  training attack of the members (``TRAIN_ATTACK``)."""
   cfg = base_config()
   cfg["output_dir"] = output_dir
   cfg["data"].update(name="cifar10", source="auto", augment=True)
   cfg["model"] = dict(MEMBER_MODEL, members=MEMBERS)
-  cfg["method"] = dict(method)
+  cfg["method"] = dict(method, **TRAIN_ATTACK[MEMBER_MODEL["name"]])
   cfg["optim"].update(name="adam", lr=1e-3, weight_decay=2e-4, schedule="piecewise", boundaries=(81, 121, 161),
                       decay=0.1)
   cfg["train"].update(epochs=180, batch_size=64, checkpoint_every_steps=2000, log_every_steps=50)
@@ -59,5 +65,4 @@ def cce_protocol_config(method: dict, output_dir: str) -> dict:
 
 
 def get_config() -> dict:
-  return cce_protocol_config({"name": "cce", "mode": "rm", "eps": EPS, "step_size": STEP, "steps": 10},
-                             "runs/cifar10_cce")
+  return cce_protocol_config({"name": "cce", "mode": "rm"}, "runs/cifar10_cce")

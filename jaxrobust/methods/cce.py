@@ -187,6 +187,29 @@ def attack_labels(kind: str, clean_logits: Array, y: Array) -> Array:
   return losses_lib.predict(clean_logits.reshape(-1, clean_logits.shape[-1])).reshape(clean_logits.shape[:2])
 
 
+# fold_in data of the per-batch eps draw, so the attack's own keys are those of a fixed-eps run
+_EPS_FOLD = 0x657073
+
+
+def check_eps_range(method: str, eps_range) -> tuple[float, float] | None:
+  """None, or (lo, hi) with 0 <= lo <= hi, as a tuple of floats."""
+  if eps_range is None:
+    return None
+  if len(eps_range) != 2 or not 0 <= eps_range[0] <= eps_range[1]:
+    raise ValueError(f"{method} eps_range must be (lo, hi) with 0 <= lo <= hi; got {eps_range!r}")
+  return float(eps_range[0]), float(eps_range[1])
+
+
+def batch_threat(key, eps, step_size, eps_range: tuple[float, float] | None):
+  """(eps, step_size) of one batch: the fixed ones, or with ``eps_range`` = (lo, hi) one eps ~ U(lo, hi) for the
+  whole batch and step eps / 10: the ADP setting (Pang et al. 2019's code) the CCE thesis's ResNet runs train
+  with (spec A4: eps ~ U(0.01, 0.05), eta = eps / 10)."""
+  if eps_range is None:
+    return eps, step_size
+  e = jax.random.uniform(jax.random.fold_in(key, _EPS_FOLD), (), minval=eps_range[0], maxval=eps_range[1])
+  return e, e / 10.0
+
+
 def check_attack_label(method: str, kind: str) -> None:
   if kind not in ATTACK_LABELS:
     raise ValueError(f"{method} attack_label must be one of {ATTACK_LABELS}; got {kind!r}")
@@ -210,11 +233,17 @@ def resolve_mode(mode: str, lambda_pm: float | None, lambda_dm: float | None, w_
 def make_cce(*, mode: str = "rm", lambda_pm: float | None = None, lambda_dm: float | None = None,
              w_ce: float | None = None, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10,
              init: str = "uniform", attack_label: str = "label", stop_gradient_s: bool = True,
-             code_faithful_terms: bool = False, joint_forward: bool = False) -> Method:
-  """CCE (Bui et al. 2021); see the module docstring. Needs an ensemble model (``get_model(..., members=N)``)."""
+             code_faithful_terms: bool = False, joint_forward: bool = False,
+             eps_range: tuple[float, float] | None = None) -> Method:
+  """CCE (Bui et al. 2021); see the module docstring. Needs an ensemble model (``get_model(..., members=N)``).
+
+  eps_range: (lo, hi) draws the training eps per batch, step eps / 10 (``batch_threat``); eps and step_size are
+    then unused.
+  """
   lam_pm, lam_dm, wce = resolve_mode(mode, lambda_pm, lambda_dm, w_ce)
   check_threat("cce", eps, step_size, steps)
   check_attack_label("cce", attack_label)
+  eps_range = check_eps_range("cce", eps_range)
 
   def attack(params, batch_stats, batch, key, method_state, ctx):
     member_forward = require_member_forward("cce", ctx)
@@ -225,7 +254,8 @@ def make_cce(*, mode: str = "rm", lambda_pm: float | None = None, lambda_dm: flo
     else:
       num = num_members_of({"params": params})
       labels = jnp.broadcast_to(y, (num,) + y.shape).astype(jnp.int32)
-    return member_pgd(member_forward, params, batch_stats, x, labels, key, eps=eps, step_size=step_size,
+    batch_eps, batch_step = batch_threat(key, eps, step_size, eps_range)
+    return member_pgd(member_forward, params, batch_stats, x, labels, key, eps=batch_eps, step_size=batch_step,
                       steps=steps, init=init), None
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
@@ -258,7 +288,8 @@ def make_cce(*, mode: str = "rm", lambda_pm: float | None = None, lambda_dm: flo
   return Method(name="cce", loss=loss, attack=attack,
                 hparams=dict(mode=mode, lambda_pm=lam_pm, lambda_dm=lam_dm, w_ce=wce, eps=eps, step_size=step_size,
                              steps=steps, init=init, attack_label=attack_label, stop_gradient_s=stop_gradient_s,
-                             code_faithful_terms=code_faithful_terms, joint_forward=joint_forward))
+                             code_faithful_terms=code_faithful_terms, joint_forward=joint_forward,
+                             eps_range=eps_range))
 
 
 REGISTRY = {"cce": make_cce}

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 from jaxrobust import losses as losses_lib
 from jaxrobust.methods.adr import entropy
 from jaxrobust.methods.base import LossAux, Method, accuracy, masked_mean
-from jaxrobust.methods.cce import (check_attack_label, member_cross_entropy, require_member_forward,
-                                   require_member_logits)
+from jaxrobust.methods.cce import (batch_threat, check_attack_label, check_eps_range, member_cross_entropy,
+                                   require_member_forward, require_member_logits)
 from jaxrobust.methods.common import check_threat, training_pgd
 from jaxrobust.models.ensemble import combine_member_logits
 from jaxrobust.types import Array
@@ -42,16 +42,20 @@ DET_OFFSET = 1e-6
 _NORM_FLOOR = 1e-30
 
 
-def ensemble_pgd_attack(method: str, *, eps, step_size, steps, init="uniform", attack_label="label"):
-  """``Method.attack``: x_a^en = PGD on the ensemble logits (log mean probability), inference mode."""
+def ensemble_pgd_attack(method: str, *, eps, step_size, steps, init="uniform", attack_label="label",
+                        eps_range=None):
+  """``Method.attack``: x_a^en = PGD on the ensemble logits (log mean probability), inference mode; with
+  ``eps_range`` one eps ~ U(lo, hi) per batch and step eps / 10 (``cce.batch_threat``)."""
   check_threat(method, eps, step_size, steps)
   check_attack_label(method, attack_label)
+  eps_range = check_eps_range(method, eps_range)
 
   def attack(params, batch_stats, batch, key, method_state, ctx):
     require_member_forward(method, ctx)
     if attack_label == "prediction":
       batch = dict(batch, label=losses_lib.predict(ctx.eval_forward(params, batch_stats, batch["image"]).logits))
-    return training_pgd(params, batch_stats, batch, key, ctx, eps=eps, step_size=step_size, steps=steps,
+    batch_eps, batch_step = batch_threat(key, eps, step_size, eps_range)
+    return training_pgd(params, batch_stats, batch, key, ctx, eps=batch_eps, step_size=batch_step, steps=steps,
                         init=init), None
   return attack
 
@@ -62,10 +66,11 @@ def _forward_members(method, ctx, params, batch_stats, x):
 
 
 def make_adv_en(*, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10, init: str = "uniform",
-                attack_label: str = "label") -> Method:
+                attack_label: str = "label", eps_range: tuple[float, float] | None = None) -> Method:
   """ADV-EN; see the module docstring."""
+  eps_range = check_eps_range("adv_en", eps_range)
   attack = ensemble_pgd_attack("adv_en", eps=eps, step_size=step_size, steps=steps, init=init,
-                               attack_label=attack_label)
+                               attack_label=attack_label, eps_range=eps_range)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
     y, mask = batch["label"], batch.get("mask")
@@ -79,7 +84,8 @@ def make_adv_en(*, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int 
     return total, LossAux(batch_stats, method_state, metrics)
 
   return Method(name="adv_en", loss=loss, attack=attack,
-                hparams=dict(eps=eps, step_size=step_size, steps=steps, init=init, attack_label=attack_label))
+                hparams=dict(eps=eps, step_size=step_size, steps=steps, init=init, attack_label=attack_label,
+                             eps_range=eps_range))
 
 
 def non_maximal_predictions(member_logits: Array, y: Array) -> Array:
@@ -107,12 +113,14 @@ def adp_regulariser(member_logits: Array, y: Array, *, alpha: float = 2.0, beta:
 
 
 def make_adp(*, alpha: float = 2.0, beta: float = 0.5, eps: float = 8 / 255, step_size: float = 2 / 255,
-             steps: int = 10, init: str = "uniform", attack_label: str = "label") -> Method:
+             steps: int = 10, init: str = "uniform", attack_label: str = "label",
+             eps_range: tuple[float, float] | None = None) -> Method:
   """ADP adversarial training (Pang et al. 2019) as the CCE paper runs it; see the module docstring."""
   if alpha < 0 or beta < 0:
     raise ValueError(f"adp alpha and beta must be >= 0; got {alpha}, {beta}")
+  eps_range = check_eps_range("adp", eps_range)
   attack = ensemble_pgd_attack("adp", eps=eps, step_size=step_size, steps=steps, init=init,
-                               attack_label=attack_label)
+                               attack_label=attack_label, eps_range=eps_range)
 
   def loss(params, batch_stats, batch, x_adv, attack_aux, method_state, key, ctx):
     y, mask = batch["label"], batch.get("mask")
@@ -130,7 +138,7 @@ def make_adp(*, alpha: float = 2.0, beta: float = 0.5, eps: float = 8 / 255, ste
 
   return Method(name="adp", loss=loss, attack=attack,
                 hparams=dict(alpha=alpha, beta=beta, eps=eps, step_size=step_size, steps=steps, init=init,
-                             attack_label=attack_label))
+                             attack_label=attack_label, eps_range=eps_range))
 
 
 REGISTRY = {"adv_en": make_adv_en, "adp": make_adp}

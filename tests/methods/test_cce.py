@@ -200,6 +200,16 @@ def test_modes_and_overrides():
     get_method("adv_en", attack_label="y")
 
 
+def test_batch_threat_draws_one_eps_per_batch_in_range():
+  assert cce.batch_threat(jax.random.key(0), 0.1, 0.02, None) == (0.1, 0.02)
+  draws = [cce.batch_threat(jax.random.key(i), 0.1, 0.02, (0.01, 0.05)) for i in range(20)]
+  eps = np.array([float(e) for e, _ in draws])
+  assert np.all((eps >= 0.01) & (eps <= 0.05)) and len(set(eps)) == 20
+  np.testing.assert_allclose([float(s) for _, s in draws], eps / 10, rtol=1e-6)
+  with pytest.raises(ValueError, match="eps_range"):
+    get_method("adp", eps_range=(0.05, 0.01))
+
+
 def test_attack_labels():
   z = _random(11, (2, 4, 3))
   y = jnp.asarray([0, 1, 2, 0])
@@ -325,7 +335,7 @@ THREAT = dict(eps=8 / 255, step_size=2 / 255, steps=3)
 
 
 @pytest.mark.parametrize("name,kw", [("cce", {}), ("cce", {"attack_label": "prediction", "mode": "dm"}),
-                                     ("adv_en", {}), ("adp", {})])
+                                     ("adv_en", {"eps_range": (0.01, 0.05)}), ("adp", {})])
 def test_train_step_compiles_once_and_reduces_loss(name, kw):
   state0, state, metrics, step_fn = _train(get_method(name, **THREAT, **kw))
   h.assert_same_structure(state0, state)
