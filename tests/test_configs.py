@@ -24,7 +24,8 @@ NAMES = config_names()
 PAPER_CONFIGS = ("cifar10_pgd_at", "cifar10_trades", "cifar10_mart", "cifar10_gairat", "cifar10_mail_at",
                  "cifar10_mail_trades", "cifar10_mail_mart", "cifar10_spat", "cifar10_awp_at",
                  "mnist_trades", "mnist_spat", "cifar10_udr", "cifar10_udr_awp_at", "mnist_udr",
-                 "mnist_adr", "cifar10_adr", "cifar10_adr_cnn", "cifar10_ascl", "cifar10_ascl_code", "cifar100_ascl")
+                 "mnist_adr", "cifar10_adr", "cifar10_adr_cnn", "cifar10_ascl", "cifar10_ascl_code", "cifar100_ascl",
+                 "cifar10_cce", "cifar10_adv_en", "cifar10_adp", "mnist_cce")
 
 
 def test_paper_configs_are_listed():
@@ -276,6 +277,27 @@ def test_representation_protocols():
   assert h100["data"]["name"] == "cifar100" and h100["method"]["eps"] == 0.01 and _attack(h100, "PGD-250")["eps"] == 0.01
   switched = load_config("cifar10_adr", ["method.name=adr_trades"])
   assert get_method(**switched["method"]).name == "adr_trades"
+
+
+def test_cce_protocol():
+  """CCE spec A4: Adam 1e-3 x0.1 after 80/120/160 (Keras epoch > 80), 180 epochs, batch 64, two members,
+  PGD-10; ResNet members train with the ADP setting eps ~ U(0.01, 0.05); the baselines share it."""
+  c = load_config("cifar10_cce")
+  h = get_method(**c["method"]).hparams
+  assert (h["lambda_pm"], h["lambda_dm"], h["w_ce"], h["stop_gradient_s"], h["code_faithful_terms"]) == (
+      1.0, 1.0, 1.0, True, False)
+  assert c["model"]["name"] == "resnet20" and (h["eps_range"], h["steps"]) == ((0.01, 0.05), 10)
+  assert c["model"]["members"] == 2 and c["optim"]["name"] == "adam" and c["optim"]["lr"] == 1e-3
+  assert c["optim"]["boundaries"] == (81, 121, 161) and (c["train"]["epochs"], c["train"]["batch_size"]) == (180, 64)
+  assert _attack(c, "PGD-250")["steps"] == 250 and _attack(c, "AA")["max_examples"] == 1000
+  for name, method in (("cifar10_adv_en", "adv_en"), ("cifar10_adp", "adp")):
+    b = load_config(name)
+    assert b["method"]["name"] == method and b["optim"] == c["optim"] and b["model"] == c["model"]
+    assert b["method"]["eps_range"] == (0.01, 0.05)
+  assert get_method(**load_config("cifar10_adp")["method"]).hparams["alpha"] == 2.0
+  dm = get_method(**load_config("cifar10_cce", ["method.mode=dm"])["method"]).hparams
+  assert (dm["lambda_pm"], dm["lambda_dm"], dm["w_ce"]) == (0.0, 5.0, 0.0)
+  assert load_config("mnist_cce")["model"]["members"] == 2
 
 
 def test_adap_protocol_selects_on_validation_robust_ap():

@@ -33,6 +33,8 @@ _METHOD_MODULES = (
     "jaxrobust.methods.adr",
     "jaxrobust.methods.ascl",
     "jaxrobust.methods.ensemble_at",
+    "jaxrobust.methods.cce",
+    "jaxrobust.methods.ensemble_baselines",
 )
 
 # The threat model of a config: what ``switch_method`` carries over to another method.
