@@ -8,7 +8,8 @@ The protocol, members, training attack (with ResNet members the ADP setting: eps
 eps / 10) and evaluation are ``cifar10_cce``'s (two ResNet-20 members until the CCE CNN lands).
 Reference numbers (Table 3, ResNet-20, N = 2: Nat / PGD-250 / AA): 85.3 / 44.2 / 17.3.
 
-Expected cost: ~4 GPU-hours training on one H100, ~30 minutes of evaluation; an estimate.
+Expected cost: ~4 GPU-hours training on one H100 (the thesis: 210 s per epoch on a Titan RTX), ~30 minutes of
+evaluation; an estimate.
 """
 
 from jaxrobust.configs.cifar10_cce import cce_protocol_config

@@ -29,7 +29,10 @@ Choices (each a flag; see the spec's A9):
   statistics as the Keras code does (each member called per input batch). ``joint_forward=True`` runs one
   forward on concat(x, x_a^1..x_a^N) instead: the same work, but the BN batch statistics then mix clean and
   adversarial examples.
-* The training attacks run in inference mode (running BN statistics), through ``ctx.member_forward``.
+* The training attacks run in inference mode (running BN statistics), through ``ctx.member_forward``: one PGD on
+  the stacked (M, B, ...) input whose loss sums over members, so each member follows its own gradient.
+* ``eps_range`` = (lo, hi): one training eps ~ U(lo, hi) per batch, step eps / 10 (the ADP setting the thesis's
+  ResNet runs use; spec A4).
 
 Metrics: 'acc' the ensemble's clean accuracy; 'adv_acc' the ensemble's accuracy on the members' adversarial
 examples (mean over i of acc(f^en(x_a^i))); 'adv_acc_member<n>' member n on its own x_a^n. The code also logs

@@ -14,7 +14,10 @@ ADP (Pang et al. 2019, ICML, "Improving adversarial robustness via promoting ens
 M~ = (f~^1_{\\y}, ..., f~^N_{\\y}) holds each member's *non-maximal* prediction: its probability vector with the
 true class y removed (Pang et al.: "non-maximal" relative to the true label, not to the argmax), scaled to unit
 L2 norm; det(M~^T M~) is the squared volume they span (ensemble diversity). alpha = 2, beta = 0.5 (ADP_{2,0.5}).
-Label smoothing is off, as in the CCE code's runs (label_smooth=1.0).
+Label smoothing is off, as in the CCE code's runs (label_smooth=1.0). Numerics: where the members' non-maximal
+predictions are nearly parallel (near-uniform outputs, e.g. at initialisation) det(M~^T M~) is ~1e-4 and its
+float32 gradient is accurate to ~1e-3 relative (the authors' TF code forms the same Gram matrix), so ADP runs
+are less reproducible across devices / layouts than the other methods.
 
 The attacks run PGD on the ensemble's logits log f^en (CE = -log f^en_y), in inference mode; ``attack_label``
 'label' (true y) or 'prediction' (the ensemble's clean prediction: the code's cleverhans default).
