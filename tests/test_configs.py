@@ -281,19 +281,22 @@ def test_representation_protocols():
 
 def test_cce_protocol():
   """CCE spec A4: Adam 1e-3 x0.1 after 80/120/160 (Keras epoch > 80), 180 epochs, batch 64, two members,
-  PGD-10; ResNet members train with the ADP setting eps ~ U(0.01, 0.05); the baselines share it."""
+  PGD-10; the CNN members (Table 4) train at eps 8/255 step 2/255, ResNet members (Table 3) with the ADP setting
+  eps ~ U(0.01, 0.05); the baselines share it; the evaluation is the cce_cifar10 protocol's."""
   c = load_config("cifar10_cce")
   h = get_method(**c["method"]).hparams
   assert (h["lambda_pm"], h["lambda_dm"], h["w_ce"], h["stop_gradient_s"], h["code_faithful_terms"]) == (
       1.0, 1.0, 1.0, True, False)
-  assert c["model"]["name"] == "resnet20" and (h["eps_range"], h["steps"]) == ((0.01, 0.05), 10)
+  assert c["model"]["name"] == "cce_cnn_cifar10" and (h["eps"], h["step_size"], h["steps"]) == (8 / 255, 2 / 255, 10)
+  from jaxrobust.configs.protocols import get_protocol
+  assert [a["label"] for a in c["eval"]["attacks"]] == [a["label"] for a in get_protocol("cce_cifar10").attacks]
   assert c["model"]["members"] == 2 and c["optim"]["name"] == "adam" and c["optim"]["lr"] == 1e-3
   assert c["optim"]["boundaries"] == (81, 121, 161) and (c["train"]["epochs"], c["train"]["batch_size"]) == (180, 64)
-  assert _attack(c, "PGD-250")["steps"] == 250 and _attack(c, "AA")["max_examples"] == 1000
+  assert _attack(c, "PGD k100")["steps"] == 100 and _attack(c, "AutoAttack")["max_examples"] == 1000
   for name, method in (("cifar10_adv_en", "adv_en"), ("cifar10_adp", "adp")):
     b = load_config(name)
     assert b["method"]["name"] == method and b["optim"] == c["optim"] and b["model"] == c["model"]
-    assert b["method"]["eps_range"] == (0.01, 0.05)
+    assert b["method"]["eps"] == 8 / 255
   assert get_method(**load_config("cifar10_adp")["method"]).hparams["alpha"] == 2.0
   dm = get_method(**load_config("cifar10_cce", ["method.mode=dm"])["method"]).hparams
   assert (dm["lambda_pm"], dm["lambda_dm"], dm["w_ce"]) == (0.0, 5.0, 0.0)

@@ -228,26 +228,11 @@ def _cce_row(method: dict) -> str:
   return {"pgd_at": "ADV_1", "adv_en": "ADV-EN_2", "adp": "ADP_2"}[name]
 
 
-def cce_eval_attacks(eps: float, step: float, members: int = 2, *, pgd_steps: int = 100,
-                     transfer_steps: int = 20) -> list:
-  """CCE's white-box attacks on the ensemble (Bui et al. 2021, section 5): PGD / BIM / MIM, multi-targeted PGD-20,
-  SPSA and AutoAttack on 1000 points, plus PGD-20 on each member and on the ensemble for Table 6."""
-  out = [{"name": "pgd", "label": f"PGD k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
-         {"name": "bim", "label": f"BIM k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
-         {"name": "mim", "label": f"MIM k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
-         {"name": "mpgd", "label": "mul-PGD k20", "eps": eps, "steps": 20, "step_size": step},
-         {"name": "spsa", "label": "SPSA", "eps": eps, "steps": 50, "max_examples": 1000},
-         {"name": "autoattack", "label": "AutoAttack", "eps": eps, "version": "standard", "max_examples": 1000}]
-  transfer = {"name": "pgd", "eps": eps, "steps": transfer_steps, "step_size": step}
-  out += [dict(transfer, label=f"PGD-{transfer_steps} member {i}", member=i) for i in range(members)]
-  out.append(dict(transfer, label=f"PGD-{transfer_steps}"))
-  return out
-
-
 _TRANSFER_COLUMNS = ("T", "S11", "S10", "S01", "S00", "nT", "a_single")
 
 
 def _cce(dataset: str) -> Protocol:
+  from jaxrobust.configs.cifar10_cce import cce_eval_attacks
   cols_t = ("clean", "PGD k100", "BIM k100", "MIM k100", "mul-PGD k20", "mul-BIM k20", "mul-MIM k20", "SPSA",
             "AutoAttack")
   names = ("ADV_1", "ADV-EN_2", "ADP_2", "CCE-RM_2", "ADV-EN_3", "ADP_3", "CCE-RM_3")
