@@ -441,9 +441,12 @@ def test_registry_entries_and_member_logits():
     registry.get_attack("moo_ens", eps=0.1, group_size=2)
   with pytest.raises(ValueError, match="member logits"):
     registry.get_attack("moo_ens", eps=0.1, steps=1)(single, X, Y, KEY)
-  from jaxrobust.evaluate.specs import check_specs
-  with pytest.raises(ValueError, match="member_logits"):  # the evaluator attacks one model
-    check_specs([dict(name="moo_ens", eps=0.1)])
+  # the evaluator of a single model refuses it, naming the fix (an ensemble evaluator has a member apply)
+  from jaxrobust.evaluate.robust import RobustEvaluator
+  from jaxrobust.data import load_dataset
+  with pytest.raises(ValueError, match="member apply"):
+    RobustEvaluator(lambda v, x: single(x)).evaluate(None, load_dataset("digits", "test").take(4),
+                                                     [dict(name="moo_ens", eps=0.1)], progress=False)
   targeted = registry.get_attack("moo_ens", eps=0.1, steps=2, target="least_likely")
   out, t = targeted.run(members, X, Y, KEY)
   assert_in_ball_and_box(out, X, 0.1)
