@@ -59,7 +59,7 @@ VICTIM_TRAINING = {
 VICTIM_PGD_STEPS = 10  # the victims' own PGD-10 robust accuracy on the ENS points, for the record
 
 WEIGHTINGS = ("uniform", "minmax", "mgda", "tamoo")  # mgda is the thesis's "MOO"
-WEIGHTING_LABELS = {"clean": "no attack", "uniform": "Uniform", "minmax": "MinMax", "mgda": "MOO", "tamoo": "TA-MOO"}
+WEIGHTING_LABELS = {"clean": "no attack", "tamoo_lambda10": "TA-MOO, lambda 10 (code's UNI)", "uniform": "Uniform", "minmax": "MinMax", "mgda": "MOO", "tamoo": "TA-MOO"}
 # "clean": the goals already reached at x itself (0 steps, no random start): the part of each rate that is free,
 # large for weak victims (an ENS member's goal is a wrong label, so its clean errors count as successes).
 # moo_attack_with_info options shared by all: the thesis defaults (spec B7; B11 recommends them as default):
@@ -76,6 +76,9 @@ TASKS = {
     "eot": {"options": {"tasks": "eot", "loss": "cw", "setting": "deterministic", "goal": "clean"}, "points": 40,
             "steps": 10},
 }
+# Extra rows: label -> (weighting, options over ATTACK_COMMON). The reference code's UNI script runs TA-MOO with
+# lambda = 10 (spec B7, B11.6), against the thesis's 100 everywhere.
+VARIANTS = {"uni": {"tamoo_lambda10": ("tamoo", {"tamoo_lambda": 10.0})}}
 TASK_NAMES = {"ens": [m[0] for m in MEMBERS], "uni": ["x1", "x2", "x3", "x4"],
               "eot": ["I", "H", "V", "C", "G", "B", "R"]}
 ATTACK_SEEDS = (0, 1, 2)
@@ -210,7 +213,15 @@ def compile_attack(logits_fn, x, y, task: str, weighting: str, steps: int):
   options = {**ATTACK_COMMON, **TASKS[task]["options"], "weighting": weighting, "steps": steps}
   if weighting == "clean":
     options.update(weighting="uniform", steps=0, init="none")
-  fn = jax.jit(lambda xx, yy, k: moo_attack_with_info(logits_fn, xx, yy, k, **options)[1].achieved)
+  elif weighting in VARIANTS.get(task, {}):
+    base, extra = VARIANTS[task][weighting]
+    options.update(extra, weighting=base)
+
+  def achieved_and_weights(xx, yy, k):
+    info = moo_attack_with_info(logits_fn, xx, yy, k, **options)[1]
+    return info.achieved, info.weights
+
+  fn = jax.jit(achieved_and_weights)
   t0 = time.perf_counter()
   compiled = fn.lower(x, y, jax.random.PRNGKey(0)).compile()
   return compiled, options, time.perf_counter() - t0
@@ -221,12 +232,13 @@ def run_attack(compiled, options: dict, compile_s: float, x, y, seed: int, weigh
   from jaxrobust.attacks.moo import success_rates
   load_before = os.getloadavg()[0]
   t0 = time.perf_counter()
-  achieved = jax.block_until_ready(compiled(x, y, jax.random.PRNGKey(seed)))
+  achieved, weights = jax.block_until_ready(compiled(x, y, jax.random.PRNGKey(seed)))
   run_s = time.perf_counter() - t0
   rates = success_rates(achieved)
   return {"task": options["tasks"], "weighting": weighting, "seed": seed, "points": int(x.shape[0]),
           "rows": int(achieved.shape[0]), "steps": options["steps"], "a_all": float(rates.all),
-          "a_avg": float(rates.average), "a_i": [float(v) for v in rates.per_task], "run_s": run_s,
+          "a_avg": float(rates.average), "a_i": [float(v) for v in rates.per_task],
+          "final_weights_mean": [float(v) for v in jnp.mean(weights, axis=0)], "run_s": run_s,
           "compile_s": compile_s, "load_avg_1min": [load_before, os.getloadavg()[0]],
           "options": {k: v for k, v in options.items() if k != "steps"}}
 
@@ -271,7 +283,7 @@ def attack(args) -> None:
       logits_fn = lambda z: member_apply(ens_vars, z)  # noqa: E731
     else:
       logits_fn = lambda z: single_apply(single_vars, z)  # noqa: E731
-    for weighting in ("clean", *args.weightings):
+    for weighting in ("clean", *args.weightings, *VARIANTS.get(task, {})):
       compiled = None
       for seed in ((args.seeds[0],) if weighting == "clean" else args.seeds):
         key = f"{task}/{weighting}/s{seed}"
@@ -313,6 +325,8 @@ def summary(results: dict) -> dict:
       table.setdefault(task, {})[w] = {
           "a_all": _mean_sd([r["a_all"] for r in rows]), "a_avg": _mean_sd([r["a_avg"] for r in rows]),
           "a_i": [float(np.mean([100 * r["a_i"][i] for r in rows])) for i in range(len(rows[0]["a_i"]))],
+          "w": ([float(np.mean([r["final_weights_mean"][i] for r in rows])) for i in range(len(rows[0]["a_i"]))]
+                if all("final_weights_mean" in r for r in rows) else None),
           "a_all_values": [100 * r["a_all"] for r in rows], "a_avg_values": [100 * r["a_avg"] for r in rows],
           "run_s": float(np.mean([r["run_s"] for r in rows])), "seeds": len(rows),
           "points": rows[0]["points"], "rows": rows[0]["rows"], "steps": rows[0]["steps"]}
@@ -338,15 +352,15 @@ def ordering_checks(table: dict) -> list[str]:
   if "ens" in table and all(w in table["ens"] for w in WEIGHTINGS):
     b = best("ens", "a_all")
     lines.append(f"- ENS, thesis: TA-MOO has the best A-All. Here the best A-All is {cell('ens', b, 'a_all')} "
-                 f"(TA-MOO: {cell('ens', 'tamoo', 'a_all')}): {verdict(b == 'tamoo')}.")
+                 f"({cell('ens', 'tamoo', 'a_all')}): {verdict(b == 'tamoo')}.")
     below = table["ens"]["mgda"]["a_all"][0] < table["ens"]["uniform"]["a_all"][0]
     lines.append(f"- ENS, thesis (set D): MOO's A-All is below Uniform's. Here {cell('ens', 'mgda', 'a_all')} vs "
                  f"{cell('ens', 'uniform', 'a_all')}: {verdict(below)}.")
   if "uni" in table and all(w in table["uni"] for w in WEIGHTINGS):
     b = best("uni", "a_avg")
     lines.append(f"- UNI K = 4, thesis: MinMax is strongest at K = 4 (TA-MOO best only for larger K). Here the best "
-                 f"A-Avg is {cell('uni', b, 'a_avg')}: {verdict(b == 'minmax')}; TA-MOO "
-                 f"{cell('uni', 'tamoo', 'a_avg')}, above Uniform and MOO: "
+                 f"A-Avg is {cell('uni', b, 'a_avg')}: {verdict(b == 'minmax')}; "
+                 f"{cell('uni', 'tamoo', 'a_avg')} above Uniform and MOO: "
                  f"{verdict(all(table['uni']['tamoo']['a_avg'][0] > table['uni'][w]['a_avg'][0] for w in ('uniform', 'mgda')))}.")
   if "eot" in table and all(w in table["eot"] for w in WEIGHTINGS):
     b = best("eot", "a_all")
@@ -354,7 +368,7 @@ def ordering_checks(table: dict) -> list[str]:
     b_m, b_sd = table["eot"][b]["a_all"]
     close = b == "tamoo" or (b_m - t_m) <= max(t_sd, b_sd, 0.0)
     lines.append(f"- EoT (deterministic), thesis: TA-MOO has about the best A-All. Here the best is "
-                 f"{cell('eot', b, 'a_all')}, TA-MOO {cell('eot', 'tamoo', 'a_all')} "
+                 f"{cell('eot', b, 'a_all')}, {cell('eot', 'tamoo', 'a_all')} "
                  f"(\"about\" = within one seed sd of the best): {verdict(close)}.")
   return lines
 
@@ -412,7 +426,9 @@ def markdown(doc: dict) -> str:
            "- values: attack success rates in %, mean ± sample sd over seeds; s/run: mean wall seconds of one "
            "attack run (compile excluded) on the shared, loaded 2-core machine",
            "- \"no attack\": the goals already reached at x itself (ENS: the members' clean errors; UNI / EoT, goal "
-           "= the clean prediction: 0 for UNI, the transformations that alone change the prediction for EoT)", ""]
+           "= the clean prediction: 0 for UNI, the transformations that alone change the prediction for EoT)",
+           "- final w: the task weights of the last step, averaged over points (groups) and seeds (the thesis's "
+           "\"MOO final w\", Table 2)", ""]
   if victims:
     lines += [f"Victims on the {victims['points']} ENS points (clean / PGD-{VICTIM_PGD_STEPS} accuracy, %): " +
               "; ".join(f"{m['label']} {100 * m['clean_acc']:.1f} / {100 * m['pgd10_acc']:.1f} "
@@ -432,9 +448,10 @@ def markdown(doc: dict) -> str:
     lines += [f"## {title}", "",
               f"{any_row['rows']} {unit} ({any_row['points']} test images), L = {any_row['steps']} steps; "
               f"thesis ({THESIS[task]['source']}) in the last column as A-All / A-Avg.", "",
-              "| method | seeds | A-All | A-Avg | " + " | ".join(f"A-{n}" for n in names) + " | s/run | thesis |",
-              "|---|---|---|---|" + "---|" * len(names) + "---|---|"]
-    for w in ("clean", *WEIGHTINGS):
+              "| method | seeds | A-All | A-Avg | " + " | ".join(f"A-{n}" for n in names) +
+              " | s/run | final w (mean) | thesis |",
+              "|---|---|---|---|" + "---|" * len(names) + "---|---|---|"]
+    for w in ("clean", *WEIGHTINGS, *VARIANTS.get(task, {})):
       if w not in table[task]:
         continue
       r = table[task][w]
@@ -443,7 +460,8 @@ def markdown(doc: dict) -> str:
       ms = lambda v: f"{v[0]:.1f}" + ("" if np.isnan(v[1]) else f" ± {v[1]:.1f}")  # noqa: E731
       lines.append(f"| {WEIGHTING_LABELS[w]} | {r['seeds']} | {ms(r['a_all'])} | {ms(r['a_avg'])} | " +
                    " | ".join(f"{v:.1f}" for v in r["a_i"]) +
-                   f" | {r['run_s']:.1f} | {thesis} |")
+                   f" | {r['run_s']:.1f} | {'/'.join(f'{v:.2f}' for v in r['w']) if r['w'] and w != 'clean' else '-'}"
+                   f" | {thesis} |")
     lines.append("")
   checks = ordering_checks(table)
   if checks:
