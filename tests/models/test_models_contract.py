@@ -310,6 +310,7 @@ def test_cce_cnn_optional_dropout_follows_fc1():
   assert not np.allclose(out.logits, module.apply(variables, x))
 
 
+@pytest.mark.slow  # ~20 s on 2 quiet cores (EfficientNet-B0 at full width, both modes)
 def test_efficientnet_dropout_and_drop_connect_only_in_train_mode():
   """kuangliu: Dropout(0.2) before the classifier by default; drop-connect (off by default) zeroes the
   residual branch of whole examples. Both draw from the 'dropout' rng in train mode only."""
