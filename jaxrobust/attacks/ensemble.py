@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from jaxrobust.attacks.per_example import example_keys
+from jaxrobust.models.ensemble import COMBINE as MODES, combine_member_logits
 from jaxrobust.types import ApplyFn, Array, LogitsFn, PyTree
 
-MODES = ("mean_logits", "mean_probs")
 
 
 def member_keys(key, num_members: int):
@@ -38,21 +37,14 @@ def attack_ensemble_members(apply: ApplyFn, stacked_params: PyTree, x: Array, y:
 
 
 def ensemble_logits_fn(apply: ApplyFn, stacked_params: PyTree, mode: str = "mean_logits") -> LogitsFn:
-  """x -> ensemble logits (B, K) (or (B,) / (B, 1) like the members for single-logit heads)."""
+  """x -> ensemble logits (B, K) (or (B,) / (B, 1) like the members for single-logit heads), from any
+  ``apply`` and params stacked on a leading member axis (``models.ensemble.combine_member_logits``). A jaxrobust
+  ``Ensemble`` model (``get_model(..., members=M)``) is the same as one model: use its ``make_apply``."""
   if mode not in MODES:
     raise ValueError(f"unknown ensemble mode {mode!r}; expected one of {MODES}")
 
   def logits_fn(x):
-    z = jax.vmap(lambda p: apply(p, x))(stacked_params)          # (M, B, ...)
-    if mode == "mean_logits":
-      return jnp.mean(z, axis=0)
-    if z.ndim == 2 or (z.ndim == 3 and z.shape[-1] == 1):        # single logit: average sigmoids
-      m = z.shape[0]
-      logp1 = jax.nn.logsumexp(jax.nn.log_sigmoid(z), axis=0) - jnp.log(m)
-      logp0 = jax.nn.logsumexp(jax.nn.log_sigmoid(-z), axis=0) - jnp.log(m)
-      return logp1 - logp0
-    # log-mean-exp of log-probabilities: stable, and softmax of the result is the mean probability
-    return jax.nn.logsumexp(jax.nn.log_softmax(z, axis=-1), axis=0) - jnp.log(z.shape[0])
+    return combine_member_logits(jax.vmap(lambda p: apply(p, x))(stacked_params), mode)  # (M, B, ...) -> (B, ...)
   return logits_fn
 
 
