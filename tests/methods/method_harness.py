@@ -130,13 +130,16 @@ def digits(n: int = 128, binary: bool = False):
 
 
 def run_training(method, *, head="linear", n_steps=20, n=128, steps_per_epoch=1000, lr=1e-2,
-                 start_step=0, seed=0):
-  """Trains TinyMLP on one fixed digits batch. Returns (state0, state, metrics list, jitted step)."""
+                 start_step=0, seed=0, model=None, init=None):
+  """Trains TinyMLP (or ``model``, its variables from ``init(model, x)``) on one fixed digits batch.
+  Returns (state0, state, metrics list, jitted step)."""
   num_classes = 10
   x, y = digits(n, binary=head == "single_logit")
-  model = TinyMLP(num_classes=num_classes, head=head)
-  key = jax.random.key(seed)
-  variables = model.init(key, jnp.asarray(x[:2]))
+  if model is None:
+    model = TinyMLP(num_classes=num_classes, head=head)
+    variables = model.init(jax.random.key(seed), jnp.asarray(x[:2]))
+  else:
+    variables = init(model, x)
   tx = optax.adam(lr)
   info = DatasetInfo(num_examples=n, num_classes=num_classes, labels=y)
   state = create_train_state(variables, tx, jax.random.key(seed + 1), method.init_state(info))

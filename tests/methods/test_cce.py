@@ -15,7 +15,6 @@ from jaxrobust import models
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.methods import cce, ensemble_baselines as eb, get_method
 from jaxrobust.methods.adr import entropy
-from jaxrobust.methods.base import DatasetInfo
 from jaxrobust.methods.pgd_at import make_pgd_at
 from jaxrobust.models.ensemble import Ensemble, member_variables
 from jaxrobust.train.state import create_train_state
@@ -318,18 +317,8 @@ def test_joint_forward_equals_per_batch_forwards_without_batch_norm():
 
 
 def _train(method, *, n_steps=8, members=2, n=64, lr=1e-2):
-  x, y = h.digits(n)
-  module = _ensemble(members)
-  tx = optax.adam(lr)
-  state = create_train_state(_init(module, x), tx, jax.random.key(1), method.init_state(
-      DatasetInfo(num_examples=n, num_classes=10, labels=y)))
-  step_fn = h.jit(make_train_step(module, method, tx, steps_per_epoch=100, num_classes=10))
-  batch = {"image": jnp.asarray(x), "label": jnp.asarray(y), "index": jnp.arange(n, dtype=jnp.int32)}
-  state0, metrics = state, []
-  for _ in range(n_steps):
-    state, m = step_fn(state, batch)
-    metrics.append(jax.device_get(m))
-  return state0, state, metrics, step_fn
+  return h.run_training(method, n_steps=n_steps, n=n, steps_per_epoch=100, lr=lr,
+                        model=_ensemble(members), init=_init)
 
 
 THREAT = dict(eps=8 / 255, step_size=2 / 255, steps=3)
