@@ -137,7 +137,7 @@ def victim_config(index: int, args) -> tuple[dict, list[str]]:
 
 def train_victims(args) -> None:
   from jaxrobust.data import load_splits
-  from jaxrobust.train.loop import Trainer
+  from experiments.training import fit_run
   data = None
   for index in range(len(args.members)):
     cfg, over = victim_config(index, args)
@@ -148,14 +148,8 @@ def train_victims(args) -> None:
       data = load_splits(cfg["data"])
     command = f"jaxrobust train --output-dir {cfg['output_dir']} " + " ".join(f"'{o}'" for o in over)
     print(f"\n=== victim {index} {args.members[index][0]}\n{command}", flush=True)
-    t0 = time.perf_counter()
-    trainer = Trainer(cfg, train_ds=data.train, test_ds=data.test, progress=False)
-    state = trainer.fit(resume=False)
-    jax.block_until_ready(state)
-    seconds = time.perf_counter() - t0
-    trainer.checkpointer.close()
-    with open(os.path.join(cfg["output_dir"], "metrics.jsonl")) as f:
-      last = [json.loads(line) for line in f if line.strip()][-1]
+    state, seconds, log = fit_run(cfg, data)
+    last = log[-1]
     record = {"label": args.members[index][0], "command": command, "train_seconds": seconds,
               "steps": int(state.step), "last_train_metrics": {k: round(float(v), 4) for k, v in last.items()
                                                                 if k in ("loss", "adv_acc")}}

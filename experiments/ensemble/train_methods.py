@@ -61,7 +61,7 @@ def run_dir(label: str, seed: int, args) -> str:
 def train(args) -> None:
   from jaxrobust.configs import load_config
   from jaxrobust.data import load_splits
-  from jaxrobust.train.loop import Trainer
+  from experiments.training import fit_run
   data = None
   for seed in args.seeds:
     for label in args.runs:
@@ -76,13 +76,8 @@ def train(args) -> None:
         data = load_splits(cfg["data"])
       command = "jaxrobust train --config fashion_mnist_reduced " + " ".join(over)
       print(f"\n=== {label} seed {seed}\n{command}", flush=True)
-      t0 = time.perf_counter()
-      trainer = Trainer(cfg, train_ds=data.train, test_ds=data.test, progress=False)
-      state = trainer.fit(resume=False)
-      jax.block_until_ready(state)
-      trainer.checkpointer.close()
-      record = {"label": label, "seed": seed, "command": command, "train_seconds": time.perf_counter() - t0,
-                "steps": int(state.step)}
+      state, seconds, _ = fit_run(cfg, data)
+      record = {"label": label, "seed": seed, "command": command, "train_seconds": seconds, "steps": int(state.step)}
       with open(record_path, "w") as f:
         json.dump(record, f, indent=2)
       print(f"{label} s{seed}: {record['train_seconds']:.0f} s", flush=True)

@@ -68,7 +68,7 @@ def run_config(label: str, seed: int, args) -> tuple[dict, list[str]]:
 
 def train(args) -> None:
   from jaxrobust.data import load_splits
-  from jaxrobust.train.loop import Trainer
+  from experiments.training import fit_run
   data = None
   for seed in args.seeds:
     for label in args.runs:
@@ -79,14 +79,7 @@ def train(args) -> None:
       if data is None:
         data = load_splits(cfg["data"])
       print(f"\n=== {label} seed {seed}\n{cli_command(over)}", flush=True)
-      t0 = time.perf_counter()
-      trainer = Trainer(cfg, train_ds=data.train, test_ds=data.test, progress=False)
-      state = trainer.fit(resume=False)
-      jax.block_until_ready(state)
-      seconds = time.perf_counter() - t0
-      trainer.checkpointer.close()
-      with open(os.path.join(cfg["output_dir"], "metrics.jsonl")) as f:
-        log = [json.loads(line) for line in f if line.strip()]
+      state, seconds, log = fit_run(cfg, data)
       rates = [r["examples_per_s"] for r in log if "examples_per_s" in r][1:]  # first record includes compile
       record = {"label": label, "seed": seed, "command": cli_command(over), "train_seconds": seconds,
                 "steps": int(state.step), "median_examples_per_s": float(np.median(rates)) if rates else None,
