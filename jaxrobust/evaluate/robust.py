@@ -122,7 +122,14 @@ class RobustEvaluator:
       return member_apply
     if isinstance(member, bool) or not isinstance(member, int) or member < 0:
       raise ValueError(f"attack {label!r}: member must be a member index >= 0; got {member!r}")
-    return lambda v, x: member_apply(v, x)[member]  # noqa: E731
+
+    def one_member(v, x):
+      z = member_apply(v, x)
+      if member >= z.shape[0]:  # static: indexing past the end would silently clamp to the last member
+        raise ValueError(f"attack {label!r}: member {member} does not exist; the ensemble has {z.shape[0]} members "
+                         f"(0 .. {z.shape[0] - 1})")
+      return z[member]
+    return one_member
 
   def _attack_step(self, spec: dict):
     """step(variables, x, y, key, eps, source_variables) -> (logits at x_adv, x_adv), cached per spec; a spec

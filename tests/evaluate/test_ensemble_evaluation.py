@@ -73,6 +73,13 @@ def test_attack_on_one_member_and_the_transferability_table(digits_ensemble):
   assert t["attacks"] == {"members": ["on member 0", "on member 1"], "ensemble": "on ensemble"}
 
 
+def test_member_index_out_of_range_is_refused(digits_ensemble):
+  module, v, test = digits_ensemble
+  with pytest.raises(ValueError, match="member 2 does not exist; the ensemble has 2 members"):
+    RobustEvaluator.for_module(module).evaluate(v, test.take(8), [{"name": "fgsm", "eps": 0.1, "member": 2}],
+                                                progress=False)
+
+
 def test_member_attack_needs_an_ensemble():
   apply = lambda v, x: x.reshape(x.shape[0], -1) @ v  # noqa: E731
   test = load_dataset("digits", "test").take(8)
