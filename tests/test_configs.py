@@ -10,6 +10,7 @@ the model module and every evaluation attack, which is what catches a misspelt h
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -404,3 +405,11 @@ def test_switching_the_model_drops_the_old_models_keys_with_a_warning():
   assert cfg["model"] == {"name": "resnet20", "head": "linear"}
   with pytest.raises(ValueError, match="did you mean model.conv_padding"):
     load_config("quickstart_digits", ["model.conv_paddin=1"])
+
+
+def test_adp_with_sgd_warns_and_with_adam_does_not():
+  with pytest.warns(UserWarning, match="optim.name=adam"):
+    load_config("quickstart_digits", ["model.members=2", "method.name=adp", "optim.name=sgd"])
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    load_config("cifar10_adp")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import warnings
 
 SECTIONS = ("data", "model", "method", "optim", "train", "eval")
 OPEN_SECTIONS = ("model", "method")
@@ -221,3 +222,14 @@ def validate_config(cfg: dict) -> None:
     if k in cfg["method"] and float(cfg["method"][k]) < 0:
       raise ValueError(f"method.{k} must be >= 0; got {cfg['method'][k]}")
   check_keys(cfg)
+  warn_known_pitfalls(cfg)
+
+
+def warn_known_pitfalls(cfg: dict) -> None:
+  """Warns about valid settings known to train badly."""
+  if cfg["method"].get("name") == "adp" and cfg["optim"].get("name", "sgd") == "sgd":
+    # At initialisation the log-det term's gradient is 14-20x the cross-entropy's (SmallCNN members, measured):
+    # Pang et al. (2019) and Bui et al. (2021) train ADP with Adam, whose per-parameter scaling absorbs it.
+    warnings.warn("method adp with optim.name=sgd: ADP's log-det diversity term dominates the gradient early and "
+                  "SGD runs of it have collapsed to near-uniform members; its authors train with Adam "
+                  "(optim.name=adam optim.lr=0.001)", stacklevel=2)

@@ -1,4 +1,4 @@
-"""The CCE paper's ensemble baselines (Bui et al. 2021, AAAI, section 5; spec cce_tamoo.md A6).
+"""The CCE paper's ensemble baselines (Bui et al. 2021, AAAI, section 5).
 
 ADV-EN (``CCE:lib_method.py::adv_EN``): adversarial training of every member on the ensemble's adversarial example,
 
@@ -17,7 +17,10 @@ L2 norm; det(M~^T M~) is the squared volume they span (ensemble diversity). alph
 Label smoothing is off, as in the CCE code's runs (label_smooth=1.0). Numerics: where the members' non-maximal
 predictions are nearly parallel (near-uniform outputs, e.g. at initialisation) det(M~^T M~) is ~1e-4 and its
 float32 gradient is accurate to ~1e-3 relative (the authors' TF code forms the same Gram matrix), so ADP runs
-are less reproducible across devices / layouts than the other methods.
+are less reproducible across devices / layouts than the other methods. Optimiser: at initialisation the log-det
+term's gradient is 14-20x the cross-entropy's (SmallCNN members, 2-3 of them); Pang et al. and Bui et al. train with
+Adam 1e-3, which absorbs that, while SGD at a usual step size has collapsed ADP to near-uniform members
+(``configs.base.warn_known_pitfalls`` warns).
 
 The attacks run PGD on the ensemble's logits log f^en (CE = -log f^en_y), in inference mode; ``attack_label``
 'label' (true y) or 'prediction' (the ensemble's clean prediction: the code's cleverhans default).
