@@ -44,6 +44,7 @@ from jaxrobust.evaluate import metrics as metrics_lib
 from jaxrobust.evaluate.ensemble_metrics import EnsembleMembers
 from jaxrobust.evaluate.min_norm_curve import MinNormCurve, per_point_distance
 from jaxrobust.evaluate.specs import EVALUATOR_KEYS  # noqa: F401  (the spec keys the evaluator reads)
+from jaxrobust.models.fast_gradients import fast_input_gradients
 from jaxrobust.evaluate.specs import (attack_kwargs, attack_limits, check_specs, curve_norm, reported, spec_label,
                                      two_class_logits)
 from jaxrobust.types import ApplyFn, ModelOutput
@@ -162,9 +163,12 @@ class RobustEvaluator:
         kw["step_size"] = step_size_ratio * eps_value
       return get_attack(name, eps=eps_value, **kw) if has_eps else get_attack(name, **kw)
 
+    # Any model's convolutions get the fast input gradients on CPU (the library's own already have them).
+    crafted_fast = fast_input_gradients(crafted_on)
+
     def logits_fn(v, src):
       # A Partial (not a lambda): one stable function object keeps compiled inner programs cached.
-      return jax.tree_util.Partial(crafted_on, v if own_source else src)
+      return jax.tree_util.Partial(crafted_fast, v if own_source else src)
 
     def attacked(attack, v, x, y, key, src):
       if targeted:  # a TargetedAttack (registry.get_attack with target): also its targets
