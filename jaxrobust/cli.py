@@ -283,14 +283,17 @@ def cmd_list(args) -> int:
 def _describe_attack(name: str) -> int:
   """``jaxrobust list --attack NAME``: what the attack is and every option with its default."""
   import inspect
-  from jaxrobust.attacks.registry import attack_info, attack_parameters
+  import textwrap
+  from jaxrobust.attacks.registry import attack_info, attack_option_docs, attack_parameters
   info = attack_info(name)
   print(f"{info.name}: {info.summary}")
   print(f"  norms: {', '.join(info.norms)}; {info.box}-box; "
         f"{'one compiled program' if info.jittable else 'host-side cascade of compiled stages'}")
-  print("  options (NAME=DEFAULT; required ones have none):")
+  print("  options (NAME=DEFAULT; required ones have none), each with its meaning:")
+  meanings = attack_option_docs(name)
   for k, q in attack_parameters(name).items():
     print(f"    {k}" + ("" if q.default is inspect.Parameter.empty else f"={q.default!r}"))
+    print(textwrap.fill(meanings[k], width=110, initial_indent=" " * 8, subsequent_indent=" " * 8))
   if info.model_output == "logits":
     print(f"  e.g. jaxrobust evaluate --run-dir DIR --attack {info.name}:eps=0.03")
   else:  # this attack reads every member's logits: an ensemble run (model.members=M), or from Python
@@ -299,7 +302,7 @@ def _describe_attack(name: str) -> int:
     print(f"  e.g. jaxrobust evaluate --run-dir ENSEMBLE_RUN --attack {info.name}:eps=0.03; from Python: "
           f"get_attack({info.name!r}, eps=0.03)(member_logits_fn, x, y, key)")
   documented = info.forwards_to[0] if info.forwards_to else inspect.unwrap(info.factory)
-  print(f"  meaning of each option: python -c \"import {documented.__module__} as m; help(m.{documented.__qualname__})\"")
+  print(f"  the attack's documentation: python -c \"import {documented.__module__} as m; help(m.{documented.__qualname__})\"")
   return 0
 
 

@@ -26,7 +26,7 @@ def test_list_attack_shows_every_option_with_its_default(capsys):
   assert main(["list", "--attack", "pgd"]) == 0
   out = capsys.readouterr().out
   for text in ("projected gradient descent", "linf, l2, l1", "    eps\n", "steps=10", "restart_select='loss'",
-               "help(m.pgd)"):
+               "help(m.pgd)", "number of random restarts"):
     assert text in out
   assert main(["list", "--attack", "pdg"]) == 2
   assert "did you mean 'pgd'" in capsys.readouterr().err

@@ -15,6 +15,6 @@ whose points may leave the eps-ball (UDR's soft ball, ``jaxrobust.attacks.udr.ud
 in the registry, so the evaluator never reports them as robust accuracy.
 """
 
-from jaxrobust.attacks.registry import attack_names, get_attack
+from jaxrobust.attacks.registry import attack_names, attack_option_docs, attack_parameters, get_attack
 
-__all__ = ["attack_names", "get_attack"]
+__all__ = ["attack_names", "attack_option_docs", "attack_parameters", "get_attack"]

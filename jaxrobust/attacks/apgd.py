@@ -473,7 +473,9 @@ def apgd(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "c
     logits_fn: ``x -> logits (B, K)``, or ``(x, key) -> logits`` with ``randomized=True``.
     x: (B, ...) float in [0, 1]; y: (B,) int labels; key: PRNG key.
     eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (APGD-L1, Croce & Hein 2021). loss: 'ce' or 'dlr' (K >= 3).
-    n_iter: N; n_restarts: runs on the still-robust points; rho: the oscillation threshold (0.75).
+    n_iter: iterations N per run (static).
+    n_restarts: runs on the still-robust points.
+    rho: the oscillation threshold of the step-size halving (0.75).
     eot_iter: gradient draws averaged per step (Expectation over Transformation).
     best_loss: return the highest-loss point over restarts instead of the AutoAttack-style output
       (x_best_adv for fooled points, clean x for the rest).

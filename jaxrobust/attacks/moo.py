@@ -219,7 +219,9 @@ def moo_attack_with_info(logits_fn, x: Array, y: Array, key, *, eps, step_size, 
     key: one PRNG key (row r uses fold_in(key, r); rows are groups for 'uni') or a (rows,) batch of keys.
     eps, step_size: Linf budget and step (scalars or (rows,)); thesis 8/255 and 2/255.
     steps: outer iterations L (static; thesis 100).
-    tasks: 'ens', 'uni' or 'eot' (module docstring). weighting: one of ``WEIGHTINGS``.
+    tasks: 'ens', 'uni' or 'eot' (module docstring).
+    weighting: how the task gradients are combined, one of ``WEIGHTINGS`` ('tamoo', 'mgda', 'minmax',
+      'uniform', 'pcgrad', 'cagrad', 'hvm').
     loss: attack loss name ('ce', 'cw' with kappa 50, 'kl') or callable (``losses.get_attack_loss``).
     targeted: minimise the loss towards y; a task is achieved when its prediction equals y.
     init: 'uniform' (U(-eps, eps), thesis), 'one_sided' (eps U[0, 1), code) or 'none'.
@@ -229,10 +231,16 @@ def moo_attack_with_info(logits_fn, x: Array, y: Array, key, *, eps, step_size, 
     group_size: 'uni' K (static). transforms, setting: 'eot' (``transforms.py``; 'stochastic' or 'deterministic').
     inner_steps, inner_lr: K and eta_w of the softmax-GD solver (thesis 10 and 0.005; code MOO: 1 step);
       inner_lr is also MinMax's eta_w.
-    tamoo_lambda: lambda of TA-MOO (100). entropy_bonus: gamma_H (code 20; TA-MOO only). uniform_reg: gamma_u
-      (code MOO 20). mask_achieved_gradients: TA-MOO's quadratic over unachieved tasks only (code EoT).
-    minmax_gamma: MinMax's gamma (3). cagrad_alpha, cagrad_rescale: CAGrad's (0.5, 1). hvm_nadir_scale: HVM's
-      nadir = scale * min_i f_i.
+    tamoo_lambda: lambda of TA-MOO's task-oriented regulariser (100).
+    entropy_bonus: gamma_H, weight of the entropy bonus on the task weights (code 20; TA-MOO only; 0: thesis).
+    uniform_reg: gamma_u, weight of the pull of the weights towards uniform (code MOO 20; 0: thesis).
+    mask_achieved_gradients: TA-MOO's quadratic over unachieved tasks only (code EoT).
+    minmax_gamma: MinMax's gamma, the softness of its max over tasks (3).
+    cagrad_alpha: CAGrad's alpha: the conflict-averse ball around the mean gradient g_0 has radius
+      alpha ||g_0|| (0.5).
+    cagrad_rescale: CAGrad's rescaling of the combined gradient: 0 none, 1 by 1 / (1 + alpha^2),
+      2 by 1 / (1 + alpha).
+    hvm_nadir_scale: hypervolume maximisation's nadir point, scale * min_i f_i.
     unroll: ``lax.fori_loop`` unroll factor.
   """
   validate(x, y, eps=None, step_size=None)

@@ -146,6 +146,12 @@ def attack_parameters(name: str) -> dict[str, inspect.Parameter]:
   return out
 
 
+def attack_option_docs(name: str) -> dict[str, str]:
+  """{option: meaning} for every option of ``attack_parameters(name)`` (``attacks.option_docs``)."""
+  from jaxrobust.attacks.option_docs import option_docs
+  return option_docs(attack_info(name), list(attack_parameters(name)))
+
+
 def _check_target(name: str, config: dict, params: dict) -> None:
   """``target`` only for attacks with a ``targeted`` mode, with a known selector, and not with targeted=False."""
   target = config.get(TARGET)
@@ -208,8 +214,8 @@ def get_attack(name: str, **config) -> AttackFn:
   """The configured pure attack ``attack(logits_fn, x, y, key) -> x_adv``.
 
   An unknown name, an option the attack does not take, or a missing required option (e.g. eps)
-  raises ValueError naming the valid ones; ``attack_parameters(name)`` (or ``jaxrobust list
-  --attack NAME``) lists the options with their defaults.
+  raises ValueError naming the valid ones; ``attack_parameters(name)`` lists the options with their
+  defaults, ``attack_option_docs(name)`` what each means (``jaxrobust list --attack NAME`` prints both).
 
   ``target`` (attacks with a ``targeted`` option): 'random', 'least_likely', 'most_likely_wrong' or
   ``fn(logits, y) -> targets`` returns a ``targets.TargetedAttack``: it picks the targets from the clean

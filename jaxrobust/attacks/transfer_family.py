@@ -187,12 +187,19 @@ def transfer_fgsm(logits_fn: LogitsFn, x: Array, y: Array, key=None, *, eps, ste
     x: (B, ...) in [0, 1] (NHWC when diversity_prob > 0 or a kernel is used); y: (B,) labels.
     key: one key (example i uses fold_in(key, i)) or (B,) keys; needed with DI, neighbours or a random init.
     eps, step_size: scalar or (B,); step_size defaults to eps / steps.
-    decay: mu (0: no momentum). nesterov: NI's look-ahead x_t + alpha mu g_t.
-    diversity_prob, resize_rate: DI (diversity_prob 0: off; a Python 0 removes the transform).
-    kernel ('gaussian' / 'linear' / 'uniform' / None), len_kernel, nsig: TI.
-    scales: SI's number of copies m; scale_center: the point they shrink towards (module docstring).
-    n_neighbours, beta: VMI's N and the sampling radius beta * eps (N = 0: off).
-    grad_norm: 'l1' (paper) or 'mean' (torchattacks), same signs. loss, targeted, init, unroll: as ``mim``.
+    steps: iterations (static).
+    decay: momentum mu (0: no momentum).
+    nesterov: NI's look-ahead x_t + alpha mu g_t.
+    diversity_prob: DI's probability of the random resize-and-pad (0: off; a Python 0 removes the transform).
+    resize_rate: DI's resize range: images are resized to [resize_rate H, H] (or up, for rates above 1).
+    kernel: TI's gradient smoothing kernel, 'gaussian', 'linear', 'uniform' or None (off).
+    len_kernel: TI's kernel size; nsig: its Gaussian's half-width in standard deviations.
+    scales: SI's number of scaled copies m (1: off).
+    scale_center: the point SI's copies shrink towards (module docstring).
+    n_neighbours: VMI's number N of neighbours sampled for the variance (0: off).
+    beta: VMI's sampling radius, beta * eps.
+    grad_norm: 'l1' (paper) or 'mean' (torchattacks), same signs.
+    loss, targeted, init, unroll: as ``mim``.
   """
   if step_size is None:
     step_size = jnp.asarray(eps) / max(steps, 1)
