@@ -1,13 +1,13 @@
-"""EoT-PGD: PGD on TA-MOO's EoT task set (spec cce_tamoo.md B4/B5; Athalye et al. 2018).
+"""EoT-PGD: PGD on TA-MOO's EoT task set (Bui et al. 2023, section 4; Athalye et al. 2018).
 
-With m transformations t_1..t_m (``transforms.py``; the spec's seven I H V C G B R by default), task i is
+With m transformations t_1..t_m (``transforms.py``; the thesis's seven I H V C G B R by default), task i is
 
     f_i(x') = E_p L(f(t_i(x'; p)), y)
 
-and EoT-PGD (the spec's "Uniform" baseline ``TAM:pgd.py::PGD_Linf_EoT``) is PGD on sum_i f_i (``task_reduce``
+and EoT-PGD (the thesis's "Uniform" baseline ``TAM:pgd.py::PGD_Linf_EoT``) is PGD on sum_i f_i (``task_reduce``
 'sum'; 'mean' divides by m, which a sign step does not see). At every step each example draws a fresh
 factor p shared by its m transformations ('stochastic'; 'deterministic' is p = 1) and, with
-``eot_iter`` = n > 1, the gradient is the mean over n draws. One draw per step is the spec's setting.
+``eot_iter`` = n > 1, the gradient is the mean over n draws. One draw per step is the thesis's setting.
 
 Keys: the start of example i comes from k_i exactly as in ``pgd`` (so with only the identity
 transformation EoT-PGD *is* PGD, bit for bit); the draw e of step t from fold_in(fold_in(k_i, EOT_FOLD),
@@ -59,7 +59,7 @@ def eot_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, ste
             restart_select: str = "loss") -> Array:
   """PGD on sum_i E_p L(f(t_i(x'; p)), y). Options as ``pgd``, plus
 
-  transforms: names or the spec's letters (``transforms.ALL``; 'all' = the seven).
+  transforms: names or the thesis's letters (``transforms.ALL``; 'all' = the seven).
   setting: 'stochastic' (p ~ U(0, 1), fresh per example and step) or 'deterministic' (p = 1).
   eot_iter: draws of p per step, gradients averaged (static).
   task_reduce: 'sum' (the spec) or 'mean' over the m tasks.

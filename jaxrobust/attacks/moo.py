@@ -1,4 +1,5 @@
-"""Multi-objective Linf attacks: Uniform, MOO (MGDA), TA-MOO, MinMax, PCGrad, CAGrad, HVM (spec cce_tamoo.md B).
+"""Multi-objective Linf attacks: Uniform, MOO (MGDA), TA-MOO, MinMax, PCGrad, CAGrad, HVM
+(Bui et al. 2023, TMLR, "Generating adversarial examples with task oriented multi-objective optimization").
 
 Bui et al. 2023 (TMLR), "Generating adversarial examples with task oriented multi-objective optimization":
 m tasks f_1..f_m of one perturbation delta, each with a goal indicator I_i (achieved or not), are maximised
@@ -11,7 +12,7 @@ jointly. Per sample and outer step t (thesis order, Algorithm 1):
 Weightings: 'uniform' (w = 1/m: PGD on sum_i f_i), 'mgda' (MOO: softmax GD on w^T Q w, Eq. 2), 'tamoo'
 (+ lambda Omega, Theorem 1 / Algorithm 1), 'minmax' (Wang et al. 2021), 'pcgrad' (Yu et al. 2020), 'cagrad'
 (Liu et al. 2021), 'hvm' (sum_i log(f_i - nadir)). 'uniform' with tasks='ens' is PGD on the *sum of the
-member losses* (the reference's ``PGD_Linf_ENS``), not PGD on the averaged ensemble (spec B11.7; that one is
+member losses* (the reference's ``PGD_Linf_ENS``), not PGD on the averaged ensemble (that one is
 ``pgd`` on ``ensemble.ensemble_logits_fn``). ``success_rates`` gives A-i / A-Avg / A-All from ``MooInfo.achieved``.
 
 Task sets (``tasks``):
@@ -27,7 +28,7 @@ Task sets (``tasks``):
 Per-sample weights: g_i comes from grad_delta sum_b f_bi (one forward, m vjps), whose row b is grad f_bi as long
 as the model treats samples independently (eval mode), so one sample's weights never read another's.
 
-Thesis vs reference code (spec B11), as options: ``init='one_sided'`` (delta_0 = eps U[0, 1), the code's
+Thesis vs reference code, as options: ``init='one_sided'`` (delta_0 = eps U[0, 1), the code's
 MOO / TA-MOO / MinMax start), ``update_order='code'`` (the step uses the weights of the previous iterate: the
 first step is uniform), ``inner_steps=1, uniform_reg=20`` (the code's MOO), ``entropy_bonus=20`` (the code's
 TA-MOO), ``mask_achieved_gradients=True`` (the code's EoT), ``goal='label'``.
@@ -91,7 +92,7 @@ class MooInfo(NamedTuple):
 
 
 class SuccessRates(NamedTuple):
-  """Bui et al. 2023's metrics (spec B9), as fractions: per_task (m,) A-i, average A-Avg, all A-All."""
+  """Bui et al. 2023's metrics, as fractions: per_task (m,) A-i, average A-Avg, all A-All."""
   per_task: Array
   average: Array
   all: Array

@@ -12,7 +12,7 @@ Simplex tools:
   20 iterations as the reference.
 
 Solvers (Bui et al. 2023, TMLR, "Generating adversarial examples with task oriented multi-objective
-optimization"; spec cce_tamoo.md B2-B4):
+optimization", section 3):
 * ``mgda_two_task_closed_form``: Sener & Koltun (2018)'s min-norm element of two gradients.
 * ``softmax_gd``: w = softmax(alpha), K plain gradient steps on alpha of the inner objective
     J(w) = w^T Q' w + lambda Omega(w) + gamma_u ||w - 1/m||^2 - gamma_H H_unachieved(w)
@@ -215,7 +215,7 @@ def cagrad_weights(q: Array, alpha: float = 0.5, rescale: int = 1, iters: int = 
   x = argmin_{x in simplex} x^T Q b + c sqrt(x^T Q x + 1e-8), b = 1/m, c = alpha ||g_0|| (||g_0||^2 = mean Q)
   (the reference solves it with scipy SLSQP; here ``iters`` projected-gradient steps of size 1 / (Q's largest
   diagonal entry * m) from x = b); g = g_0 + (c / ||G x||) G x, divided by 1 + alpha^2 (``rescale`` 1, the
-  spec's), 1 + alpha (2) or not (0)."""
+  thesis's), 1 + alpha (2) or not (0)."""
   m = q.shape[-1]
   b = jnp.full(q.shape[:-1], 1.0 / m, q.dtype)
   g0_norm = jnp.sqrt(jnp.mean(q, axis=(-2, -1)) + 1e-8)

@@ -1,4 +1,4 @@
-"""The seven input transformations of TA-MOO's EoT task set (spec cce_tamoo.md B5) and EoT model wrappers.
+"""The seven input transformations of TA-MOO's EoT task set (Bui et al. 2023, Table 9) and EoT model wrappers.
 
 Every transformation is ``t(x, p) -> x'`` on a (B, H, W, C) batch in [0, 1] with a per-example factor
 p in [0, 1] (a (B,) vector or a scalar); it keeps the shape and dtype, stays in [0, 1], is pure,
@@ -13,17 +13,17 @@ jittable and differentiable in x:
     rotate      rotation by -10 + 20 p degrees about the centre (bilinear, zero fill)
 
 Settings (``draw_factor``): 'deterministic' is p = 1 (flips on, crop 0.6, gamma 1.3, brightness 1.3,
-angle 10 degrees: the spec's Table 9); 'stochastic' draws p ~ U(0, 1) from the example's key.
-One p is shared by all the transformations of one draw (the spec's single global factor), but it is
+angle 10 degrees: the thesis's Table 9); 'stochastic' draws p ~ U(0, 1) from the example's key.
+One p is shared by all the transformations of one draw (the thesis's single global factor), but it is
 drawn **per example** from the example's key rather than once per batch, so that an example's draws
 do not depend on the batch it sits in (each example's distribution of transformations is the
-spec's; only the correlation across the examples of a batch differs).
+thesis's; only the correlation across the examples of a batch differs).
 
 Differences from the reference (``TAM:utils_data.py``, torchvision functional ops):
 * crop: the crop size is not rounded to whole pixels; the crop-and-resize is one bilinear resampling
   ``src = c + s (dst - c)`` (pixel centres, torchvision's ``align_corners=False`` convention).
 * rotate: bilinear interpolation (torchvision's default is nearest), zero fill as torchvision.
-* gamma: ``max(x, 1e-6) ** g`` so that the gradient is finite at x = 0 (the spec's B12 property).
+* gamma: ``max(x, 1e-6) ** g`` so that the gradient is finite at x = 0 (so attacks through it never see NaN).
 
 EoT model wrappers (Athalye et al. 2018, Expectation over Transformation):
 * ``transformed_model(logits_fn, transforms, setting, combine)`` -> a randomised model
@@ -146,11 +146,11 @@ TRANSFORMS: dict[str, Callable[[Array, Array], Array]] = {
     "gamma": gamma, "brightness": brightness, "rotate": rotate,
 }
 ALIASES = {"I": "identity", "H": "hflip", "V": "vflip", "C": "crop", "G": "gamma", "B": "brightness", "R": "rotate"}
-ALL = ("identity", "hflip", "vflip", "crop", "gamma", "brightness", "rotate")  # the spec's order I H V C G B R
+ALL = ("identity", "hflip", "vflip", "crop", "gamma", "brightness", "rotate")  # the thesis's order I H V C G B R
 
 
 def canonical_transforms(transforms: str | Sequence[str]) -> tuple[str, ...]:
-  """Names (or the spec's letters I H V C G B R; 'all' = the seven) -> canonical names."""
+  """Names (or the thesis's letters I H V C G B R; 'all' = the seven) -> canonical names."""
   if isinstance(transforms, str):
     transforms = ALL if transforms == "all" else (transforms,)
   out = []

@@ -1,8 +1,8 @@
-"""Universal PGD: one perturbation shared by a group of K inputs (TA-MOO's UNI task set, spec cce_tamoo.md B4/B5;
+"""Universal PGD: one perturbation shared by a group of K inputs (TA-MOO's UNI task set, Bui et al. 2023;
 in the spirit of Moosavi-Dezfooli et al. 2017, per group of K rather than per data set).
 
 Consecutive examples form groups: group g is examples gK .. gK + K - 1 (as the reference's ``adv_uniper``).
-Each group has one delta_g, optimised by PGD on the sum of its K losses (the spec's "Uniform" baseline
+Each group has one delta_g, optimised by PGD on the sum of its K losses (the thesis's "Uniform" baseline
 ``TAM:pgd.py::PGD_Linf_Uni``):
 
     delta_g <- Pi( delta_g + alpha * d_g ),  d_g = sign(grad_delta sum_k L(f(x_gk + delta_g), y_gk))  (Linf)
@@ -120,7 +120,7 @@ def universal_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_siz
     eps, step_size: scalars or (G,) per group.
     steps: iterations (static). group_size: K (static).
     norm: 'linf', 'l2' or 'l1' (the ball of delta_g).
-    loss: an attack loss name or callable (``losses.get_attack_loss``); 'ce' as the spec's UNI run script.
+    loss: an attack loss name or callable (``losses.get_attack_loss``); 'ce' as TA-MOO's UNI run script.
     init: 'uniform' (PGD's random start around the group's first member, then the group box) or 'none'.
     targeted: minimise the loss towards y.
     group_reduce: 'sum' (the spec) or 'mean' over the group's real members (a sign step does not see it;

@@ -1,5 +1,5 @@
-"""ADP_{2,0.5} (Pang et al. 2019, ICML, adaptive diversity promoting; the CCE paper's baseline, spec
-cce_tamoo.md A6) on CIFAR-10, adversarially trained on the ensemble's PGD example:
+"""ADP_{2,0.5} (Pang et al. 2019, ICML, adaptive diversity promoting; the CCE paper's baseline) on CIFAR-10,
+adversarially trained on the ensemble's PGD example:
 L = sum_{z in {x, x_a^en}} [sum_n C(f^n(z), y) - 2 H(f^en(z)) - 0.5 log det(M~^T M~ + 1e-6 I)].
 
     jaxrobust train --config cifar10_adp --output-dir runs/cifar10_adp

@@ -1,4 +1,4 @@
-"""ADV-EN (the CCE paper's baseline, Bui et al. 2021, AAAI, spec cce_tamoo.md A6) on CIFAR-10: every member
+"""ADV-EN (the CCE paper's baseline, Bui et al. 2021, AAAI) on CIFAR-10: every member
 trained on the ensemble's PGD example, L = sum_n [C(f^n(x), y) + C(f^n(x_a^en), y)].
 
     jaxrobust train --config cifar10_adv_en --output-dir runs/cifar10_adv_en

@@ -1,5 +1,5 @@
 """CCE-RM (Bui et al. 2021, AAAI, crossing collaborative ensemble) on CIFAR-10: two members, the thesis protocol
-(spec cce_tamoo.md A3-A4, A7; Table 3).
+(Table 3).
 
     jaxrobust train --config cifar10_cce --output-dir runs/cifar10_cce
     jaxrobust train --config cifar10_cce method.mode=dm --output-dir runs/cifar10_cce_dm
@@ -16,7 +16,7 @@ epochs: boundaries 81 / 121 / 161), 180 epochs, batch 64; Keras ``l2(1e-4)`` (pe
 2e-4 w) on the conv kernels is coupled weight decay 2e-4 here, on every parameter. Random flip + shift
 (the thesis's 10 % shifts; here the 4-pixel crop). Training PGD-10 from a uniform start on each member alone
 (CCE) or on the ensemble (ADV-EN, ADP), labels the true y (the code's own-prediction label:
-method.attack_label=prediction). Its budget follows the members (``TRAIN_ATTACK``, spec A4): the ResNet runs use
+method.attack_label=prediction). Its budget follows the members (``TRAIN_ATTACK``): the ResNet runs use
 the ADP setting, one eps ~ U(0.01, 0.05) per batch and step eps / 10 (``method.eps_range``); the CNN runs eps
 8/255, step 2/255.
 The code also subtracts the scalar training-pixel mean; inputs here stay in [0, 1].

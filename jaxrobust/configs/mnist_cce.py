@@ -1,4 +1,4 @@
-"""CCE-RM (Bui et al. 2021, AAAI) on MNIST, small and quick: two CNN-MNIST members (spec A5: 2x conv32, pool,
+"""CCE-RM (Bui et al. 2021, AAAI) on MNIST, small and quick: two CNN-MNIST members (2x conv32, pool,
 2x conv64, pool, fc200, fc200 = the zoo's small_cnn), for checking a setup, not a paper table.
 
     jaxrobust train --config mnist_cce --output-dir runs/mnist_cce

@@ -3,10 +3,10 @@
 Pure numpy on predictions and probabilities that were already computed (no model calls), for
 
 * TA-MOO (Bui et al. 2023, TMLR, "Generating Adversarial Examples with Task Oriented Multi-Objective
-  Optimization"; spec ``shared/spec/cce_tamoo.md`` B5, B9): the per-task success rates A-i, their mean
+  Optimization", section 4): the per-task success rates A-i, their mean
   A-Avg and the all-tasks rate A-All of a multi-task attack (ENS, UNI, EoT);
 * CCE (Bui et al. 2021, AAAI, "Improving Ensemble Robustness by Collaboratively Promoting and Demoting
-  Adversarial Robustness"; spec A1, A7): the transferability matrix a^(i,j), T, the subsets S_ab of
+  Adversarial Robustness", section 5): the transferability matrix a^(i,j), T, the subsets S_ab of
   the ensemble's adversarial examples, nT and a_single (Table 6), and the ROC-AUC of the entropy of the
   ensemble's mean probability as an adversarial-example detector (CCE-DM);
 * ``plot_transferability``: the a^(i,j) heat-map.
@@ -82,7 +82,7 @@ def _arg_name(goal: str) -> str:
 def _compare(pred: np.ndarray, ref: np.ndarray, goal: str) -> np.ndarray:
   """Untargeted goals: the prediction left the reference; 'target': it reached it.
 
-  (The TA-MOO code's targeted mask, pred != target, is inverted: spec B11.4.)"""
+  (The TA-MOO code's targeted mask, pred != target, is inverted.)"""
   if ref.shape != pred.shape and ref.shape != pred.shape[-1:]:
     raise ValueError(f"predictions {pred.shape} and the {_arg_name(goal)} {ref.shape} do not match: give (n,) or "
                      f"{pred.shape}")

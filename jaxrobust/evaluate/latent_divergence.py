@@ -1,9 +1,8 @@
 """R-DIV: the relative intra-class latent divergence of Bui et al. (2021a), ASCL, section 2.
 
 Bui, Le, Zhao, Montague, deVel, Abraham, Phung. "Understanding and Achieving Efficient Robustness with
-Adversarial Supervised Contrastive Learning", 2021 (thesis chapter 3, section 2; spec
-``shared/spec/adr_ascl.md`` section 3.9). For a batch {(x_i, y_i)}_{i=1..N}, a transformation T (the
-adversary: "adversarial R-DIV" uses PGD-250, eps 8/255, step 2/255) and latents z = f(x) (the
+Adversarial Supervised Contrastive Learning", 2021 (thesis chapter 3, section 2). For a batch
+{(x_i, y_i)}_{i=1..N}, a transformation T (the adversary: "adversarial R-DIV" uses PGD-250, eps 8/255, step 2/255) and latents z = f(x) (the
 penultimate features, ``ModelOutput.features``), with d the cosine distance ``1 - cos(z_i, z_j)``::
 
     X_i^+ = {x_j, x_j^T : j != i, y_j == y_i}          positive pool of anchor i

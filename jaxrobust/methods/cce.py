@@ -1,5 +1,5 @@
 """Crossing Collaborative Ensemble, CCE (Bui et al. 2021, AAAI, "Improving ensemble robustness by
-collaboratively promoting and demoting adversarial robustness"; spec cce_tamoo.md A2-A4, A9).
+collaboratively promoting and demoting adversarial robustness").
 
 Each member n has its own white-box adversarial example x_a^n = PGD(f^n, x). Member n is trained by
 
@@ -13,7 +13,7 @@ and *demoted* (pushed to the uniform prediction, maximal entropy) where it is wr
 fools one member is either resisted or ignored by the others. Presets: 'rm' (lambda_pm, lambda_dm) = (1, 1),
 'dm' (0, 5), 'base' (0, 0).
 
-Choices (each a flag; see the spec's A9):
+Choices where the paper and its code differ (each a flag):
 * ``stop_gradient_s`` (True, the thesis): the code (``lib_method.py::adv_CCE``) differentiates through s.
 * ``code_faithful_terms`` (False): True uses the code's terms, TF1's ``softmax_cross_entropy_with_logits_v2``
   applied to *probabilities*: cPO ce = LSE(p) - p_y, DO "entropy" = LSE(p) - sum_k p_k^2, and the DO weight
@@ -32,7 +32,7 @@ Choices (each a flag; see the spec's A9):
 * The training attacks run in inference mode (running BN statistics), through ``ctx.member_forward``: one PGD on
   the stacked (M, B, ...) input whose loss sums over members, so each member follows its own gradient.
 * ``eps_range`` = (lo, hi): one training eps ~ U(lo, hi) per batch, step eps / 10 (the ADP setting the thesis's
-  ResNet runs use; spec A4).
+  ResNet runs use).
 
 Metrics: 'acc' the ensemble's clean accuracy; 'adv_acc' the ensemble's accuracy on the members' adversarial
 examples (mean over i of acc(f^en(x_a^i))); 'adv_acc_member<n>' member n on its own x_a^n. The code also logs
@@ -132,7 +132,7 @@ def cross_term(logits: Array, y: Array, *, lambda_pm: float, lambda_dm: float, s
 
 def cce_member_losses(clean_logits: Array, adv_logits: Array, y: Array, *, lambda_pm: float, lambda_dm: float,
                       w_ce: float = 1.0, stop_gradient_s: bool = True, code_faithful_terms: bool = False) -> Array:
-  """Per-member, per-example CCE loss L^n (Bui et al. 2021, Eq. after (4); spec A2).
+  """Per-member, per-example CCE loss L^n (Bui et al. 2021, Eq. after (4)).
 
   clean_logits: (N, B, K), member n on x.
   adv_logits: (N, N, B, K), [n, i] = member n on x_a^i (member i's adversarial example).
@@ -206,7 +206,7 @@ def check_eps_range(method: str, eps_range) -> tuple[float, float] | None:
 def batch_threat(key, eps, step_size, eps_range: tuple[float, float] | None):
   """(eps, step_size) of one batch: the fixed ones, or with ``eps_range`` = (lo, hi) one eps ~ U(lo, hi) for the
   whole batch and step eps / 10: the ADP setting (Pang et al. 2019's code) the CCE thesis's ResNet runs train
-  with (spec A4: eps ~ U(0.01, 0.05), eta = eps / 10)."""
+  with (eps ~ U(0.01, 0.05), eta = eps / 10, the ADP setting of Pang et al. 2019)."""
   if eps_range is None:
     return eps, step_size
   e = jax.random.uniform(jax.random.fold_in(key, _EPS_FOLD), (), minval=eps_range[0], maxval=eps_range[1])

@@ -22,7 +22,7 @@ from jaxrobust.models.classifier import PROJECTION_HEADS
 from jaxrobust.models.heads import check_head
 from jaxrobust.types import ApplyFn, Array, ModelOutput, PRNGKey, PyTree
 
-# The CCE CNNs (Bui et al. 2021, CCE code ``model.py``, spec A5) are SmallCNN with 'same' 3x3 convs,
+# The CCE CNNs (Bui et al. 2021, CCE code ``model.py``) are SmallCNN with 'same' 3x3 convs,
 # Keras init and Keras's HWC flatten; dropout_rate=0.5 gives the thesis's Table 8 Dropout after fc1
 # (the code has none, hence the default 0).
 _CCE_CNN = functools.partial(cnn.SmallCNN, conv_padding=1, flatten="hwc", init="keras")
@@ -48,7 +48,7 @@ _BACKBONES: Dict[str, Callable[..., nn.Module]] = {
   # GAIRAT/MAIL "WRN-32-10" (Wide_ResNet_Madry, depth = 6n + 2) is WRN-34-10 in our convention.
   "wrn32_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
   "wide_resnet": wide_resnet.WideResNet,  # depth=..., widen=... (defaults 34, 10)
-  # kuangliu/pytorch-cifar nets (TA-MOO victims, spec B8):
+  # kuangliu/pytorch-cifar nets (TA-MOO victims, Bui et al. 2023):
   "mobilenet": mobilenet.MobileNet,  # MobileNet v1, CIFAR variant (Howard et al. 2017), 1024-d features
   "vgg16": vgg.VGG,  # VGG-16 with BN (Simonyan & Zisserman 2015), 512-d features on 32x32
   "googlenet": googlenet.GoogLeNet,  # GoogLeNet (Szegedy et al. 2015), 1024-d features
