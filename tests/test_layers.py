@@ -15,6 +15,7 @@ Layers, lowest first (ARCHITECTURE.md draws the same picture):
 
 import ast
 import pathlib
+import re
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxrobust"
 LAYERS = [
@@ -77,3 +78,12 @@ def test_every_package_folder_is_a_regular_package():
   missing = [str(d.relative_to(PACKAGE.parent)) for d in PACKAGE.rglob("*")
              if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py")) and not (d / "__init__.py").exists()]
   assert not missing, f"add __init__.py to {missing}"
+
+
+def test_library_text_cites_papers_not_internal_notes():
+  """Docstrings and comments cite papers (authors, year, equation); never the team's spec files or issues."""
+  internal = re.compile(r"shared/spec|\b[a-z_]+\.md [A-D]\d|\bspec [A-D]\d|\b[Ii]ssue \d+|\bsession \d+")
+  hits = [f"{p.relative_to(PACKAGE.parent)}:{i}: {line.strip()}"
+          for p in sorted(PACKAGE.rglob("*.py"))
+          for i, line in enumerate(p.read_text().splitlines(), 1) if internal.search(line)]
+  assert not hits, "\n".join(hits)
