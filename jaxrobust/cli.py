@@ -124,7 +124,6 @@ def cmd_evaluate(args) -> int:
   import jax
   from jaxrobust import parallel
   from jaxrobust.evaluate.robust import RobustEvaluator, format_table
-  from jaxrobust.train.checkpoint import write_json
   run = _load_run(args, best=args.best)
   cfg = run.config
   attacks = [_parse_attack_spec(a) for a in args.attack] if args.attack else cfg["eval"]["attacks"]
@@ -141,10 +140,12 @@ def cmd_evaluate(args) -> int:
     metrics = [*DEFAULT_METRICS, LatentDivergence(pools=args.rdiv_pools, plot=os.path.splitext(out)[0] + "_rdiv.png")]
   evaluator = RobustEvaluator.for_module(run.module, mesh=parallel.make_mesh(cfg["train"].get("num_devices")),
                                          features=bool(args.rdiv))
-  report = evaluator.evaluate(run.variables, _test_split(cfg), attacks,
+  test = _test_split(cfg)
+  report = evaluator.evaluate(run.variables, test, attacks,
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               checks=not args.no_checks, metrics=metrics)
+  report["provenance"] = _provenance(args, run, test, report["n"], attacks)
   print(format_table({cfg["method"]["name"]: report}))
   if report.get("ensemble"):
     print(_ensemble_table(report["ensemble"]))
@@ -162,9 +163,23 @@ def cmd_evaluate(args) -> int:
       accs = ", ".join(f"{e:g}: {100 * a:.2f}%" for e, a in zip(c["eps"], c["robust_acc"]))
       print(f"robust accuracy against eps [{label}, {c['norm']}, one run]: {accs}; median norm "
             f"{c['median_norm']:.4g}; plot: {plot}")
-  write_json(out, report)
-  print(f"json: {out}")
+  _write_record(out, report)
   return 0
+
+
+def _provenance(args, run, test, n: int, attacks) -> dict:
+  """``evaluate.records.provenance`` of a command's evaluation of ``run`` (seed, versions, commit, points)."""
+  from jaxrobust.evaluate.records import provenance
+  return provenance(seed=args.seed, dataset=test, n=n, attacks=attacks,
+                    run_dirs=[os.path.abspath(d) for d in _run_dirs(args)], checkpoint_step=int(run.step),
+                    best=bool(args.best), overrides=list(args.overrides))
+
+
+def _write_record(out: str, record: dict) -> None:
+  """The latest record at ``out``, and appended to evaluations.jsonl beside it (never overwritten)."""
+  from jaxrobust.evaluate.records import HISTORY, write_record
+  ids = write_record(out, record)
+  print(f"json: {out} (record {ids['record_id']}, appended to {os.path.join(os.path.dirname(out) or '.', HISTORY)})")
 
 
 def _ensemble_table(e: dict) -> str:
@@ -189,7 +204,7 @@ def _evaluate_protocol(args) -> int:
   """``jaxrobust evaluate --protocol NAME``: the paper's attack list and budgets, beside its numbers."""
   from jaxrobust import parallel
   from jaxrobust.runs import evaluate_protocol, protocol_table
-  from jaxrobust.train.checkpoint import CheckpointError, write_json
+  from jaxrobust.train.checkpoint import CheckpointError
   if args.attack or args.rdiv:
     raise SystemExit("error: --protocol fixes the attacks (and R-DIV where the paper reports it); drop --attack / --rdiv")
   if len(_run_dirs(args)) > 1:
@@ -205,10 +220,9 @@ def _evaluate_protocol(args) -> int:
   table = protocol_table(result)
   print(table)
   out = args.json or _default_output(args, f"evaluation_{result['protocol']}.json")
-  write_json(out, result)
   with open(os.path.splitext(out)[0] + ".md", "w") as f:
     f.write(table + "\n")
-  print(f"json: {out}")
+  _write_record(out, result)
   return 0
 
 
@@ -242,7 +256,7 @@ def cmd_quickstart(args) -> int:
   print(report["table"])
   print(f"\ntotal {report['total_seconds']:.1f} s on {report['devices']} {report['backend']} device(s)")
   print(f"report: {os.path.join(args.output_dir, 'quickstart_report.json')}")
-  print(f"plot:   {report['plot']}")
+  print(f"plot:   {report['plot']}" if report["plot"] else report["plot_note"])
   return 0
 
 

@@ -407,14 +407,29 @@ def robust_accuracy_curve(evaluator: RobustEvaluator, variables, dataset, spec: 
                           eps_grid: Sequence[float], **kw) -> dict:
   """Robust accuracy of one attack over an eps grid (one compiled program for all eps).
 
-  A spec with ``step_size_ratio`` uses step_size = ratio * eps at each grid point.
+  A spec with ``step_size_ratio`` uses step_size = ratio * eps at each grid point. Returns {'eps', 'robust_acc',
+  'labels': each point's attack label, with its own eps (``eps_label``), 'reports': each point's full report
+  (the table of one eps and its curve point are then the same evaluation), 'attack': spec}.
   """
-  accs = []
+  accs, labels, reports = [], [], []
   for eps in eps_grid:
-    s = dict(spec, eps=float(eps), label="curve")
-    r = evaluator.evaluate(variables, dataset, [s], **kw)
-    accs.append(r["robust_acc"]["curve"])
-  return {"eps": [float(e) for e in eps_grid], "robust_acc": accs, "attack": spec}
+    label = eps_label(spec, eps)
+    r = evaluator.evaluate(variables, dataset, [dict(spec, eps=float(eps), label=label)], **kw)
+    accs.append(r["robust_acc"][label])
+    labels.append(label)
+    reports.append(r)
+  return {"eps": [float(e) for e in eps_grid], "robust_acc": accs, "labels": labels, "reports": reports,
+          "attack": spec}
+
+
+def eps_label(spec: dict, eps: float) -> str:
+  """The spec's label with its radius set to ``eps``: 'PGD-20 eps=0.2' -> 'PGD-20 eps=0.05'; a label without
+  'eps=' (or no label: the attack's name) gets ' eps=...' appended."""
+  import re
+  label = str(spec.get("label") or spec["name"])
+  if re.search(r"eps=\S+", label):
+    return re.sub(r"eps=\S+", f"eps={float(eps):g}", label, count=1)
+  return f"{label} eps={float(eps):g}"
 
 
 def format_table(rows: dict[str, dict], attack_labels: Sequence[str] | None = None) -> str:

@@ -306,6 +306,7 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
   if cfg["eval"].get("transfer_from") and transfer_source is None:
     raise ValueError("eval.transfer_from is set: pass transfer_source=(apply, variables) of that run "
                      "(jaxrobust.runs.load_run(cfg['eval']['transfer_from'])); `jaxrobust train` does it")
+  from jaxrobust.evaluate.records import provenance, write_record
   from jaxrobust.evaluate.robust import evaluate_from_config
   t0 = time.perf_counter()
   trainer = Trainer(cfg, progress=progress)
@@ -334,8 +335,11 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
   report = {"config": cfg, "steps": trainer.total_steps, "evaluated_step": int(state.step), "selected": selected,
             "train_seconds": train_s,
             "devices": int(trainer.mesh.devices.size), "backend": jax.default_backend(),
-            "evaluation": eval_report}
-  write_json(os.path.join(trainer.output_dir, "report.json"), report)
+            "evaluation": eval_report,
+            "provenance": provenance(seed=int(cfg.get("seed", 0)) + 1, dataset=trainer.test_ds, n=eval_report["n"],
+                                     attacks=cfg["eval"].get("attacks", ()), train_seed=int(cfg.get("seed", 0)),
+                                     checkpoint_step=int(state.step))}
+  write_record(os.path.join(trainer.output_dir, "report.json"), report)
   trainer.checkpointer.close()
   if trainer.selector is not None:
     trainer.selector.checkpointer.close()
