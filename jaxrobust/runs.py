@@ -193,10 +193,10 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
   return {"protocol": spec.name, "paper": spec.paper, "metric": spec.metric, "paper_row": paper_row(spec, run.config["method"]),
           "columns": columns, "this_run": this_run, "reference": {k: dict(v) for k, v in spec.reference.items()},
           "missing": missing, "notes": spec.notes, "evaluation": report,
-          "provenance": provenance(seed=seed, dataset=test, n=int(report["n"]), attacks=spec.attacks,
-                                   run_dir=os.path.abspath(run_dir), checkpoint_step=run.step, best=best,
-                                   max_examples=max_examples, n=int(report["n"]), method=run.config["method"],
-                                   jax=jax.__version__, numpy=np.__version__)}
+          "provenance": {**provenance(seed=seed, dataset=test, n=int(report["n"]), attacks=spec.attacks,
+                                      run_dir=os.path.abspath(run_dir), checkpoint_step=run.step, best=best,
+                                      max_examples=max_examples, method=run.config["method"],
+                                      jax=jax.__version__, numpy=np.__version__), "n": int(report["n"])}}
 
 
 def protocol_table(result: dict) -> str:

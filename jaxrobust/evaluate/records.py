@@ -134,6 +134,15 @@ def read_records(folder: str, *, history: str = HISTORY) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def eval_scalars(report: dict) -> dict:
+  """The headline numbers of an evaluator report as flat {name: float}: clean_acc, worst_case_acc,
+  robust_acc/<label> (and clean_ap, robust_ap/<label> of a single-logit model)."""
+  out = {k: float(report[k]) for k in ("clean_acc", "worst_case_acc", "clean_ap") if report.get(k) is not None}
+  for group in ("robust_acc", "robust_ap"):
+    out.update({f"{group}/{label}": float(v) for label, v in (report.get(group) or {}).items()})
+  return out
+
+
 def eps_text(eps: float) -> str:
   """RobustBench's way of writing a radius: '8/255' when eps * 255 is a whole number, else the decimal."""
   k = float(eps) * 255.0

@@ -66,6 +66,10 @@ class Trainer:
       train_ds, val_ds, test_ds = splits.train, splits.val, splits.test
     self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
     _check_eval_prefixes(cfg, test_ds)  # fail before training, not after it
+    self.events = None  # train.tensorboard: an event file beside metrics.jsonl (main process only)
+    if cfg["train"].get("tensorboard", False) and parallel.is_main_process():
+      from jaxrobust.event_file import EventFileWriter
+      self.events = EventFileWriter(os.path.join(self.output_dir, "tensorboard"))
     t = cfg["train"]
     self.batch_size = int(t["batch_size"])
     self.mesh = parallel.make_mesh(t.get("num_devices"))
@@ -174,6 +178,8 @@ class Trainer:
                           examples_per_s=len(host) * self.batch_size / max(now - t_last, 1e-9))
             mfile.write(json.dumps(record) + "\n")
             mfile.flush()
+            if self.events is not None:
+              self.events.scalars({f"train/{k}": v for k, v in record.items() if k != "step"}, step)
             if bar is not None:
               bar.set_postfix(loss=f"{record['loss']:.3f}",
                               acc=f"{record.get('adv_acc', record.get('acc', float('nan'))):.3f}")
@@ -287,6 +293,8 @@ class ModelSelector:
       self.checkpointer.save(step, state, dict(self.trainer._meta(step), epoch=record["epoch"], score=float(score),
                                                metric=record["metric"]), force=True)
     self.log.append(record)
+    if self.trainer.events is not None:
+      self.trainer.events.scalars({f"select/{metric}": float(score), "select/clean_acc": float(rep["clean_acc"])}, step)
 
   def restore(self, like_state) -> tuple[Any, dict]:
     """(best state, its metadata); raises CheckpointError if there is none."""
@@ -306,7 +314,7 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
   if cfg["eval"].get("transfer_from") and transfer_source is None:
     raise ValueError("eval.transfer_from is set: pass transfer_source=(apply, variables) of that run "
                      "(jaxrobust.runs.load_run(cfg['eval']['transfer_from'])); `jaxrobust train` does it")
-  from jaxrobust.evaluate.records import provenance, write_record
+  from jaxrobust.evaluate.records import eval_scalars, provenance, write_record
   from jaxrobust.evaluate.robust import evaluate_from_config
   t0 = time.perf_counter()
   trainer = Trainer(cfg, progress=progress)
@@ -340,6 +348,9 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
                                      attacks=cfg["eval"].get("attacks", ()), train_seed=int(cfg.get("seed", 0)),
                                      checkpoint_step=int(state.step))}
   write_record(os.path.join(trainer.output_dir, "report.json"), report)
+  if trainer.events is not None:
+    trainer.events.scalars({f"eval/{k}": v for k, v in eval_scalars(eval_report).items()}, int(state.step))
+    trainer.events.close()
   trainer.checkpointer.close()
   if trainer.selector is not None:
     trainer.selector.checkpointer.close()
