@@ -165,7 +165,7 @@ def cmd_evaluate(args) -> int:
       print(f"robust accuracy against eps [{label}, {c['norm']}, one run]: {accs}; median norm "
             f"{c['median_norm']:.4g}; plot: {plot}")
   _write_record(out, report)
-  if cfg["train"].get("tensorboard", False):  # beside the run's training curves, at the checkpoint's step
+  if cfg["train"].get("tensorboard", False) in (True, "true"):  # beside the run's training curves, at the checkpoint's step
     from jaxrobust.event_file import EventFileWriter
     from jaxrobust.evaluate.records import eval_scalars
     events = EventFileWriter(os.path.join(_run_dirs(args)[0], "tensorboard"))

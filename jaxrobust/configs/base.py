@@ -193,7 +193,7 @@ def validate_config(cfg: dict) -> None:
     raise ValueError(f"train.epochs must be >= 1; got {t['epochs']}")
   if int(t["batch_size"]) < 1:
     raise ValueError(f"train.batch_size must be >= 1; got {t['batch_size']}")
-  if not isinstance(t.get("tensorboard", False), bool):
+  if t.get("tensorboard", False) not in (True, False, "true", "false"):  # 'true': as key=value overrides give it
     raise ValueError(f"train.tensorboard must be true or false; got {t['tensorboard']!r}")
   if t.get("select_best"):
     if int(t.get("eval_every_epochs") or 0) < 1:

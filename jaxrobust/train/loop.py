@@ -67,7 +67,7 @@ class Trainer:
     self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
     _check_eval_prefixes(cfg, test_ds)  # fail before training, not after it
     self.events = None  # train.tensorboard: an event file beside metrics.jsonl (main process only)
-    if cfg["train"].get("tensorboard", False) and parallel.is_main_process():
+    if cfg["train"].get("tensorboard", False) in (True, "true") and parallel.is_main_process():
       from jaxrobust.event_file import EventFileWriter
       self.events = EventFileWriter(os.path.join(self.output_dir, "tensorboard"))
     t = cfg["train"]
