@@ -99,3 +99,25 @@ def test_tensorboard_key_is_declared_and_checked():
   cfg["train"]["tensorboard"] = "yes"
   with pytest.raises(ValueError, match="train.tensorboard must be true or false"):
     validate_config(cfg)
+
+
+class _Step:
+  """A dispatched step's metric as far as the bar asks: finished or not."""
+
+  def __init__(self, ready):
+    self.ready = ready
+
+  def is_ready(self):
+    return self.ready
+
+
+def test_training_bar_counts_finished_steps_in_order_without_waiting():
+  import collections
+
+  import jax.numpy as jnp
+  from jaxrobust.train.loop import _pop_finished
+  inflight = collections.deque({"loss": _Step(r)} for r in (True, True, False, True))
+  assert _pop_finished(inflight) == 2 and len(inflight) == 2  # the unfinished third step ends the count
+  inflight[0]["loss"].ready = True
+  assert _pop_finished(inflight) == 2 and not inflight
+  assert _pop_finished(collections.deque([{"loss": jnp.ones(())}])) == 1  # a real jax.Array

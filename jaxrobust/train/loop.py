@@ -8,6 +8,7 @@ state, and the loop skips the batches of the current epoch already consumed.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import time
@@ -158,6 +159,7 @@ class Trainer:
     main = parallel.is_main_process()
     bar = _progress(total=end, initial=start, enabled=self.progress and main, desc=f"train {self.method.name}")
     pending: list = []  # device-side metrics, fetched only when logging (no per-step host sync)
+    inflight: collections.deque = collections.deque()  # dispatched steps the bar has not counted yet
     t_last = time.perf_counter()
     step = start
     with open(metrics_path if main else os.devnull, "a") as mfile:
@@ -168,10 +170,14 @@ class Trainer:
           state, metrics = self.step_fn(state, batch)
           step += 1
           pending.append(metrics)
-          if bar is not None:
-            bar.update(1)
+          if bar is not None:  # count finished steps, not dispatched ones (is_ready never blocks)
+            inflight.append(metrics)
+            bar.update(_pop_finished(inflight))
           if step % log_every == 0 or step == end:
             host = jax.device_get(pending)
+            if bar is not None:  # the fetch waited for every dispatched step
+              bar.update(len(inflight))
+              inflight.clear()
             now = time.perf_counter()
             record = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
             record.update(step=step, epoch=step / self.steps_per_epoch, lr=float(self.schedule(step - 1)),
@@ -199,6 +205,19 @@ class Trainer:
 
   def variables(self, state: TrainState) -> dict:
     return jax.device_get(variables_of(state))
+
+
+def _pop_finished(inflight: collections.deque) -> int:
+  """Drops the finished steps at the front of ``inflight`` (their metrics computed) and counts them; steps
+  finish in dispatch order, so the first unfinished one ends the count."""
+  done = 0
+  while inflight:
+    leaves = jax.tree.leaves(inflight[0])
+    if leaves and hasattr(leaves[0], "is_ready") and not leaves[0].is_ready():
+      break
+    inflight.popleft()
+    done += 1
+  return done
 
 
 def _progress(*, total, initial, enabled, desc):
