@@ -10,7 +10,7 @@ import pytest
 from jaxrobust.cli import main
 from jaxrobust.data import load_dataset
 from jaxrobust.evaluate import records
-from jaxrobust.evaluate.robust import RobustEvaluator, progress_postfix, stage_text
+from jaxrobust.evaluate.robust import RobustEvaluator, eps_label, progress_postfix, stage_text
 
 
 def test_a_second_record_is_appended_and_the_file_holds_the_latest(tmp_path):
@@ -89,3 +89,9 @@ def test_the_evaluate_bar_counts_points_of_every_stage(capsys):
               batch_size=16, progress=True)
   err = capsys.readouterr().err
   assert "70/70" in err and "evaluate fgsm two" in err and "point" in err  # 30 clean + 30 + 10 attacked
+
+
+def test_curve_points_are_labelled_with_their_own_eps():
+  assert eps_label({"name": "pgd", "label": "PGD-20 eps=0.2", "eps": 0.2}, 0.05) == "PGD-20 eps=0.05"
+  assert eps_label({"name": "pgd", "eps": 0.2}, 0.1) == "pgd eps=0.1"
+  assert eps_label({"name": "pgd", "label": "strong"}, 0.3) == "strong eps=0.3"
