@@ -64,7 +64,7 @@ def test_compile_cache_stores_even_a_tiny_program(tmp_path):
       enable_compile_cache({str(tmp_path)!r})
       jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()
   """)
-  subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                  env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
   assert any(os.scandir(tmp_path)), "no cache entry written"
 
