@@ -6,6 +6,7 @@
     jaxrobust evaluate --run-dir DIR --protocol NAME  # a paper's evaluation, beside its table
     jaxrobust attack --run-dir DIR --attack SPEC --out adv.npz
     jaxrobust list [--keys | --attack NAME | --protocols]   # what exists, config keys, attack options
+    jaxrobust export-summary RUN_DIR [--out FILE]  # RobustBench-style summary of the newest AutoAttack record
 """
 
 from __future__ import annotations
@@ -124,7 +125,6 @@ def cmd_evaluate(args) -> int:
   import jax
   from jaxrobust import parallel
   from jaxrobust.evaluate.robust import RobustEvaluator, format_table
-  from jaxrobust.train.checkpoint import write_json
   run = _load_run(args, best=args.best)
   cfg = run.config
   attacks = [_parse_attack_spec(a) for a in args.attack] if args.attack else cfg["eval"]["attacks"]
@@ -141,10 +141,12 @@ def cmd_evaluate(args) -> int:
     metrics = [*DEFAULT_METRICS, LatentDivergence(pools=args.rdiv_pools, plot=os.path.splitext(out)[0] + "_rdiv.png")]
   evaluator = RobustEvaluator.for_module(run.module, mesh=parallel.make_mesh(cfg["train"].get("num_devices")),
                                          features=bool(args.rdiv))
-  report = evaluator.evaluate(run.variables, _test_split(cfg), attacks,
+  test = _test_split(cfg)
+  report = evaluator.evaluate(run.variables, test, attacks,
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               checks=not args.no_checks, metrics=metrics)
+  report["provenance"] = _provenance(args, run, test, report["n"], attacks)
   print(format_table({cfg["method"]["name"]: report}))
   if report.get("ensemble"):
     print(_ensemble_table(report["ensemble"]))
@@ -162,9 +164,29 @@ def cmd_evaluate(args) -> int:
       accs = ", ".join(f"{e:g}: {100 * a:.2f}%" for e, a in zip(c["eps"], c["robust_acc"]))
       print(f"robust accuracy against eps [{label}, {c['norm']}, one run]: {accs}; median norm "
             f"{c['median_norm']:.4g}; plot: {plot}")
-  write_json(out, report)
-  print(f"json: {out}")
+  _write_record(out, report)
+  if cfg["train"].get("tensorboard", False) in (True, "true"):  # beside the run's training curves, at the checkpoint's step
+    from jaxrobust.event_file import EventFileWriter
+    from jaxrobust.evaluate.records import eval_scalars
+    events = EventFileWriter(os.path.join(_run_dirs(args)[0], "tensorboard"))
+    events.scalars({f"evaluate/{k}": v for k, v in eval_scalars(report).items()}, int(run.step))
+    events.close()
   return 0
+
+
+def _provenance(args, run, test, n: int, attacks) -> dict:
+  """``evaluate.records.provenance`` of a command's evaluation of ``run`` (seed, versions, commit, points)."""
+  from jaxrobust.evaluate.records import provenance
+  return provenance(seed=args.seed, dataset=test, n=n, attacks=attacks,
+                    run_dirs=[os.path.abspath(d) for d in _run_dirs(args)], checkpoint_step=int(run.step),
+                    best=bool(args.best), overrides=list(args.overrides))
+
+
+def _write_record(out: str, record: dict) -> None:
+  """The latest record at ``out``, and appended to evaluations.jsonl beside it (never overwritten)."""
+  from jaxrobust.evaluate.records import HISTORY, write_record
+  ids = write_record(out, record)
+  print(f"json: {out} (record {ids['record_id']}, appended to {os.path.join(os.path.dirname(out) or '.', HISTORY)})")
 
 
 def _ensemble_table(e: dict) -> str:
@@ -189,7 +211,7 @@ def _evaluate_protocol(args) -> int:
   """``jaxrobust evaluate --protocol NAME``: the paper's attack list and budgets, beside its numbers."""
   from jaxrobust import parallel
   from jaxrobust.runs import evaluate_protocol, protocol_table
-  from jaxrobust.train.checkpoint import CheckpointError, write_json
+  from jaxrobust.train.checkpoint import CheckpointError
   if args.attack or args.rdiv:
     raise SystemExit("error: --protocol fixes the attacks (and R-DIV where the paper reports it); drop --attack / --rdiv")
   if len(_run_dirs(args)) > 1:
@@ -205,10 +227,9 @@ def _evaluate_protocol(args) -> int:
   table = protocol_table(result)
   print(table)
   out = args.json or _default_output(args, f"evaluation_{result['protocol']}.json")
-  write_json(out, result)
   with open(os.path.splitext(out)[0] + ".md", "w") as f:
     f.write(table + "\n")
-  print(f"json: {out}")
+  _write_record(out, result)
   return 0
 
 
@@ -242,7 +263,26 @@ def cmd_quickstart(args) -> int:
   print(report["table"])
   print(f"\ntotal {report['total_seconds']:.1f} s on {report['devices']} {report['backend']} device(s)")
   print(f"report: {os.path.join(args.output_dir, 'quickstart_report.json')}")
-  print(f"plot:   {report['plot']}")
+  print(f"plot:   {report['plot']}" if report["plot"] else report["plot_note"])
+  return 0
+
+
+def cmd_export_summary(args) -> int:
+  """``jaxrobust export-summary RUN_DIR``: the run's newest AutoAttack record as RobustBench model-info JSON."""
+  from jaxrobust.evaluate.records import read_records, robustbench_summary
+  config_path = os.path.join(args.run_dir, "config.json")
+  if not os.path.exists(config_path):
+    raise SystemExit(f"error: {args.run_dir!r} is not a jaxrobust run directory (no config.json)")
+  with open(config_path) as f:
+    config = json.load(f)
+  summary = robustbench_summary(read_records(args.run_dir), config, name=args.name)
+  text = json.dumps(summary, indent=2)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text + "\n")
+    print(f"summary: {args.out}")
+  else:
+    print(text)
   return 0
 
 
@@ -310,8 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="jaxrobust", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = p.add_subparsers(dest="command", required=True)
+  cache = argparse.ArgumentParser(add_help=False)  # the commands that compile
+  cache.add_argument("--no-compile-cache", action="store_true",
+                     help="do not use JAX's persistent compilation cache (default: on, in $JAXROBUST_COMPILE_CACHE "
+                          "or ~/.cache/jaxrobust/xla; JAXROBUST_COMPILE_CACHE=off also turns it off)")
 
-  t = sub.add_parser("train", help="train a model with a named config, then evaluate it",
+  t = sub.add_parser("train", parents=[cache], help="train a model with a named config, then evaluate it",
                      description="Train with a built-in config (see `jaxrobust list`) or your own config file; "
                                  "overrides are key.sub=value, e.g. method.eps=0.1 train.epochs=5 "
                                  "data.train_subset=2000 (`jaxrobust list --keys` shows every key). "
@@ -333,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
   t.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
   t.set_defaults(fn=cmd_train)
 
-  e = sub.add_parser("evaluate", help="clean and robust accuracy of a trained run",
+  e = sub.add_parser("evaluate", parents=[cache], help="clean and robust accuracy of a trained run",
                      description="Evaluate the final checkpoint of a run directory. --attack takes "
                                  "NAME:key=value,... (e.g. pgd:eps=0.031,steps=20,step_size=0.003); "
                                  "repeat it for several attacks; without it the run config's eval.attacks are used. "
@@ -372,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. data.test_subset=1000)")
   e.set_defaults(fn=cmd_evaluate)
 
-  a = sub.add_parser("attack", help="craft adversarial examples for a run's test set and save them",
+  a = sub.add_parser("attack", parents=[cache], help="craft adversarial examples for a run's test set and save them",
                      description="Run one attack on a run's test split and save x_adv and robust flags to .npz.")
   a.add_argument("--run-dir", required=True, action="append",
                  help="a run folder; repeated: several runs as one ensemble")
@@ -384,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
   a.add_argument("overrides", nargs="*")
   a.set_defaults(fn=cmd_attack)
 
-  q = sub.add_parser("quickstart", help="standard vs PGD-AT on the shipped digits (about 2 minutes on 2 cores)",
+  q = sub.add_parser("quickstart", parents=[cache], help="standard vs PGD-AT on the shipped digits (about 2 minutes on 2 cores)",
                      description="Trains a standard and a PGD-AT SmallCNN on sklearn's digits (shipped, no "
                                  "download), evaluates clean and PGD-20 accuracy, writes a JSON report and a "
                                  "robust-accuracy-vs-eps plot.")
@@ -393,6 +437,15 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--no-resume", action="store_true")
   q.add_argument("--no-progress", action="store_true")
   q.set_defaults(fn=cmd_quickstart)
+
+  x = sub.add_parser("export-summary", help="a run's AutoAttack result as RobustBench model-info JSON",
+                     description="Exports the newest AutoAttack evaluation recorded in RUN_DIR/evaluations.jsonl as "
+                                 "RobustBench's model-info fields (clean_acc, autoattack_acc, eps, architecture, "
+                                 "dataset) plus threat_model, n_points and the record's provenance.")
+  x.add_argument("run_dir", metavar="RUN_DIR")
+  x.add_argument("--out", help="write the JSON here (default: print it)")
+  x.add_argument("--name", help="the model's name in the summary (default: the run directory)")
+  x.set_defaults(fn=cmd_export_summary)
 
   l = sub.add_parser("list", help="list configs, methods, attacks, models and datasets")
   l.add_argument("--keys", action="store_true", help="list every config key with its meaning instead")
@@ -408,6 +461,9 @@ def main(argv=None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = build_parser().parse_args(argv)
   try:
+    if not getattr(args, "no_compile_cache", True):
+      from jaxrobust.compile_cache import enable_compile_cache
+      enable_compile_cache()
     return args.fn(args)
   except (ValueError, FileNotFoundError, PermissionError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -139,6 +139,7 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
   import numpy as np
   from jaxrobust.configs.protocols import check_run_matches, get_protocol, paper_row
   from jaxrobust.data import load_splits
+  from jaxrobust.evaluate.records import provenance
   spec = get_protocol(protocol)
   run = load_run(run_dir, best=best, overrides=overrides)
   check_run_matches(spec, run.config)
@@ -192,9 +193,10 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
   return {"protocol": spec.name, "paper": spec.paper, "metric": spec.metric, "paper_row": paper_row(spec, run.config["method"]),
           "columns": columns, "this_run": this_run, "reference": {k: dict(v) for k, v in spec.reference.items()},
           "missing": missing, "notes": spec.notes, "evaluation": report,
-          "provenance": {"run_dir": os.path.abspath(run_dir), "checkpoint_step": run.step, "best": best,
-                         "seed": seed, "max_examples": max_examples, "n": int(report["n"]),
-                         "method": run.config["method"], "jax": jax.__version__, "numpy": np.__version__}}
+          "provenance": {**provenance(seed=seed, dataset=test, n=int(report["n"]), attacks=spec.attacks,
+                                      run_dir=os.path.abspath(run_dir), checkpoint_step=run.step, best=best,
+                                      max_examples=max_examples, method=run.config["method"],
+                                      jax=jax.__version__, numpy=np.__version__), "n": int(report["n"])}}
 
 
 def protocol_table(result: dict) -> str:

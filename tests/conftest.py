@@ -1,9 +1,12 @@
-"""Shared test setup: CPU only, and the path to ../shared/data."""
+"""Shared test setup: CPU only, no persistent compilation cache, and the path to ../shared/data."""
 
 import os
 import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The CLI's persistent compilation cache is process-wide: tests calling main() leave it off (hermetic runs);
+# tests/test_plumbing.py turns it on in its own folders.
+os.environ.setdefault("JAXROBUST_COMPILE_CACHE", "off")
 
 import pytest  # noqa: E402
 

@@ -36,14 +36,27 @@ def test_train_evaluate_attack_roundtrip(tmp_path, capsys):
   run = tmp_path / "run"
   assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
                "train.epochs=1", "data.train_subset=256", "method.name=pgd_at", "method.eps=0.2",
-               "method.step_size=0.1", "method.steps=2"]) == 0
+               "method.step_size=0.1", "method.steps=2", "train.tensorboard=true", "train.log_every_steps=2"]) == 0
   report = json.loads((run / "report.json").read_text())
   assert report["steps"] == 4 and 0.0 <= report["evaluation"]["clean_acc"] <= 1.0
   assert (run / "metrics.jsonl").exists() and (run / "config.json").exists()
-  assert main(["evaluate", "--run-dir", str(run), "--no-progress", "--max-examples", "64",
-               "--attack", "fgsm:eps=0.2,label=fgsm"]) == 0
+  for _ in range(2):  # a second evaluation is a new record, not an overwrite
+    assert main(["evaluate", "--run-dir", str(run), "--no-progress", "--max-examples", "64",
+                 "--attack", "fgsm:eps=0.2,label=fgsm", "--seed", "5", "--no-compile-cache"]) == 0
   ev = json.loads((run / "evaluation.json").read_text())
   assert ev["n"] == 64 and ev["robust_acc"]["fgsm"] <= ev["clean_acc"]
+  log = [json.loads(l) for l in (run / "evaluations.jsonl").read_text().splitlines()]
+  assert [r["file"] for r in log] == ["report.json", "evaluation.json", "evaluation.json"]
+  assert log[-1]["record_id"] == ev["record_id"] != log[-2]["record_id"]
+  p = ev["provenance"]
+  assert p["seed"] == 5 and p["points"]["n"] == 64 and p["versions"]["jax"] and p["checkpoint_step"] == 4
+  assert (p["attacks"][0]["name"], p["attacks"][0]["eps"], p["attacks"][0]["label"]) == ("fgsm", 0.2, "fgsm")
+  assert report["provenance"]["seed"] == report["config"]["seed"] + 1
+  from jaxrobust.event_file import read_scalars
+  events = [read_scalars(str(f)) for f in (run / "tensorboard").iterdir()]
+  tags = {(step, tag) for e in events for step, tag, _ in e}
+  assert {(2, "train/loss"), (4, "train/loss"), (4, "eval/clean_acc"), (4, "eval/robust_acc/PGD-20 eps=0.2"),
+          (4, "evaluate/robust_acc/fgsm")} <= tags
   assert main(["evaluate", "--run-dir", str(run), "--no-progress", "--attack", "pgd:eps=0.2,step=3"]) == 2
   assert "did you mean 'steps'" in capsys.readouterr().err
   out = tmp_path / "adv.npz"
@@ -128,7 +141,16 @@ def test_quickstart_runs_and_writes_report_and_plot(tmp_path, capsys):
   assert (out / "robust_accuracy_vs_eps.png").stat().st_size > 1000
   for c in report["curves"].values():
     assert len(c["eps"]) == len(c["robust_acc"]) and c["robust_acc"][0] >= c["robust_acc"][-1]
+    assert c["labels"] == [f"PGD-20 eps={e:g}" for e in c["eps"]]  # each point labelled with its own eps
   assert "| standard |" in capsys.readouterr().out
+  # table and plot are one evaluation: the plotted point at the table's eps is the table's number
+  from jaxrobust.quickstart import plot_curves
+  drawn = plot_curves(report["curves"], str(tmp_path / "again.png"))
+  for name, r in report["results"].items():
+    eps, accs = drawn[name]
+    assert accs[eps.index(0.2)] == pytest.approx(100 * r["robust_acc"]["PGD-20 eps=0.2"])
+    assert f"| {name} | {100 * r['clean_acc']:.2f} | {accs[eps.index(0.2)]:.2f} |" in report["table"]
+  assert report["provenance"]["seed"] == 1 and len(report["provenance"]["attacks"]) == len(drawn["standard"][0])
 
 
 def test_evaluate_rdiv_writes_numbers_and_plot(tmp_path, capsys):

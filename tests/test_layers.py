@@ -3,7 +3,7 @@
 Layers, lowest first (ARCHITECTURE.md draws the same picture):
 
   0 types                       the shapes every part meets through
-  1 xla_cpu threat losses parallel registries
+  1 xla_cpu threat losses parallel registries compile_cache event_file
   2 models data                 what is trained on and what is trained
   3 attacks                     pure functions of (logits_fn, x, y, key)
   4 methods                     training losses, each with its training attack
@@ -20,7 +20,7 @@ import re
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxrobust"
 LAYERS = [
     {"types"},
-    {"xla_cpu", "threat", "losses", "parallel", "registries"},
+    {"xla_cpu", "threat", "losses", "parallel", "registries", "compile_cache", "event_file"},
     {"models", "data"},
     {"attacks"},
     {"methods"},

@@ -59,6 +59,8 @@ KEYS: dict[str, str] = {
     "train.batch_size": "global batch size (split over the devices)",
     "train.checkpoint_every_steps": "save a checkpoint every n steps (and at the end)",
     "train.log_every_steps": "write a metrics.jsonl line every n steps",
+    "train.tensorboard": "also write the metrics.jsonl scalars, selection scores and the final evaluation as "
+                         "TensorBoard event files in <output_dir>/tensorboard (true / false, default false)",
     "train.num_devices": "devices of the data-parallel mesh (None: all local devices)",
     "train.eval_every_epochs": "score the model for model selection every n epochs (0: never)",
     "train.select_best": "keep the best-scoring checkpoint in <output_dir>/best and evaluate it",
@@ -192,6 +194,8 @@ def validate_config(cfg: dict) -> None:
     raise ValueError(f"train.epochs must be >= 1; got {t['epochs']}")
   if int(t["batch_size"]) < 1:
     raise ValueError(f"train.batch_size must be >= 1; got {t['batch_size']}")
+  if t.get("tensorboard", False) not in (True, False, "true", "false"):  # 'true': as key=value overrides give it
+    raise ValueError(f"train.tensorboard must be true or false; got {t['tensorboard']!r}")
   if t.get("select_best"):
     if int(t.get("eval_every_epochs") or 0) < 1:
       raise ValueError("train.select_best needs train.eval_every_epochs >= 1 (how often to score the model)")

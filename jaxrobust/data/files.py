@@ -221,7 +221,11 @@ def read_npz(path: PathLike, split: Optional[str] = None) -> dict:
 
 def read_svhn_mat(path: PathLike) -> dict:
   """SVHN cropped `{split}_32x32.mat`: X (32, 32, 3, N), y (N, 1) in 1..10 (10 = digit 0)."""
-  from scipy.io import loadmat  # scipy ships with scikit-learn; only this format needs it.
+  try:
+    from scipy.io import loadmat  # only this format needs scipy: the [svhn] extra
+  except ImportError as e:
+    raise ImportError(f"reading SVHN's .mat file {str(path)!r} needs scipy: pip install 'jaxrobust[svhn]' "
+                      "(or pip install scipy)") from e
   mat = loadmat(str(path))
   images = np.ascontiguousarray(np.asarray(mat["X"], np.uint8).transpose(3, 0, 1, 2))
   labels = np.asarray(mat["y"]).reshape(-1).astype(np.int32) % 10

@@ -1,6 +1,7 @@
 """The zero-setup dataset: scikit-learn's 1797 real 8x8 handwritten digits (UCI optdigits test).
 
-Pixels: sklearn gives integer intensities 0..16; we map v -> floor(v * 255 / 16 + 0.5) as uint8
+Shipped as package data (``digits.npz``, 45 KB, byte-equal to scikit-learn's ``load_digits``), so loading
+needs no scikit-learn. Pixels: sklearn gives integer intensities 0..16; we map v -> floor(v * 255 / 16 + 0.5) as uint8
 (0 -> 0, 8 -> 128, 16 -> 255), so `as_float()` is v / 16 to within half a uint8 step. Images
 stay 8x8x1 (no upsampling).
 
@@ -13,12 +14,14 @@ first round(0.2 * n_c) go to test; each split is then sorted by original index. 
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
 from jaxrobust.data.dataset import ArrayDataset
 from jaxrobust.data.info import MNIST_CLASSES
 
+DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.npz")  # package data
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 
@@ -26,14 +29,20 @@ DIGITS_TEST_FRACTION = 0.2
 @functools.lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
   """All 1797 digits as ((1797, 8, 8, 1) uint8, (1797,) int32); cached, read-only."""
-  from sklearn.datasets import load_digits  # Imported here: scikit-learn is slow to import.
-  bunch = load_digits()
-  values = np.asarray(bunch.images, np.float64)  # (1797, 8, 8), integers 0..16
+  raw, target = digits_raw()
+  values = raw.astype(np.float64)  # (1797, 8, 8), integers 0..16
   images = np.floor(values * (255.0 / 16.0) + 0.5).astype(np.uint8)[..., None]
-  labels = np.asarray(bunch.target, np.int32)
+  labels = target.astype(np.int32)
   images.flags.writeable = False  # Shared by every call: guard against in-place edits.
   labels.flags.writeable = False
   return images, labels
+
+
+def digits_raw() -> tuple[np.ndarray, np.ndarray]:
+  """scikit-learn's ``load_digits()`` as shipped in ``jaxrobust/data/digits.npz``: (images (1797, 8, 8) uint8 with
+  the intensities 0..16, equal to ``load_digits().images``; target (1797,) uint8). No scikit-learn needed."""
+  with np.load(DIGITS_FILE) as f:
+    return f["values"], f["target"]
 
 
 def digits_split_indices(labels: np.ndarray, seed: int = DIGITS_SPLIT_SEED,

@@ -314,7 +314,7 @@ def plot_transferability(report_or_matrix, path: str, *, title: str = "") -> str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
   except ImportError as e:  # pragma: no cover - matplotlib is a declared dependency
-    raise ImportError("plot_transferability needs matplotlib: pip install 'matplotlib>=3.7'") from e
+    raise ImportError("plot_transferability needs matplotlib: pip install 'jaxrobust[plot]'") from e
   report = report_or_matrix if isinstance(report_or_matrix, dict) else None
   a = np.asarray(report["a"] if report is not None else report_or_matrix, np.float64)
   if a.ndim != 2 or a.shape[0] != a.shape[1]:

@@ -307,7 +307,7 @@ def plot_latent_divergence(z_clean, z_adv, y, path: str, *, pools: str = "mixed"
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
   except ImportError as e:  # pragma: no cover - matplotlib is a declared dependency
-    raise ImportError("plot_latent_divergence needs matplotlib: pip install 'matplotlib>=3.7' "
+    raise ImportError("plot_latent_divergence needs matplotlib: pip install 'jaxrobust[plot]' "
                       "(or leave the plot out: LatentDivergence(plot=None))") from e
   z_clean, z_adv, y = np.asarray(z_clean), np.asarray(z_adv), np.asarray(y)
   per_class = per_class or class_divergences(z_clean, z_adv, y, pools=pools, minibatch=minibatch)

@@ -135,7 +135,7 @@ def plot_min_norm_curve(curves: dict, path: str, *, title: str = "") -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
   except ImportError as e:  # pragma: no cover - matplotlib is a declared dependency
-    raise ImportError("plot_min_norm_curve needs matplotlib: pip install 'matplotlib>=3.7' "
+    raise ImportError("plot_min_norm_curve needs matplotlib: pip install 'jaxrobust[plot]' "
                       "(or leave the plot out: MinNormCurve(plot=None))") from e
   norms_used = sorted({c["norm"] for c in curves.values()})
   fig, axes = plt.subplots(1, len(norms_used), figsize=(5.2 * len(norms_used), 4), dpi=110, squeeze=False)

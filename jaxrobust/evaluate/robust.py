@@ -39,7 +39,7 @@ import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import parallel
-from jaxrobust.attacks.registry import attack_info, get_attack
+from jaxrobust.attacks.registry import attack_info, attack_parameters, get_attack
 from jaxrobust.evaluate import metrics as metrics_lib
 from jaxrobust.evaluate.ensemble_metrics import EnsembleMembers
 from jaxrobust.evaluate.min_norm_curve import MinNormCurve, per_point_distance
@@ -85,6 +85,7 @@ class RobustEvaluator:
     self._repl, self._data = repl, data
     self._clean = jax.jit(lambda v, x: apply(v, x), in_shardings=(repl, data), out_shardings=data)
     self._attacks: dict[Any, Callable] = {}
+    self._bar = None  # the progress bar of the pass in flight (a cascade reports its stages on it)
 
   @classmethod
   def for_module(cls, module, *, features: bool = False, **kw) -> "RobustEvaluator":
@@ -155,8 +156,8 @@ class RobustEvaluator:
       single_logit = crafted_on
       crafted_on = lambda v, x: two_class_logits(single_logit(v, x))  # noqa: E731
 
-    def build(eps_value):
-      kw = dict(kwargs)
+    def build(eps_value, **extra):
+      kw = dict(kwargs, **extra)
       if eps_constant is not None:
         eps_value = eps_constant
       if step_size_ratio is not None:  # step size proportional to a (possibly traced) eps
@@ -183,9 +184,12 @@ class RobustEvaluator:
                    out_shardings=(self._data,) * (3 if targeted else 2))
     else:  # a cascade with host-side control (e.g. AutoAttack): its stages are jitted inside
       logits_at = jax.jit(apply)
+      reports_stages = "on_stage_end" in attack_parameters(name) and "on_stage_end" not in kwargs
 
       def fn(v, x, y, key, eps_value, src):
-        x_adv, t = attacked(build(float(eps_value)), v, x, y, key, src)
+        bar = self._bar
+        extra = {"on_stage_end": lambda st: bar.set_postfix_str(stage_text(st))} if reports_stages and bar else {}
+        x_adv, t = attacked(build(float(eps_value), **extra), v, x, y, key, src)  # extra: stage and robust count
         return (logits_at(v, x_adv), x_adv) + ((t,) if targeted else ())
     self._attacks[cache_key] = fn
     return fn
@@ -260,9 +264,11 @@ class RobustEvaluator:
     it = batch_iterator(dataset, batch_size, seed=0, epoch=0, shuffle=False, drop_remainder=False,
                         pad_last=True, process_index=0, process_count=1)
     bar = None
-    if progress:
+    if progress:  # one tick per point and stage: the clean pass, then every attack on the points it sees
       from tqdm.auto import tqdm
-      bar = tqdm(total=-(-len(dataset) // batch_size), desc="evaluate", unit="batch", dynamic_ncols=True)
+      total = len(dataset) + sum(min(limits.get(l, len(dataset)), len(dataset)) for l in labels)
+      bar = tqdm(total=total, desc="evaluate clean", unit="point", dynamic_ncols=True)
+    self._bar = bar
     n, sample = 0, None
     for b, batch in enumerate(it):
       mask = np.asarray(batch["mask"]) > 0
@@ -281,6 +287,8 @@ class RobustEvaluator:
       if single_logit:
         out["clean_score"].append(clean_logits.reshape(len(mask))[mask])
       hits["clean"] += int((pred == y_host)[mask].sum())
+      if bar is not None:
+        bar.update(int(mask.sum()))
       if keep_features:
         out["clean_features"].append(np.asarray(features_at(variables, x))[mask])
       if member_probs_at is not None:
@@ -291,6 +299,8 @@ class RobustEvaluator:
           continue
         k = jax.random.fold_in(jax.random.fold_in(key, b), a)
         eps = jnp.asarray(float(attacks[a].get("eps", 0.0)), jnp.float32)
+        if bar is not None:
+          bar.set_description(f"evaluate {label}")
         t0 = time.perf_counter()
         adv_logits, x_adv, *targets = step(variables, x, y, k, eps, src)
         adv_logits = np.asarray(adv_logits)
@@ -312,14 +322,13 @@ class RobustEvaluator:
           adv_features[label].append(np.asarray(features_at(variables, x_adv))[keep])
         if adv_member_probs is not None:
           adv_member_probs[label].append(np.asarray(member_probs_at(variables, x_adv))[:, keep])
+        if bar is not None:
+          bar.update(int(keep.sum()))
+          bar.set_postfix(progress_postfix(hits, seen, labels, n + int(mask.sum())), refresh=False)
       n += int(mask.sum())
-      if bar is not None:
-        bar.update(1)
-        if labels:
-          bar.set_postfix(clean=f"{hits['clean'] / n:.3f}",
-                          **{_short(l): f"{hits[l] / max(seen[l], 1):.3f}" for l in labels[:3]})
     if bar is not None:
       bar.close()
+    self._bar = None
     single = bool(out["clean_score"])
     return metrics_lib.Points(
         labels=_join(out["labels"], np.int32), clean_pred=_join(out["clean_pred"], np.int32),
@@ -397,8 +406,19 @@ def _join(parts: list, dtype) -> np.ndarray:
   return np.concatenate(parts) if parts else np.zeros((0,), dtype)
 
 
-def _short(label: str) -> str:
-  return label.replace(" ", "_")[:12]
+def progress_postfix(hits: dict, seen: dict, labels, n: int) -> dict:
+  """The bar's running accuracies, full labels: {'clean': '0.912', 'PGD-20 eps=0.031': '0.473', ...}."""
+  return {"clean": f"{hits['clean'] / max(n, 1):.3f}",
+          **{l: f"{hits[l] / seen[l]:.3f}" for l in labels if seen[l]}}
+
+
+def stage_text(state) -> str:
+  """AutoAttack's place in its cascade for the progress bar (an ``AutoAttackState`` after a stage):
+  'apgd-ce done 1/4, 46/100 still robust, next apgd-t'."""
+  done, stages = int(state.stage), list(state.attacks)
+  robust = np.asarray(state.robust)
+  text = f"{stages[done - 1]} done {done}/{len(stages)}, {int(robust.sum())}/{robust.size} still robust"
+  return text + (f", next {stages[done]}" if done < len(stages) else "")
 
 
 def evaluate(apply: ApplyFn, variables, dataset, attacks: Sequence[dict] = (), **kw) -> dict:
@@ -411,14 +431,29 @@ def robust_accuracy_curve(evaluator: RobustEvaluator, variables, dataset, spec: 
                           eps_grid: Sequence[float], **kw) -> dict:
   """Robust accuracy of one attack over an eps grid (one compiled program for all eps).
 
-  A spec with ``step_size_ratio`` uses step_size = ratio * eps at each grid point.
+  A spec with ``step_size_ratio`` uses step_size = ratio * eps at each grid point. Returns {'eps', 'robust_acc',
+  'labels': each point's attack label, with its own eps (``eps_label``), 'reports': each point's full report
+  (the table of one eps and its curve point are then the same evaluation), 'attack': spec}.
   """
-  accs = []
+  accs, labels, reports = [], [], []
   for eps in eps_grid:
-    s = dict(spec, eps=float(eps), label="curve")
-    r = evaluator.evaluate(variables, dataset, [s], **kw)
-    accs.append(r["robust_acc"]["curve"])
-  return {"eps": [float(e) for e in eps_grid], "robust_acc": accs, "attack": spec}
+    label = eps_label(spec, eps)
+    r = evaluator.evaluate(variables, dataset, [dict(spec, eps=float(eps), label=label)], **kw)
+    accs.append(r["robust_acc"][label])
+    labels.append(label)
+    reports.append(r)
+  return {"eps": [float(e) for e in eps_grid], "robust_acc": accs, "labels": labels, "reports": reports,
+          "attack": spec}
+
+
+def eps_label(spec: dict, eps: float) -> str:
+  """The spec's label with its radius set to ``eps``: 'PGD-20 eps=0.2' -> 'PGD-20 eps=0.05'; a label without
+  'eps=' (or no label: the attack's name) gets ' eps=...' appended."""
+  import re
+  label = str(spec.get("label") or spec["name"])
+  if re.search(r"eps=\S+", label):
+    return re.sub(r"eps=\S+", f"eps={float(eps):g}", label, count=1)
+  return f"{label} eps={float(eps):g}"
 
 
 def format_table(rows: dict[str, dict], attack_labels: Sequence[str] | None = None) -> str:

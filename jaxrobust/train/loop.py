@@ -8,6 +8,7 @@ state, and the loop skips the batches of the current epoch already consumed.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import time
@@ -66,6 +67,10 @@ class Trainer:
       train_ds, val_ds, test_ds = splits.train, splits.val, splits.test
     self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
     _check_eval_prefixes(cfg, test_ds)  # fail before training, not after it
+    self.events = None  # train.tensorboard: an event file beside metrics.jsonl (main process only)
+    if cfg["train"].get("tensorboard", False) in (True, "true") and parallel.is_main_process():
+      from jaxrobust.event_file import EventFileWriter
+      self.events = EventFileWriter(os.path.join(self.output_dir, "tensorboard"))
     t = cfg["train"]
     self.batch_size = int(t["batch_size"])
     self.mesh = parallel.make_mesh(t.get("num_devices"))
@@ -154,6 +159,7 @@ class Trainer:
     main = parallel.is_main_process()
     bar = _progress(total=end, initial=start, enabled=self.progress and main, desc=f"train {self.method.name}")
     pending: list = []  # device-side metrics, fetched only when logging (no per-step host sync)
+    inflight: collections.deque = collections.deque()  # dispatched steps the bar has not counted yet
     t_last = time.perf_counter()
     step = start
     with open(metrics_path if main else os.devnull, "a") as mfile:
@@ -164,16 +170,22 @@ class Trainer:
           state, metrics = self.step_fn(state, batch)
           step += 1
           pending.append(metrics)
-          if bar is not None:
-            bar.update(1)
+          if bar is not None:  # count finished steps, not dispatched ones (is_ready never blocks)
+            inflight.append(metrics)
+            bar.update(_pop_finished(inflight))
           if step % log_every == 0 or step == end:
             host = jax.device_get(pending)
+            if bar is not None:  # the fetch waited for every dispatched step
+              bar.update(len(inflight))
+              inflight.clear()
             now = time.perf_counter()
             record = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
             record.update(step=step, epoch=step / self.steps_per_epoch, lr=float(self.schedule(step - 1)),
                           examples_per_s=len(host) * self.batch_size / max(now - t_last, 1e-9))
             mfile.write(json.dumps(record) + "\n")
             mfile.flush()
+            if self.events is not None:
+              self.events.scalars({f"train/{k}": v for k, v in record.items() if k != "step"}, step)
             if bar is not None:
               bar.set_postfix(loss=f"{record['loss']:.3f}",
                               acc=f"{record.get('adv_acc', record.get('acc', float('nan'))):.3f}")
@@ -193,6 +205,19 @@ class Trainer:
 
   def variables(self, state: TrainState) -> dict:
     return jax.device_get(variables_of(state))
+
+
+def _pop_finished(inflight: collections.deque) -> int:
+  """Drops the finished steps at the front of ``inflight`` (their metrics computed) and counts them; steps
+  finish in dispatch order, so the first unfinished one ends the count."""
+  done = 0
+  while inflight:
+    leaves = jax.tree.leaves(inflight[0])
+    if leaves and hasattr(leaves[0], "is_ready") and not leaves[0].is_ready():
+      break
+    inflight.popleft()
+    done += 1
+  return done
 
 
 def _progress(*, total, initial, enabled, desc):
@@ -287,6 +312,8 @@ class ModelSelector:
       self.checkpointer.save(step, state, dict(self.trainer._meta(step), epoch=record["epoch"], score=float(score),
                                                metric=record["metric"]), force=True)
     self.log.append(record)
+    if self.trainer.events is not None:
+      self.trainer.events.scalars({f"select/{metric}": float(score), "select/clean_acc": float(rep["clean_acc"])}, step)
 
   def restore(self, like_state) -> tuple[Any, dict]:
     """(best state, its metadata); raises CheckpointError if there is none."""
@@ -306,6 +333,7 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
   if cfg["eval"].get("transfer_from") and transfer_source is None:
     raise ValueError("eval.transfer_from is set: pass transfer_source=(apply, variables) of that run "
                      "(jaxrobust.runs.load_run(cfg['eval']['transfer_from'])); `jaxrobust train` does it")
+  from jaxrobust.evaluate.records import eval_scalars, provenance, write_record
   from jaxrobust.evaluate.robust import evaluate_from_config
   t0 = time.perf_counter()
   trainer = Trainer(cfg, progress=progress)
@@ -334,8 +362,14 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
   report = {"config": cfg, "steps": trainer.total_steps, "evaluated_step": int(state.step), "selected": selected,
             "train_seconds": train_s,
             "devices": int(trainer.mesh.devices.size), "backend": jax.default_backend(),
-            "evaluation": eval_report}
-  write_json(os.path.join(trainer.output_dir, "report.json"), report)
+            "evaluation": eval_report,
+            "provenance": provenance(seed=int(cfg.get("seed", 0)) + 1, dataset=trainer.test_ds, n=eval_report["n"],
+                                     attacks=cfg["eval"].get("attacks", ()), train_seed=int(cfg.get("seed", 0)),
+                                     checkpoint_step=int(state.step))}
+  write_record(os.path.join(trainer.output_dir, "report.json"), report)
+  if trainer.events is not None:
+    trainer.events.scalars({f"eval/{k}": v for k, v in eval_scalars(eval_report).items()}, int(state.step))
+    trainer.events.close()
   trainer.checkpointer.close()
   if trainer.selector is not None:
     trainer.selector.checkpointer.close()
