@@ -152,6 +152,10 @@ def cmd_evaluate(args) -> int:
     if not attacks:
       raise SystemExit("error: --rdiv compares clean and adversarial latents: give an attack, e.g. "
                        "--attack pgd:eps=0.031,step_size=0.0078,steps=250 (the paper's PGD-250)")
+    from jaxrobust.models.external import has_features
+    if not has_features(run.module):
+      raise SystemExit("error: --rdiv compares latent features, and this model returns none: give its __call__ (or "
+                       "apply) a return_features keyword returning (logits, features) (jaxrobust.models.external)")
     from jaxrobust.evaluate.latent_divergence import LatentDivergence
     from jaxrobust.evaluate.robust import DEFAULT_METRICS
     metrics = [*DEFAULT_METRICS, LatentDivergence(pools=args.rdiv_pools, plot=os.path.splitext(out)[0] + "_rdiv.png")]
@@ -292,7 +296,7 @@ def cmd_list(args) -> int:
   print("configs: ", ", ".join(config_names()))
   print("methods: ", ", ".join(method_names()))
   print("attacks: ", ", ".join(attack_names()))
-  print("models:  ", ", ".join(MODEL_NAMES))
+  print("models:  ", ", ".join(MODEL_NAMES), "(or your own JAX model: --model package.module:function)")
   print("datasets:", ", ".join(DATASET_NAMES))
   from jaxrobust.configs.protocols import protocol_names
   print("protocols:", ", ".join(protocol_names()), "(jaxrobust list --protocols)")
