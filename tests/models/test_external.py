@@ -107,6 +107,7 @@ def _interrupted_then_resumed_equals_straight(tmp_path, factory, *overrides):
   return a, b
 
 
+@pytest.mark.slow  # ~32 s under load 20 on 2 cores; CI trains an NNX model through README's own block (test_readme)
 def test_nnx_cnn_trains_resumes_and_evaluates_from_the_cli(tmp_path, capsys):
   run, _ = _interrupted_then_resumed_equals_straight(tmp_path, "external_models:make_nnx_cnn")
   initial = _variables(as_module(run.module))
