@@ -56,6 +56,15 @@ def _load_run(args, best: bool = False):
   from jaxrobust.train.checkpoint import CheckpointError
   run_dirs = _run_dirs(args)
   try:
+    if getattr(args, "model", None):
+      from jaxrobust.runs import load_model
+      if run_dirs:
+        raise ValueError("give either --run-dir (a trained run) or --model (a model of your own), not both")
+      return load_model(args.model, args.config or "quickstart_digits", params=args.params, overrides=args.overrides)
+    if getattr(args, "params", None) or getattr(args, "config", None):
+      raise ValueError("--params and --config go with --model (a model of your own); a run directory has both")
+    if not run_dirs:
+      raise ValueError("give --run-dir (a trained run) or --model package.module:function (a model of your own)")
     if len(run_dirs) > 1:
       return load_ensemble(run_dirs, best=best, overrides=args.overrides)
     return load_run(run_dirs[0], best=best, overrides=args.overrides)
@@ -64,11 +73,16 @@ def _load_run(args, best: bool = False):
 
 
 def _run_dirs(args) -> list:
+  if args.run_dir is None:
+    return []
   return list(args.run_dir) if isinstance(args.run_dir, (list, tuple)) else [args.run_dir]
 
 
 def _default_output(args, name: str) -> str:
-  """<run-dir>/name, or for an ensemble of runs <first run-dir>/ensemble_of_N_name."""
+  """<run-dir>/name, for an ensemble of runs <first run-dir>/ensemble_of_N_name, for --model
+  runs/models/<package.module.function>/name."""
+  if getattr(args, "model", None):
+    return os.path.join("runs", "models", args.model.replace(":", "."), name)
   run_dirs = _run_dirs(args)
   return os.path.join(run_dirs[0], name if len(run_dirs) == 1 else f"ensemble_of_{len(run_dirs)}_{name}")
 
@@ -86,6 +100,8 @@ def cmd_train(args) -> int:
   from jaxrobust.configs import load_config
   from jaxrobust.evaluate.robust import format_table
   from jaxrobust.train.loop import train_and_evaluate
+  if args.model:  # first, so that model.KEY=VALUE overrides of the factory's arguments apply to it
+    args.overrides = [f"model.name={args.model}", *args.overrides]
   if args.method:
     from jaxrobust.configs import apply_overrides, validate_config
     from jaxrobust.methods.registry import switch_method
@@ -136,6 +152,10 @@ def cmd_evaluate(args) -> int:
     if not attacks:
       raise SystemExit("error: --rdiv compares clean and adversarial latents: give an attack, e.g. "
                        "--attack pgd:eps=0.031,step_size=0.0078,steps=250 (the paper's PGD-250)")
+    from jaxrobust.models.external import has_features
+    if not has_features(run.module):
+      raise SystemExit("error: --rdiv compares latent features, and this model returns none: give its __call__ (or "
+                       "apply) a return_features keyword returning (logits, features) (jaxrobust.models.external)")
     from jaxrobust.evaluate.latent_divergence import LatentDivergence
     from jaxrobust.evaluate.robust import DEFAULT_METRICS
     metrics = [*DEFAULT_METRICS, LatentDivergence(pools=args.rdiv_pools, plot=os.path.splitext(out)[0] + "_rdiv.png")]
@@ -214,6 +234,9 @@ def _evaluate_protocol(args) -> int:
   from jaxrobust.train.checkpoint import CheckpointError
   if args.attack or args.rdiv:
     raise SystemExit("error: --protocol fixes the attacks (and R-DIV where the paper reports it); drop --attack / --rdiv")
+  if args.model:
+    raise SystemExit("error: --protocol evaluates a run directory; train your model first "
+                     "(jaxrobust train --model ...) or give --attack specs")
   if len(_run_dirs(args)) > 1:
     raise SystemExit("error: --protocol evaluates one run; an ensemble model is trained as one (model.members=M)")
   run = _load_run(args, best=args.best)  # the reason a folder is not a run, before any work
@@ -313,7 +336,7 @@ def cmd_list(args) -> int:
   print("configs: ", ", ".join(config_names()))
   print("methods: ", ", ".join(method_names()))
   print("attacks: ", ", ".join(attack_names()))
-  print("models:  ", ", ".join(MODEL_NAMES))
+  print("models:  ", ", ".join(MODEL_NAMES), "(or your own JAX model: --model package.module:function)")
   print("datasets:", ", ".join(DATASET_NAMES))
   from jaxrobust.configs.protocols import protocol_names
   print("protocols:", ", ".join(protocol_names()), "(jaxrobust list --protocols)")
@@ -366,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "jaxrobust.configs.base.base_config() or a built-in config's get_config())")
   t.add_argument("--method", help="training method (see `jaxrobust list`); keeps the config's eps/step_size/steps, "
                                   "other method hyper-parameters at their defaults unless overridden")
+  t.add_argument("--model", metavar="PACKAGE.MODULE:FUNCTION",
+                 help="train your own JAX model: a function returning a flax linen or NNX module, or (apply, params) "
+                      "(jaxrobust.models.external); it may take num_classes / input_shape / seed, filled from the "
+                      "config's data section and seed, and model.KEY=VALUE overrides")
   t.add_argument("--output-dir", help="run directory (checkpoints, metrics.jsonl, report.json)")
   t.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints (fails if any exist)")
   t.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -385,7 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'fmn:norm=l2,eps_curve=[0.5,1.0,2.0]') also reports robust accuracy at every "
                                  "radius of the list from that one run, and plots it next to the JSON "
                                  "(<json>_eps_curve.png).")
-  e.add_argument("--run-dir", required=True, action="append",
+  e.add_argument("--model", metavar="PACKAGE.MODULE:FUNCTION",
+                 help="evaluate your own JAX model instead of a run: a function returning a flax linen or NNX module, "
+                      "or (apply, params) (jaxrobust.models.external), with its own weights or --params")
+  e.add_argument("--config", help="with --model: the config (name or .py file) whose data and eval sections apply "
+                                  "(default quickstart_digits)")
+  e.add_argument("--params", metavar="FILE", help="with --model: the variables, as written by "
+                                                  "flax.serialization.to_bytes(variables)")
+  e.add_argument("--run-dir", action="append",
                  help="the --output-dir of a `jaxrobust train` run; repeated (--run-dir A --run-dir B) evaluates those runs as one "
                       "ensemble (the mean of their probabilities; per-member accuracy, A-i / A-Avg / A-All, and "
                       "attacks on the members such as moo_ens)")

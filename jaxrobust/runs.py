@@ -61,6 +61,37 @@ def load_run(run_dir: str, *, best: bool = False, overrides=()) -> LoadedRun:
   return LoadedRun(make_apply(module), variables, cfg, module, step)
 
 
+def load_model(factory: str, config: str = "quickstart_digits", *, params: str | None = None,
+               overrides=()) -> LoadedRun:
+  """A model jaxrobust did not train, as a LoadedRun (step 0): ``factory`` 'package.module:function' returns it
+  (``models.external``: a linen or NNX module, or a pure function with its params).
+
+  config: the built-in config name or .py file whose data and eval sections (and seed) apply.
+  params: a file of ``flax.serialization.to_bytes(variables)`` (the ``{'params', 'batch_stats'}`` of
+    ``models.init_model(models.external.as_module(model), ...)``); without it, an NNX model or function keeps
+    the weights it was returned with and a linen module is initialised from the config's seed.
+  """
+  from flax import serialization
+  from jaxrobust.configs import load_config
+  from jaxrobust.models import init_model, make_apply
+  cfg = load_config(config, [f"model.name={factory}", *overrides])
+  module, image_shape = model_of(cfg)
+  variables = init_model(module, jax.random.PRNGKey(int(cfg["seed"])), image_shape)
+  if params is not None:
+    if not os.path.isfile(params):
+      raise FileNotFoundError(f"no params file {params!r} (write one with flax.serialization.to_bytes(variables))")
+    with open(params, "rb") as f:
+      try:
+        restored = serialization.msgpack_restore(f.read())
+      except Exception as e:  # msgpack raises several types for a file that is not one
+        raise ValueError(f"params file {params!r} is not a flax.serialization file ({type(e).__name__}: {e})") from e
+    if not isinstance(restored, dict) or "params" not in restored:
+      raise ValueError(f"params file {params!r} does not hold a variables dict {{'params': ..., 'batch_stats': ...}}")
+    variables = _checked({"params": restored["params"], "batch_stats": restored.get("batch_stats") or {}},
+                         module, image_shape, params)
+  return LoadedRun(make_apply(module), variables, cfg, module, 0)
+
+
 def load_ensemble(run_dirs, *, best: bool = False, overrides=()) -> LoadedRun:
   """Several runs as one ensemble model (``models.Ensemble`` of their models, any architectures): the prediction
   is the mean of their softmax probabilities (Bui et al. 2023's ENS victims: separately trained members).
@@ -97,7 +128,7 @@ def model_of(cfg: dict):
   d = cfg["data"]
   info = dataset_info(d["name"], None if d.get("binary_task") else d.get("label_mode"))
   num_classes = 2 if d.get("binary_task") else info.num_classes  # binary tasks relabel to {0, 1}
-  return build_model(cfg, num_classes), tuple(info.image_shape)
+  return build_model(cfg, num_classes, tuple(info.image_shape)), tuple(info.image_shape)
 
 
 def _has_checkpoint(folder: str) -> bool:

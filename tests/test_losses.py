@@ -1,5 +1,6 @@
 """Per-example losses: CE, margins, CW, DLR, KL, binary losses, the loss declarations, and which come from optax."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,3 +187,31 @@ def test_bce_gradient_at_zero_differs_from_optax():
   g_theirs = jax.grad(lambda q: optax.losses.sigmoid_binary_cross_entropy(q, y.astype(jnp.float32)).sum())(jnp.zeros(2))
   np.testing.assert_array_equal(g_ours, [0.0, -1.0])
   np.testing.assert_array_equal(g_theirs, [0.5, -0.5])
+
+
+class LossesJitAndEager(chex.TestCase):
+  """The per-example losses are pure: the same values traced under jit and run eagerly (chex variants)."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_cross_entropy_reference_shift_invariance_and_shape(self):
+    ce = self.variant(L.cross_entropy)
+    ref = -_np_log_softmax(Z)[np.arange(16), np.asarray(Y)]
+    chex.assert_shape(ce(Z, Y), (16,))
+    chex.assert_trees_all_close(ce(Z, Y), ref, rtol=1e-5)
+    chex.assert_trees_all_close(ce(Z + 5.0, Y), ref, rtol=1e-4)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_margin_sign_and_dlr_range_match_correctness(self):
+    correct = np.asarray(jnp.argmax(Z, -1) == Y)
+    margin, dlr = self.variant(L.margin)(Z, Y), self.variant(L.dlr)(Z, Y)
+    chex.assert_tree_all_finite((margin, dlr))
+    np.testing.assert_array_equal(np.asarray(margin) > 0, correct)
+    np.testing.assert_array_equal(np.asarray(dlr) < 0, correct)
+    chex.assert_trees_all_close(self.variant(L.dlr)(2.0 * Z + 1.5, Y), dlr, rtol=1e-4, atol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_kl_nonnegative_and_zero_at_equality(self):
+    kl = self.variant(lambda z, ref: L.kl_divergence(z, None, ref))
+    z2 = Z + jnp.asarray(np.random.RandomState(1).randn(16, 7), jnp.float32)
+    assert np.all(np.asarray(kl(z2, Z)) >= -1e-6)
+    chex.assert_trees_all_close(kl(Z, Z), jnp.zeros(16), atol=1e-5)

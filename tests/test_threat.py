@@ -1,5 +1,6 @@
 """Threat models: projections (and which come from optax), random starts, gradient normalisation, input checks."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,3 +163,27 @@ def test_input_checks():
   with pytest.raises(ValueError, match="must lie in"):
     threat.check_labels(jnp.array([0, 5]), 2, num_classes=5)
   jax.jit(lambda e: threat.check_eps(e))(-1.0)  # tracers are not checked (no host round-trip)
+
+
+class ProjectionsJitAndEager(chex.TestCase):
+  """The projections are pure: in the ball and the box, idempotent, and the same traced under jit and eagerly."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_ball_and_box_projection_per_norm(self):
+    for norm in ("linf", "l2", "l1"):
+      project = self.variant(lambda u, x, eps, norm=norm: threat.project_ball_and_box(u, x, eps, norm))
+      p = project(U, X, EPS)
+      chex.assert_equal_shape([p, U])
+      chex.assert_tree_all_finite(p)
+      assert float(p.min()) >= 0 and float(p.max()) <= 1
+      assert np.all(np.asarray(threat.per_example_norm(p - X, norm)) <= np.asarray(EPS) * (1 + 1e-5) + 1e-6)
+      chex.assert_trees_all_close(project(p, X, EPS), p, atol=1e-6)
+      chex.assert_trees_all_close(p, threat.project_ball_and_box(U, X, EPS, norm), atol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_per_example_norm(self):
+    d = np.asarray(U - X).reshape(6, -1)
+    for norm, ref in (("linf", np.abs(d).max(1)), ("l2", np.sqrt((d ** 2).sum(1))), ("l1", np.abs(d).sum(1))):
+      got = self.variant(lambda v, norm=norm: threat.per_example_norm(v, norm))(U - X)
+      chex.assert_shape(got, (6,))
+      chex.assert_trees_all_close(got, ref, rtol=1e-5)

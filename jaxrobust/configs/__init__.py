@@ -102,7 +102,8 @@ def _drop_other_model_keys(model: dict, item: str) -> None:
   warning naming them, as ``--method`` does for method hyper-parameters. Keys OTHER takes are kept."""
   import warnings
   from jaxrobust.models import MODEL_NAMES, model_keywords
-  if model["name"] not in MODEL_NAMES:
+  from jaxrobust.models.external import is_factory_path
+  if model["name"] not in MODEL_NAMES and not is_factory_path(model["name"]):
     return  # validate_config names the valid models
   takes = set(model_keywords(model["name"]))
   dropped = sorted(k for k in model if k != "name" and k not in takes)

@@ -41,7 +41,8 @@ KEYS: dict[str, str] = {
                     "'auto' (what the method declares in Method.batches: positive_balanced for AdAP / AP Max.); absent: 'shuffle'",
     "data.pos_num": "(optional) positives per batch of the positive-balanced sampler (None: half the batch)",
     # model (open: get_model's keyword parameters too)
-    "model.name": "model name (`jaxrobust list`); other keys are get_model / backbone keyword arguments",
+    "model.name": "model name (`jaxrobust list`), or 'package.module:function' returning your own JAX model "
+                  "(jaxrobust.models.external); other keys are get_model / backbone (or that function's) keyword arguments",
     # method (open: the method factory's keyword parameters too)
     "method.name": "training method (`jaxrobust list`); other keys are the method factory's hyper-parameters",
     # optim
@@ -155,9 +156,11 @@ def check_keys(cfg: dict) -> None:
 
 def _check_model_keys(model: dict) -> None:
   from jaxrobust.models import MODEL_NAMES, model_keywords
+  from jaxrobust.models.external import is_factory_path
   name = model.get("name")
-  if name not in MODEL_NAMES:
-    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+  if name not in MODEL_NAMES and not is_factory_path(name):
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}, or a factory of your own "
+                     "model as 'package.module:function' (jaxrobust.models.external)")
   valid = [f"model.{k}" for k in ("name", *model_keywords(name))]
   for k in model:
     if f"model.{k}" not in valid:

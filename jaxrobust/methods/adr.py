@@ -210,7 +210,7 @@ def _make_adr(name: str, base: str, *, eps, step_size, steps, norm, attack_bn, n
     hparams["beta"] = beta
   else:
     hparams.update(natural_weight=natural_weight, adv_weight=adv_weight)
-  return Method(name=name, loss=loss, attack=attack, hparams=hparams)
+  return Method(name=name, loss=loss, attack=attack, hparams=hparams, needs_features=True)
 
 
 def make_adr_adv(*, eps: float = 0.031, step_size: float = 0.007, steps: int = 10, norm: str = "linf",

@@ -250,7 +250,7 @@ def _make_ascl(name: str, base: str, *, eps, step_size, steps, norm, attack_bn, 
                "acc": accuracy(out_nat.logits, y), "adv_acc": accuracy(out_adv.logits, y)}
     return total, LossAux(batch_stats, method_state, metrics)
 
-  return Method(name=name, loss=loss, attack=attack,
+  return Method(name=name, loss=loss, attack=attack, needs_features=True,
                 hparams=dict(eps=eps, step_size=step_size, steps=steps, norm=norm, attack_bn=attack_bn,
                              alpha=alpha, beta=beta, lambda_scl=lambda_scl, lambda_vat=lambda_vat, tau=tau,
                              strategy=strategy, distance=distance, normalize=normalize,

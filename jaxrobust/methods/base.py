@@ -95,6 +95,8 @@ class Method:
     'positive_balanced' (every batch starts with int(batch_size * positive_fraction) label-1 examples,
     then negatives; the positives are oversampled).
   positive_fraction: share of positives in a positive-balanced batch (config ``data.pos_num`` overrides).
+  needs_features: the loss reads the model's latent features (``ModelOutput.features``), so a model
+    without them (``models.external``) is refused before training.
   """
   name: str
   loss: Callable[..., tuple[Array, LossAux]]
@@ -104,6 +106,7 @@ class Method:
   hparams: dict = dataclasses.field(default_factory=dict)
   batches: str = "shuffle"
   positive_fraction: float = 0.5
+  needs_features: bool = False
 
   def __post_init__(self):
     if self.batches not in BATCHES:

@@ -10,8 +10,10 @@
 * Ensembles (``get_model(name, members=M)``, ``models.ensemble``) are models too: their logits are log of the
   mean member probability; ``make_member_apply`` gives the members' logits (M, B, K).
 * Cosine-head models need ``project_cosine_head(params)`` after each optimiser update.
-* Any other JAX model (stock Flax, NNX, raw ``lax``) gets the library's fast attack gradients on CPU through
-  ``fast_input_gradients(logits_fn)`` (the evaluator applies it to every model it attacks).
+* Any other JAX model (a flax linen or NNX module, or a pure ``apply(params, x)`` with its params) follows the
+  same contract through ``as_module`` (``models.external``, whose docstring is the protocol it must meet).
+* Such models get the library's fast attack gradients on CPU through ``fast_input_gradients(logits_fn)``
+  (the evaluator applies it to every model it attacks).
 """
 
 from jaxrobust.models.classifier import ImageClassifier
@@ -19,6 +21,7 @@ from jaxrobust.models.cnn import MLP, LeNet5, SmallCNN
 from jaxrobust.models.common import (CIFAR10_MEAN, CIFAR10_STD, DEFAULT_INPUT_SHAPES, IMAGENET_MEAN,
                                      IMAGENET_STD, MNIST_MEAN, MNIST_STD)
 from jaxrobust.models.ensemble import Ensemble, member_variables, stack_members
+from jaxrobust.models.external import ExternalModel, PureModel, as_module
 from jaxrobust.models.fast_gradients import fast_input_gradients
 from jaxrobust.models.heads import HEADS, CosineHead, project_cosine_head
 from jaxrobust.models.registry import (BN_FREE_MODELS, MODEL_NAMES, count_params, get_model,
@@ -29,8 +32,9 @@ from jaxrobust.models.wide_resnet import WideResNet
 
 __all__ = [
   "BN_FREE_MODELS", "CIFAR10_MEAN", "CIFAR10_STD", "DEFAULT_INPUT_SHAPES", "HEADS",
-  "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "MODEL_NAMES", "CosineHead",
-  "Ensemble", "ImageClassifier", "LeNet5", "MLP", "PreActResNet", "ResNet", "SmallCNN", "WideResNet",
-  "count_params", "fast_input_gradients", "get_model", "init_model", "make_apply", "make_features_apply",
+  "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "MODEL_NAMES", "CosineHead", "PureModel",
+  "Ensemble", "ExternalModel", "ImageClassifier", "LeNet5", "MLP", "PreActResNet", "ResNet", "SmallCNN",
+  "WideResNet", "as_module", "count_params", "fast_input_gradients", "get_model", "init_model", "make_apply",
+  "make_features_apply",
   "make_member_apply", "member_variables", "model_keywords", "project_cosine_head", "stack_members",
 ]

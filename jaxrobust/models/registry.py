@@ -15,6 +15,7 @@ import flax.linen as nn
 
 from jaxrobust.models import cnn, efficientnet, googlenet, mobilenet, resnet, vgg, wide_resnet
 from jaxrobust.models.classifier import ImageClassifier
+from jaxrobust.models.external import factory_keywords, is_factory_path
 from jaxrobust.models.ensemble import LAYOUTS as ENSEMBLE_LAYOUTS, Ensemble, batch_major, member_major
 from jaxrobust.models.common import Dtype
 from jaxrobust.models.microbatch import Microbatch, microbatched
@@ -122,8 +123,11 @@ def _get_ensemble(name, num_classes, members, layout, combine, **kwargs) -> Ense
 def model_keywords(name: str) -> Tuple[str, ...]:
   """Keyword arguments ``get_model(name, ...)`` takes: head / normalisation ones and the backbone's.
 
-  A named depth or width (``wrn34_10``'s depth=34, widen=10) is fixed, not a keyword.
+  A named depth or width (``wrn34_10``'s depth=34, widen=10) is fixed, not a keyword. For a factory path
+  'package.module:function' (``models.external``): the factory's own keyword arguments.
   """
+  if is_factory_path(name):
+    return factory_keywords(name)
   if name not in _BACKBONES and name != "ensemble":
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
   own = [k for k, p in inspect.signature(get_model).parameters.items() if p.kind == p.KEYWORD_ONLY]

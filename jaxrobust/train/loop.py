@@ -38,9 +38,18 @@ def _model_kwargs(cfg):
   return {k: v for k, v in cfg["model"].items() if k != "name"}
 
 
-def build_model(cfg, num_classes: int):
+def build_model(cfg, num_classes: int, image_shape=None):
+  """The config's model: a library model (``get_model``), or a factory path's own JAX model
+  (``models.external``; it may take ``input_shape`` (H, W, C), read from the data when not given)."""
   from jaxrobust.models import get_model
-  return get_model(cfg["model"]["name"], num_classes, **_model_kwargs(cfg))
+  from jaxrobust.models.external import from_factory, is_factory_path
+  name = cfg["model"]["name"]
+  if not is_factory_path(name):
+    return get_model(name, num_classes, **_model_kwargs(cfg))
+  if image_shape is None:
+    image_shape = data_lib.dataset_info(cfg["data"]["name"]).image_shape
+  return from_factory(name, num_classes=num_classes, input_shape=image_shape, seed=int(cfg["seed"]),
+                      **_model_kwargs(cfg))
 
 
 def load_splits(cfg):
@@ -82,8 +91,9 @@ class Trainer:
     self.epochs = int(t["epochs"])
     self.total_steps = self.steps_per_epoch * self.epochs
     self.num_classes = train_ds.num_classes
-    self.module = build_model(cfg, self.num_classes)
+    self.module = build_model(cfg, self.num_classes, train_ds.image_shape)
     self.method = get_method(cfg["method"]["name"], **_method_kwargs(cfg))
+    _check_features(self.method, self.module, cfg)
     o = cfg["optim"]
     self.schedule = make_schedule(lr=float(o["lr"]), schedule=o.get("schedule", "constant"),
                                   steps_per_epoch=self.steps_per_epoch, epochs=self.epochs,
@@ -381,6 +391,15 @@ def _decay(value):
   if isinstance(value, (list, tuple)):
     return tuple(float(v) for v in value)
   return float(value)
+
+
+def _check_features(method, module, cfg) -> None:
+  from jaxrobust.models.external import has_features
+  if method.needs_features and not has_features(module):
+    raise ValueError(f"method {method.name!r} trains on the model's latent features, but model "
+                     f"{cfg['model']['name']!r} does not return them: give its __call__ (or apply) a "
+                     "return_features keyword returning (logits, features) (see jaxrobust.models.external), "
+                     "or train it with a method that reads only logits")
 
 
 def _check_eval_prefixes(cfg: dict, test_ds) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,4 +145,5 @@ def assert_valid(x_adv, x, eps, norm="linf", tol=1e-6):
   dist = linf(x_adv, x) if norm == "linf" else l2(x_adv, x)
   assert np.all(dist <= eps + tol), (dist, eps)
   assert float(jnp.min(x_adv)) >= 0.0 and float(jnp.max(x_adv)) <= 1.0
-  assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+  chex.assert_equal_shape([x_adv, x])
+  chex.assert_trees_all_equal_dtypes(x_adv, x)

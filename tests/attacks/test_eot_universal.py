@@ -1,5 +1,6 @@
 """EoT transformations, EoT-PGD and universal (group-shared) PGD."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,11 +43,12 @@ def test_transform_pure_shape_box_and_finite_gradient(name):
   t = jax.jit(tr.TRANSFORMS[name])
   p = jax.random.uniform(jax.random.key(0), (B,))
   out = t(X, p)
-  assert out.shape == X.shape and out.dtype == X.dtype
+  chex.assert_shape(out, X.shape)
+  chex.assert_trees_all_equal_dtypes(out, X)
   assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
   np.testing.assert_array_equal(out, t(X, p))  # pure
   g = jax.grad(lambda v: jnp.sum(tr.TRANSFORMS[name](v, p) ** 2))(X)
-  assert np.all(np.isfinite(np.asarray(g)))  # spec B12: finite gradients (gamma at x = 0 too)
+  chex.assert_tree_all_finite(g)  # finite gradients (gamma at x = 0 too)
 
 
 def test_deterministic_parameters_and_identity():

@@ -3,6 +3,7 @@
 import os
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,7 +84,7 @@ def test_saturated_model_gives_no_nan():
   p = linear_params(0, 12, K, scale=1.0)
   p = {"w": p["w"] * 0.0, "b": jnp.array([1000.0, 0, 0, 0, 0])}
   a = mim(lambda v: linear_apply(p, v), X, jnp.zeros(B, jnp.int32), eps=0.1, steps=2)
-  assert np.all(np.isfinite(np.asarray(a)))
+  chex.assert_tree_all_finite(a)
   np.testing.assert_array_equal(a, X)
 
 

@@ -3,6 +3,7 @@
 import os
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,7 +53,8 @@ def test_shape_dtype_and_inputs_unchanged_and_determinism():
   a = f(MLP, X, Y, KEY, eps=0.1, step_size=0.03)
   b = f(MLP, X, Y, KEY, eps=0.1, step_size=0.03)
   c = f(MLP, X, Y, jax.random.key(1), eps=0.1, step_size=0.03)
-  assert a.shape == X.shape and a.dtype == X.dtype
+  chex.assert_shape(a, X.shape)
+  chex.assert_trees_all_equal_dtypes(a, X)
   np.testing.assert_array_equal(X, x_copy)
   np.testing.assert_array_equal(MLP["w1"], w_copy)
   np.testing.assert_array_equal(a, b)  # G4: same key, same output

@@ -5,8 +5,11 @@ usage: python _ensemble_devices.py; prints 'LAYOUT out stats grad' relative max 
 
 import os
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 os.environ["JAX_PLATFORMS"] = "cpu"
+
+import chex  # noqa: E402
+
+chex.set_n_cpu_devices(8)  # fake devices: before any JAX computation creates the CPU backend
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
