@@ -51,6 +51,7 @@ import flax.linen as nn
 from flax import nnx
 
 from jaxrobust.models.common import check_image_batch
+from jaxrobust.models.fast_gradients import fast_input_gradients
 from jaxrobust.types import Array, ModelOutput, PyTree
 
 # Factory arguments jaxrobust fills in itself (not config keys).
@@ -96,7 +97,8 @@ class ExternalModel(nn.Module):
     elif self.kind == "function":
       apply, template = self.wrapped.value
       params = self.param("model", lambda _: _named(template))
-      out = apply(_unnamed(template, params), x, **keywords)
+      # Its convolutions get the library's fast input gradients (training attacks too); values are unchanged.
+      out = fast_input_gradients(apply)(_unnamed(template, params), x, **keywords)
     else:
       out = self._call_nnx(x, train, keywords)
     return _output(out, return_features and self.has_features, return_features)

@@ -123,12 +123,12 @@ def fast_input_gradients(fn: Callable) -> Callable:
     pass
 
   @functools.wraps(fn)
-  def wrapped(*args):
+  def wrapped(*args, **static):  # keyword arguments are static settings (e.g. train=False)
     if jax.default_backend() != "cpu":
-      return fn(*args)
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+      return fn(*args, **static)
+    closed, out_shape = jax.make_jaxpr(functools.partial(fn, **static), return_shape=True)(*args)
     if not _has_target(closed.jaxpr):
-      return fn(*args)
+      return fn(*args, **static)
     flat = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args))
     return jax.tree.unflatten(jax.tree.structure(out_shape), flat)
 
