@@ -106,3 +106,20 @@ def test_pgd_start_needs_a_radius():
     get_attack("bb")
   with pytest.raises(ValueError, match="init_eps"):
     bb(lambda x: x.reshape(len(x), -1)[:, :2], jnp.zeros((2, 2, 1, 1)), jnp.zeros((2,), jnp.int32), KEY)
+
+
+def test_protocols_run_bb_as_the_papers():
+  """UDR / ASCL: PGD-20 start (step eps / 2), 200 steps, 1000 points; CCE: 100 steps from PGD-20 of radius
+  eps or 2 eps, step eta, 3 runs on the survivors."""
+  from jaxrobust.configs.protocols import get_protocol
+  for name in ("udr_cifar10", "udr_mnist", "ascl_cifar10", "ascl_cifar100"):
+    p = get_protocol(name)
+    spec = next(a for a in p.attacks if a["label"] == "B&B")
+    assert (spec["name"], spec["steps"], spec["init_steps"], spec["max_examples"]) == ("bb", 200, 20, 1000)
+    assert spec["eps"] == p.attacks[0]["eps"] and "init_eps" not in spec and "B&B" in p.columns
+    assert "B&B" not in p.missing
+  cce = get_protocol("cce_cifar10")
+  one, two = (next(a for a in cce.attacks if a["label"] == f"B&B(wPGD{k})") for k in (1, 2))
+  assert (one["steps"], one["repeats"], one["init_step_size"]) == (100, 3, 2 / 255)
+  assert one["init_eps"] == one["eps"] == 8 / 255 and two["init_eps"] == 16 / 255
+  assert not {"B&B(wPGD1)", "B&B(wPGD2)"} & set(cce.missing)
