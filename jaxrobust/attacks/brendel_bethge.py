@@ -288,8 +288,9 @@ def _check_options(*, norm, steps, lr, lr_decay, lr_num_decay, momentum, oversho
   """Refuses a bad option (naming it and the fix); returns the canonical norm."""
   if threat.canonical_norm(norm) not in NORMS:
     raise ValueError(f"B&B: norm must be one of {NORMS} (the L1 / L0 versions are not ported); got {norm!r}")
-  for name, v, low in (("steps", steps, 0), ("lr_num_decay", lr_num_decay, 1), ("binary_search_steps", binary_search_steps, 0),
-                       ("repeats", repeats, 1), ("init_steps", init_steps, 0)):
+  for name, v, low in (("steps", steps, 0), ("lr_num_decay", lr_num_decay, 1),
+                       ("binary_search_steps", binary_search_steps, 0), ("repeats", repeats, 1),
+                       ("init_steps", init_steps, 0)):
     if int(v) != v or v < low:
       raise ValueError(f"B&B: {name} must be an int >= {low}; got {v}")
   if not lr > 0 or not 0 < lr_decay <= 1:
@@ -336,21 +337,20 @@ def bb_search(logits_fn: LogitsFn, x: Array, y: Array, key, *, norm="linf", eps=
                   lr_num_decay=lr_num_decay, momentum=momentum, overshoot=overshoot,
                   binary_search_steps=binary_search_steps, targeted=targeted, unroll=unroll)
 
-  best, best_norm = run(0)
-  if repeats > 1:
-    def unbroken(best_norm):  # no adversarial yet, or none within eps
-      return ~(best_norm <= limit)
+  def unbroken(best_norm):  # no adversarial yet, or none within eps
+    return ~(best_norm <= limit)
 
-    def cond(s):
-      return (s[0] < repeats) & jnp.any(unbroken(s[2]))
+  def cond(s):
+    return (s[0] < repeats) & jnp.any(unbroken(s[2]))
 
-    def body(s):
-      rep, best, best_norm = s
-      cand, cand_norm = run(rep)
-      better = unbroken(best_norm) & (cand_norm < best_norm)
-      return rep + 1, select(better, cand, best), jnp.where(better, cand_norm, best_norm)
+  def body(s):
+    rep, best, best_norm = s
+    cand, cand_norm = run(rep)
+    better = unbroken(best_norm) & (cand_norm < best_norm)
+    return rep + 1, select(better, cand, best), jnp.where(better, cand_norm, best_norm)
 
-    _, best, best_norm = jax.lax.while_loop(cond, body, (1, best, best_norm))
+  # Start from "nothing found" so that the attack is traced once, inside the loop.
+  _, best, best_norm = jax.lax.while_loop(cond, body, (0, x, jnp.full((x.shape[0],), jnp.inf, x.dtype)))
   return min_norm_output(logits_fn, x, y, best, jnp.isfinite(best_norm), norm, targeted, eps, verify)
 
 
