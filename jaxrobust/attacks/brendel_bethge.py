@@ -338,7 +338,7 @@ def bb_search(logits_fn: LogitsFn, x: Array, y: Array, key, *, norm="linf", eps=
                   binary_search_steps=binary_search_steps, targeted=targeted, unroll=unroll)
 
   def unbroken(best_norm):  # no adversarial yet, or none within eps
-    return ~(best_norm <= limit)
+    return ~jnp.isfinite(best_norm) | (best_norm > limit)
 
   def cond(s):
     return (s[0] < repeats) & jnp.any(unbroken(s[2]))
