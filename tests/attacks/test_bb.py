@@ -123,3 +123,21 @@ def test_protocols_run_bb_as_the_papers():
   assert (one["steps"], one["repeats"], one["init_step_size"]) == (100, 3, 2 / 255)
   assert one["init_eps"] == one["eps"] == 8 / 255 and two["init_eps"] == 16 / 255
   assert not {"B&B(wPGD1)", "B&B(wPGD2)"} & set(cce.missing)
+
+
+@pytest.mark.slow
+def test_eps_curve_from_the_evaluator_agrees_with_an_eps_run():
+  """One unconstrained B&B run feeds ``eps_curve``; its robust accuracy at eps equals that of B&B run with eps
+  (same keys, same PGD starts), up to a point whose norm rounds to either side of eps."""
+  from jaxrobust.data import ArrayDataset
+  from jaxrobust.evaluate.robust import RobustEvaluator
+  params, _ = aa_helpers.train_digits("linear")
+  xs, ys = aa_helpers.digits()
+  test = ArrayDataset(xs[1200:1296], ys[1200:1296], 10, "digits")
+  ev = RobustEvaluator(lambda v, xb: aa_helpers.linear_apply(v, xb))
+  base = {"name": "bb", "norm": "linf", "steps": 20, "init_eps": 0.3}
+  r = ev.evaluate(params, test, [dict(base, label="c", eps_curve=[0.05, 0.1])], batch_size=96, progress=False)
+  curve = r["eps_curve"]["c"]
+  assert curve["broken"] > 0.5 and (np.diff(curve["robust_acc"]) <= 0).all()
+  e = ev.evaluate(params, test, [dict(base, label="e", eps=0.1)], batch_size=96, progress=False)
+  assert abs(e["robust_acc"]["e"] - curve["robust_acc"][1]) <= 1 / 96
