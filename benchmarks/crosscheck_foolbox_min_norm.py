@@ -81,7 +81,9 @@ def _summary(r_jax, r_ref):
               ref_smaller=float(np.mean(ratio > 1 + 1e-3)) if ratio.size else np.nan, n_both=int(both.sum()))
 
 
-def run_crosscheck(n: int = 200, seed: int = 0, rows=ROWS, verbose: bool = True) -> dict:
+def digits_setup(n: int):
+  """The shared set-up of the foolbox cross-checks: (f, x, y) the JAX model and points, (fmodel, xt, yt) their
+  foolbox / torch copies (NCHW), y_np, torch_pred(x_nhwc) -> labels, correct (the points correct clean)."""
   import foolbox as fb
   import torch
   torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -97,7 +99,13 @@ def run_crosscheck(n: int = 200, seed: int = 0, rows=ROWS, verbose: bool = True)
     with torch.no_grad():
       return model(torch.tensor(np.asarray(x_nhwc)).permute(0, 3, 1, 2).contiguous()).argmax(1).numpy()
 
-  correct = torch_pred(x) == y_np
+  return f, x, y, fmodel, xt, yt, y_np, torch_pred, torch_pred(x) == y_np
+
+
+def run_crosscheck(n: int = 200, seed: int = 0, rows=ROWS, verbose: bool = True) -> dict:
+  import foolbox as fb
+  import torch
+  f, x, y, fmodel, xt, yt, y_np, torch_pred, correct = digits_setup(n)
   out_rows = []
   jax_cache = {}
   for name, norm, variant in rows:

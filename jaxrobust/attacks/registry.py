@@ -42,6 +42,7 @@ _ATTACK_MODULES = (
     "jaxrobust.attacks.autoattack",
     "jaxrobust.attacks.fmn",
     "jaxrobust.attacks.ddn",
+    "jaxrobust.attacks.brendel_bethge",
     "jaxrobust.attacks.multi_targeted",
     "jaxrobust.attacks.eot",
     "jaxrobust.attacks.universal",

@@ -18,6 +18,7 @@ epochs); evaluation ~1 h (mPGD-250 is 10 x 250 gradient steps per image); an est
 """
 
 from jaxrobust.configs.base import base_config
+from jaxrobust.configs.cifar10_udr import bb_eval_attack
 
 EPS = 8 / 255
 STEP = 2 / 255
@@ -26,7 +27,8 @@ STEP = 2 / 255
 def ascl_eval_attacks(eps: float = EPS, step: float = STEP, steps: int = 250) -> list:
   return [{"name": "pgd", "label": f"PGD-{steps}", "eps": eps, "steps": steps, "step_size": step},
           {"name": "mpgd", "label": f"mPGD-{steps}", "eps": eps, "steps": steps, "step_size": step},
-          {"name": "autoattack", "label": "AA", "eps": eps, "version": "standard", "max_examples": 1000}]
+          {"name": "autoattack", "label": "AA", "eps": eps, "version": "standard", "max_examples": 1000},
+          bb_eval_attack(eps)]
 
 
 def get_config() -> dict:

@@ -31,6 +31,7 @@ evaluation (k = 250); an estimate.
 """
 
 from jaxrobust.configs.base import base_config
+from jaxrobust.configs.cifar10_udr import bb_eval_attack
 
 EPS = 8 / 255
 STEP = 2 / 255
@@ -46,13 +47,17 @@ TRAIN_ATTACK = {"resnet20": {"eps_range": (0.01, 0.05), "steps": 10},
 def cce_eval_attacks(eps: float, step: float, members: int = 2, *, pgd_steps: int = 100,
                      transfer_steps: int = 20) -> list:
   """CCE's white-box attacks on the ensemble (Bui et al. 2021, section 5): PGD / BIM / MIM, multi-targeted PGD-20,
-  SPSA and AutoAttack on 1000 points, plus PGD-20 on each member and on the ensemble for Table 6."""
+  SPSA, AutoAttack and B&B on 1000 points (B&B: 100 steps from a PGD-20 start of radius eps (wPGD1) or 2 eps
+  (wPGD2), step eta, 3 runs re-attacking the survivors), plus PGD-20 on each member and on the ensemble for
+  Table 6."""
   out = [{"name": "pgd", "label": f"PGD k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
          {"name": "bim", "label": f"BIM k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
          {"name": "mim", "label": f"MIM k{pgd_steps}", "eps": eps, "steps": pgd_steps, "step_size": step},
          {"name": "mpgd", "label": "mul-PGD k20", "eps": eps, "steps": 20, "step_size": step},
          {"name": "spsa", "label": "SPSA", "eps": eps, "steps": 50, "max_examples": 1000},
          {"name": "autoattack", "label": "AutoAttack", "eps": eps, "version": "standard", "max_examples": 1000}]
+  out += [bb_eval_attack(eps, f"B&B(wPGD{k})", steps=100, init_eps=k * eps, init_step_size=step, repeats=3)
+          for k in (1, 2)]
   transfer = {"name": "pgd", "eps": eps, "steps": transfer_steps, "step_size": step}
   out += [dict(transfer, label=f"PGD-{transfer_steps} member {i}", member=i) for i in range(members)]
   out.append(dict(transfer, label=f"PGD-{transfer_steps}"))

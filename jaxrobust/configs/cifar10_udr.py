@@ -28,11 +28,28 @@ EPS = 8 / 255
 STEP = 2 / 255
 
 
+def bb_eval_attack(eps: float, label: str = "B&B", steps: int = 200, init_eps: float | None = None,
+                   init_step_size: float | None = None, repeats: int = 1, max_examples: int = 1000) -> dict:
+  """Brendel & Bethge as the papers run it (foolbox's LinfinityBrendelBethgeAttack, Brendel et al. 2019, from a
+  PGD-20 start with radius init_eps, default eps, and step init_step_size, default init_eps / 2, on the first
+  max_examples test points): robust accuracy at eps. repeats > 1 re-attacks the points still robust."""
+  spec = {"name": "bb", "label": label, "eps": eps, "steps": steps, "init_steps": 20, "max_examples": max_examples}
+  if init_eps is not None:
+    spec["init_eps"] = init_eps
+  if init_step_size is not None:
+    spec["init_step_size"] = init_step_size
+  if repeats != 1:
+    spec["repeats"] = repeats
+  return spec
+
+
 def udr_eval_attacks(eps: float = EPS, step: float = STEP, aa_max_examples=None) -> list:
+  """UDR's Table 1 evaluation: PGD-200 on the test set, AutoAttack and B&B (PGD-20 start, 200 steps) on 1000."""
   aa = {"name": "autoattack", "label": "AA", "eps": eps, "version": "standard"}
   if aa_max_examples:
     aa["max_examples"] = int(aa_max_examples)
-  return [{"name": "pgd", "label": "PGD-200", "eps": eps, "steps": 200, "step_size": step, "init": "uniform"}, aa]
+  return [{"name": "pgd", "label": "PGD-200", "eps": eps, "steps": 200, "step_size": step, "init": "uniform"}, aa,
+          bb_eval_attack(eps)]
 
 
 def get_config() -> dict:

@@ -19,7 +19,7 @@ CONFIGS = {
     "difgsm": dict(eps=0.1, steps=3), "tifgsm": dict(eps=0.1, steps=3, len_kernel=3), "nifgsm": dict(eps=0.1, steps=3),
     "sinifgsm": dict(eps=0.1, steps=3, scales=2), "vmifgsm": dict(eps=0.1, steps=3, n_neighbours=2),
     "vnifgsm": dict(eps=0.1, steps=3, n_neighbours=2), "transfer_fgsm": dict(eps=0.1, steps=3),
-    "fmn": dict(steps=3, norm="l1"), "ddn": dict(steps=3),
+    "fmn": dict(steps=3, norm="l1"), "ddn": dict(steps=3), "bb": dict(eps=0.1, steps=3, init_steps=2, repeats=2),
     "spsa": dict(eps=0.1, steps=2, spsa_samples=8), "deepfool": dict(steps=3),
     "ead": dict(max_iterations=3, binary_search_steps=2), "ead_l1": dict(max_iterations=3, binary_search_steps=2),
     "mpgd": dict(eps=0.1, steps=3), "mpgd_vmap": dict(eps=0.1, steps=3, layout="vmap"),
