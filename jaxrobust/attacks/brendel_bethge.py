@@ -368,14 +368,22 @@ def bb(logits_fn: LogitsFn, x: Array, y: Array, key, *, norm="linf", eps=None, s
     norm: 'linf' or 'l2'.
     eps: None (the minimum-norm point) or scalar / (B,): points with ||x_adv - x||_p > eps are returned as x
       (accuracy on the output = robust accuracy at eps); also the PGD start's radius unless init_eps is given.
-    steps: B&B iterations (static). lr, lr_decay, lr_num_decay: trust region r = lr D, lr multiplied by
-      lr_decay every steps // lr_num_decay steps. momentum: of the boundary normal. overshoot: aim factor
-      past the boundary. binary_search_steps: of the start towards x.
+    steps: B&B iterations (static).
+    lr: the trust region's relative radius, r = lr D (D the input size).
+    lr_decay: factor applied to lr every steps // lr_num_decay steps.
+    lr_num_decay: how many times lr decays over the run.
+    momentum: momentum of the estimated boundary normal.
+    overshoot: aim factor past the boundary.
+    binary_search_steps: halvings of the line search from the start towards x.
     repeats: runs on the points still unbroken (no adversarial, or none within eps), each from a fresh PGD start.
     init: 'pgd' (PGD-init_steps with radius init_eps or eps, step init_step_size, default radius / 2, random
       start) or an attack function ``(logits_fn, x, y, key) -> x_start``; starts that are not adversarial
       leave their point unbroken.
-    targeted: y holds target classes. verify: re-check the returned points with one forward pass.
+    init_eps: radius of the PGD start (default: eps).
+    init_steps: iterations of the PGD start.
+    init_step_size: step of the PGD start (default: its radius / 2).
+    targeted: y holds target classes.
+    verify: re-check the returned points with one forward pass.
     unroll: ``lax.fori_loop`` unroll factor of the B&B steps.
   """
   return bb_search(logits_fn, x, y, key, norm=norm, eps=eps, steps=steps, lr=lr, lr_decay=lr_decay,
