@@ -50,9 +50,16 @@ def _parse_attack_spec(text: str) -> dict:
 
 
 def _load_run(args, best: bool = False):
-  """``jaxrobust.runs.load_run`` for a command; a folder that is not a usable run exits with its reason."""
-  from jaxrobust.runs import load_ensemble, load_run
+  """``jaxrobust.runs.load_run`` for a command (or ``load_torch_run`` for --torch-checkpoint / --robustbench);
+  a folder that is not a usable run exits with its reason."""
+  from jaxrobust.runs import load_ensemble, load_run, load_torch_run
   from jaxrobust.train.checkpoint import CheckpointError
+  if _torch_source(args):
+    try:
+      return load_torch_run(args.torch_checkpoint, args.arch, robustbench=args.robustbench, model_dir=args.model_dir,
+                            dataset=args.dataset, threat_model=args.threat_model, overrides=args.overrides)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+      raise SystemExit(f"error: {e}")
   run_dirs = _run_dirs(args)
   try:
     if len(run_dirs) > 1:
@@ -62,12 +69,30 @@ def _load_run(args, best: bool = False):
     raise SystemExit(f"error: {e}")
 
 
+def _torch_source(args) -> str | None:
+  """The PyTorch / RobustBench model a command evaluates instead of a run (None: a run), after checking that
+  exactly one source is given."""
+  source = getattr(args, "torch_checkpoint", None) or getattr(args, "robustbench", None)
+  if source and args.run_dir:
+    raise SystemExit("error: give either --run-dir or --torch-checkpoint / --robustbench, not both")
+  if getattr(args, "torch_checkpoint", None) and getattr(args, "robustbench", None):
+    raise SystemExit("error: give either --torch-checkpoint FILE --arch NAME or --robustbench NAME --model-dir DIR")
+  if not source and not args.run_dir:
+    raise SystemExit("error: evaluate needs --run-dir, --torch-checkpoint FILE --arch NAME, or --robustbench NAME "
+                     "--model-dir DIR")
+  return source
+
+
 def _run_dirs(args) -> list:
   return list(args.run_dir) if isinstance(args.run_dir, (list, tuple)) else [args.run_dir]
 
 
 def _default_output(args, name: str) -> str:
-  """<run-dir>/name, or for an ensemble of runs <first run-dir>/ensemble_of_N_name."""
+  """<run-dir>/name, or for an ensemble of runs <first run-dir>/ensemble_of_N_name; for a PyTorch / RobustBench
+  model, <checkpoint stem>_name in the current folder."""
+  source = _torch_source(args)
+  if source:
+    return f"{os.path.splitext(os.path.basename(source))[0]}_{name}"
   run_dirs = _run_dirs(args)
   return os.path.join(run_dirs[0], name if len(run_dirs) == 1 else f"ensemble_of_{len(run_dirs)}_{name}")
 
@@ -117,6 +142,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+  if args.protocol and _torch_source(args):
+    raise SystemExit("error: --protocol evaluates a run folder (--run-dir); for a PyTorch / RobustBench model give "
+                     "the protocol's attacks with --attack")
   if args.protocol:
     return _evaluate_protocol(args)
   if args.source_run:
@@ -145,7 +173,7 @@ def cmd_evaluate(args) -> int:
                               batch_size=int(cfg["eval"]["batch_size"]), max_examples=args.max_examples,
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               checks=not args.no_checks, metrics=metrics)
-  print(format_table({cfg["method"]["name"]: report}))
+  print(format_table({os.path.basename(_torch_source(args) or "") or cfg["method"]["name"]: report}))
   if report.get("ensemble"):
     print(_ensemble_table(report["ensemble"]))
   for label, rate in report.get("targeted_success", {}).items():
@@ -338,10 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'fmn:norm=l2,eps_curve=[0.5,1.0,2.0]') also reports robust accuracy at every "
                                  "radius of the list from that one run, and plots it next to the JSON "
                                  "(<json>_eps_curve.png).")
-  e.add_argument("--run-dir", required=True, action="append",
+  e.add_argument("--run-dir", action="append",
                  help="the --output-dir of a `jaxrobust train` run; repeated (--run-dir A --run-dir B) evaluates those runs as one "
                       "ensemble (the mean of their probabilities; per-member accuracy, A-i / A-Avg / A-All, and "
                       "attacks on the members such as moo_ens)")
+  e.add_argument("--torch-checkpoint", metavar="FILE",
+                 help="evaluate a PyTorch state_dict file (.pt) instead of a run, converted to the Flax model of --arch "
+                      "(needs torch: the [torch] extra)")
+  e.add_argument("--arch", help="the architecture of --torch-checkpoint (jaxrobust.models.TORCH_ARCHS), e.g. preact_resnet18, "
+                      "resnet50, wrn28_10, wrn34_10, dm_wrn70_16 (DeepMind's Swish WideResNet), small_cnn")
+  e.add_argument("--dataset", default="cifar10", help="test set for --torch-checkpoint / --robustbench (default cifar10)")
+  e.add_argument("--robustbench", metavar="NAME",
+                 help="evaluate a RobustBench model (e.g. Carmon2019Unlabeled, Gowal2020Uncovering_70_16) whose "
+                      "checkpoint is already in --model-dir (RobustBench's layout DIR/<dataset>/<threat model>/NAME.pt)")
+  e.add_argument("--model-dir", help="RobustBench's model_dir (robustbench.utils.load_model(model_dir=...))")
+  e.add_argument("--threat-model", default="Linf", choices=("Linf", "L2"), help="RobustBench threat model (default Linf)")
   e.add_argument("--attack", action="append", help="attack spec NAME:key=value,... (repeatable)")
   e.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N test points")
   e.add_argument("--best", action="store_true",

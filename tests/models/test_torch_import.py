@@ -199,3 +199,44 @@ def test_robustbench_checkpoint_file_with_its_normalisation(tmp_path, shared_dat
     expected = net(torch.from_numpy(((x - mu) / sigma).transpose(0, 3, 1, 2).copy())).numpy()
   assert arch == "preact_resnet18_input_shortcut"
   np.testing.assert_allclose(np.asarray(module.apply(variables, x)), expected, atol=1e-4)
+
+
+# ---- entry points: runs.load_torch_run and `jaxrobust evaluate` ----------------------------------------
+
+def test_evaluate_torch_sources_are_checked_before_work(tmp_path):
+  from jaxrobust.cli import main
+  with pytest.raises(SystemExit, match="cifar10/Linf/Carmon2019Unlabeled.pt.*load_model"):
+    main(["evaluate", "--robustbench", "Carmon2019Unlabeled", "--model-dir", str(tmp_path)])
+  with pytest.raises(SystemExit, match="needs its architecture; one of: preact_resnet18"):
+    main(["evaluate", "--torch-checkpoint", str(tmp_path / "m.pt")])
+  with pytest.raises(SystemExit, match="either --run-dir or --torch-checkpoint"):
+    main(["evaluate", "--run-dir", str(tmp_path), "--robustbench", "Standard", "--model-dir", str(tmp_path)])
+  with pytest.raises(SystemExit, match="--protocol evaluates a run folder"):
+    main(["evaluate", "--robustbench", "Standard", "--model-dir", str(tmp_path), "--protocol", "trades"])
+
+
+@pytest.mark.torch
+def test_evaluate_a_torch_checkpoint_through_the_evaluator(tmp_path, shared_data, capsys):
+  """A TRADES SmallCNN state_dict file, evaluated on MNIST by `jaxrobust evaluate --torch-checkpoint`."""
+  from jaxrobust.cli import main
+  from jaxrobust.runs import load_torch_run
+  torch = pytest.importorskip("torch")
+  torch.manual_seed(0)
+  net = _TradesSmallCNN.build(torch).eval()
+  path = tmp_path / "small_cnn.pt"
+  torch.save(net.state_dict(), path)
+  run = load_torch_run(str(path), "small_cnn", dataset="mnist")
+  from jaxrobust.data import load_splits
+  test = load_splits(run.config["data"]).test
+  x, labels = np.asarray(test.images[:16], np.float32), np.asarray(test.labels[:16])
+  with torch.no_grad():
+    predictions = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy().argmax(1)
+  np.testing.assert_array_equal(np.asarray(run.apply(run.variables, x)).argmax(1), predictions)
+  out = tmp_path / "report.json"
+  assert main(["evaluate", "--torch-checkpoint", str(path), "--arch", "small_cnn", "--dataset", "mnist",
+               "--max-examples", "16", "--attack", "pgd:eps=0.3,steps=2,step_size=0.1", "--no-checks",
+               "--no-progress", "--json", str(out)]) == 0
+  import json
+  report = json.loads(out.read_text())
+  assert report["clean_acc"] == pytest.approx(np.mean(predictions == labels))
+  assert "| small_cnn.pt |" in capsys.readouterr().out
