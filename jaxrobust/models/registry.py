@@ -54,6 +54,9 @@ _BACKBONES: Dict[str, Callable[..., nn.Module]] = {
   "dm_wrn28_10": functools.partial(wide_resnet.WideResNet, depth=28, widen=10, activation="swish", padding="same"),
   "dm_wrn34_20": functools.partial(wide_resnet.WideResNet, depth=34, widen=20, activation="swish", padding="same"),
   "dm_wrn70_16": functools.partial(wide_resnet.WideResNet, depth=70, widen=16, activation="swish", padding="same"),
+  # DeepMind's Swish PreAct ResNet-18 (DMPreActResNet; Rebuffi et al. 2021): 3x3 shortcut convs on the block input.
+  "dm_preact_resnet18": functools.partial(resnet.PreActResNet, final_bn=True, shortcut_on_input=True,
+                                          shortcut_kernel=3, activation="swish", padding="same"),
   # GAIRAT/MAIL "WRN-32-10" (Wide_ResNet_Madry, depth = 6n + 2) is WRN-34-10 in our convention.
   "wrn32_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
   "wide_resnet": wide_resnet.WideResNet,  # depth=..., widen=... (defaults 34, 10)

@@ -88,15 +88,22 @@ class Bottleneck(nn.Module):
     return relu(out + shortcut)
 
 
+def _same_padding(kernel: int, stride: int):
+  """TensorFlow SAME padding of a conv on an even-sized map: the odd pixel goes bottom/right."""
+  total = max(kernel - stride, 0)
+  return (total // 2, total - total // 2)
+
+
 class PreActBlock(nn.Module):
   """Pre-activation block (He et al. 2016b): conv(relu(bn(conv(relu(bn(x)))))) + shortcut, the 1x1 shortcut
   (when the shape changes) on relu(bn(x)). ``dropout_rate`` > 0 puts dropout between the two convolutions,
   as the wide block of Zagoruyko & Komodakis (2016) does.
 
-  activation: 'relu' or 'swish' (the DeepMind WideResNets of Gowal et al. 2020 / Rebuffi et al. 2021).
-  padding: 'torch' or 'same' for the first (strided) 3x3 conv, see PADDINGS.
-  shortcut_on_input: the 1x1 shortcut reads x instead of relu(bn(x)), as the PreAct ResNet-18 of
-    Wong et al. (2020) (RobustBench's ``PreActBlock``) does.
+  activation: 'relu' or 'swish' (the DeepMind nets of Gowal et al. 2020 / Rebuffi et al. 2021).
+  padding: 'torch' or 'same' for the strided convs, see PADDINGS.
+  shortcut_on_input: the shortcut conv reads x instead of relu(bn(x)), as the PreAct ResNet-18 of
+    Wong et al. (2020) (RobustBench's ``PreActBlock``) and DeepMind's ``DMPreActResNet`` do.
+  shortcut_kernel: 1, or 3 for DeepMind's ``DMPreActResNet``.
   """
   features: int
   stride: int = 1
@@ -105,6 +112,12 @@ class PreActBlock(nn.Module):
   activation: str = "relu"
   padding: str = "torch"
   shortcut_on_input: bool = False
+  shortcut_kernel: int = 1
+
+  def _strided_conv(self, kernel: int, name: str) -> Conv:
+    pad = _same_padding(kernel, self.stride) if self.padding == "same" else (kernel // 2, kernel // 2)
+    return Conv(self.features, (kernel, kernel), strides=(self.stride, self.stride), padding=(pad, pad),
+                use_bias=False, dtype=self.dtype, kernel_init=kaiming_normal_fan_out, name=name)
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
@@ -113,13 +126,8 @@ class PreActBlock(nn.Module):
     if self.stride == 1 and x.shape[-1] == self.features:
       shortcut = x
     else:
-      shortcut = conv(self.features, 1, self.stride, padding=0, dtype=self.dtype,
-                      name="shortcut_conv")(x if self.shortcut_on_input else pre)
-    if self.padding == "same" and self.stride == 2:
-      out = Conv(self.features, (3, 3), strides=(2, 2), padding=((0, 1), (0, 1)), use_bias=False,
-                 dtype=self.dtype, kernel_init=kaiming_normal_fan_out, name="conv1")(pre)
-    else:
-      out = conv(self.features, 3, self.stride, dtype=self.dtype, name="conv1")(pre)
+      shortcut = self._strided_conv(self.shortcut_kernel, "shortcut_conv")(x if self.shortcut_on_input else pre)
+    out = self._strided_conv(3, "conv1")(pre)
     out = act(batch_norm(train, self.dtype, "bn2")(out))
     if self.dropout_rate > 0:
       out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
@@ -169,12 +177,19 @@ class ResNet(nn.Module):
 
 
 class PreActResNet(nn.Module):
-  """Pre-activation ResNet (kuangliu); features (B, widths[-1])."""
+  """Pre-activation ResNet (kuangliu); features (B, widths[-1]).
+
+  activation / padding / shortcut_on_input / shortcut_kernel: as PreActBlock; with final_bn=True, 'swish',
+  'same', True, 3 it is DeepMind's ``DMPreActResNet`` (Rebuffi et al. 2021).
+  """
   stage_sizes: Sequence[int] = RESNET18_STAGES
   widths: Sequence[int] = (64, 128, 256, 512)
   final_bn: bool = False
   dtype: Dtype = jnp.float32
   shortcut_on_input: bool = False
+  activation: str = "relu"
+  padding: str = "torch"
+  shortcut_kernel: int = 1
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -183,9 +198,10 @@ class PreActResNet(nn.Module):
       for block in range(blocks):
         stride = 2 if stage > 0 and block == 0 else 1
         x = PreActBlock(width, stride, dtype=self.dtype, shortcut_on_input=self.shortcut_on_input,
+                        activation=self.activation, padding=self.padding, shortcut_kernel=self.shortcut_kernel,
                         name=f"layer{stage + 1}_{block}")(x, train)
     if self.final_bn:
-      x = relu(batch_norm(train, self.dtype, "bn_final")(x))
+      x = ACTIVATIONS[self.activation](batch_norm(train, self.dtype, "bn_final")(x))
     return global_avg_pool(x)
 
 

@@ -6,7 +6,8 @@ Needs only numpy: a state_dict is a mapping ``name -> array`` (torch tensors are
 Layouts: a torch conv weight (O, I, kh, kw) becomes a Flax kernel (kh, kw, I, O); a Linear weight (O, I)
 becomes (I, O); BatchNorm2d weight / bias / running_mean / running_var become scale / bias / mean / var
 (both use eps 1e-5; the momentum only matters in training). Convolutions keep torch's padding: symmetric
-k//2, or the bottom/right 'same' padding of the DeepMind WideResNets (Gowal et al. 2020), whose in-model
+k//2, or the bottom/right 'same' padding of the DeepMind WideResNets / PreAct ResNet-18 (Gowal et al. 2020;
+Rebuffi et al. 2021), whose in-model
 CIFAR-10 mean/std (non-persistent buffers, absent from the state_dict) becomes the ImageClassifier's.
 
 ``TORCH_ARCHS`` names the PyTorch definitions each architecture reads (RobustBench's
@@ -63,6 +64,22 @@ def _dm_wrn(path: str) -> str:
   return f"layer.{int(match.group(1)) - 1}.block.{match.group(2)}.{_DM_BLOCK[match.group(3)]}"
 
 
+_DM_PREACT_BLOCK = {"bn1": "batchnorm_0", "conv1": "conv_2d_1", "bn2": "batchnorm_1", "conv2": "conv_2d_2",
+                    "shortcut_conv": "shortcut"}
+
+
+def _dm_preact(path: str) -> str:
+  """DeepMind ``DMPreActResNet``: conv_2d, layer_0.0.batchnorm_0 / conv_2d_1 / shortcut, final batchnorm."""
+  if path == "conv1":
+    return "conv_2d"
+  if path == "bn_final":
+    return "batchnorm"
+  match = re.fullmatch(r"layer(\d+)_(\d+)/(\w+)", path)
+  if not match:
+    return path
+  return f"layer_{int(match.group(1)) - 1}.{match.group(2)}.{_DM_PREACT_BLOCK[match.group(3)]}"
+
+
 def _trades_small_cnn(path: str) -> str:
   """TRADES ``SmallCNN``: feature_extractor.conv1..4, classifier.fc1 / fc2."""
   return ("feature_extractor." if path.startswith("conv") else "classifier.") + path
@@ -108,6 +125,9 @@ TORCH_ARCHS: Dict[str, TorchArch] = {
   "dm_wrn28_10": TorchArch("dm_wrn28_10", **_DM),
   "dm_wrn34_20": TorchArch("dm_wrn34_20", **_DM),
   "dm_wrn70_16": TorchArch("dm_wrn70_16", **_DM),
+  "dm_preact_resnet18": TorchArch("dm_preact_resnet18", _dm_preact, "logits",
+                                  _RB + "dm_wide_resnet.py DMPreActResNet(depth=18, activation_fn=Swish)",
+                                  mean=CIFAR10_MEAN, std=CIFAR10_STD),
   "small_cnn": TorchArch("small_cnn", _trades_small_cnn, "classifier.fc3", "TRADES small_cnn.py SmallCNN (MNIST)"),
 }
 
@@ -138,6 +158,9 @@ ROBUSTBENCH_MODELS: Dict[Tuple[str, str, str], RobustBenchModel] = {
       "Gowal2020Uncovering_70_16", "Gowal2020Uncovering_70_16_extra", "Rebuffi2021Fixing_70_16_cutmix_ddpm",
       "Rebuffi2021Fixing_70_16_cutmix_extra", "Gowal2021Improving_70_16_ddpm_100m")},
   ("cifar10", "Linf", "Gowal2020Uncovering_34_20"): RobustBenchModel("dm_wrn34_20"),
+  **{("cifar10", "Linf", name): RobustBenchModel("dm_preact_resnet18") for name in (
+      "Rebuffi2021Fixing_R18_ddpm", "Rade2021Helper_R18_extra", "Rade2021Helper_R18_ddpm",
+      "Gowal2021Improving_R18_ddpm_100m")},
   **{("cifar10", "Linf", name): RobustBenchModel("dm_wrn28_10") for name in (
       "Gowal2020Uncovering_28_10_extra", "Rebuffi2021Fixing_28_10_cutmix_ddpm", "Gowal2021Improving_28_10_ddpm_100m")},
   ("cifar10", "L2", "Engstrom2019Robustness"): RobustBenchModel("resnet50", CIFAR10_MEAN, ENGSTROM_STD),
@@ -149,6 +172,8 @@ ROBUSTBENCH_MODELS: Dict[Tuple[str, str, str], RobustBenchModel] = {
       "Gowal2020Uncovering", "Gowal2020Uncovering_extra", "Rebuffi2021Fixing_70_16_cutmix_ddpm",
       "Rebuffi2021Fixing_70_16_cutmix_extra")},
   ("cifar10", "L2", "Rebuffi2021Fixing_28_10_cutmix_ddpm"): RobustBenchModel("dm_wrn28_10"),
+  **{("cifar10", "L2", name): RobustBenchModel("dm_preact_resnet18") for name in (
+      "Rebuffi2021Fixing_R18_cutmix_ddpm", "Rade2021Helper_R18_ddpm")},
 }
 
 

@@ -62,7 +62,8 @@ FEATURE_DIMS = {"mlp": 64, "small_cnn": 200, "lenet5": 84, "resnet18": 512, "res
                 "preact_resnet18": 512, "resnet20": 64, "wrn34_10": 640, "wrn28_10": 640,
                 "wrn32_10": 640, "wide_resnet": 640, "cce_cnn_cifar10": 256, "cce_cnn_cifar100": 256,
                 "cce_cnn_mnist": 200, "mobilenet": 1024, "vgg16": 512, "googlenet": 1024,
-                "efficientnet_b0": 320}
+                "efficientnet_b0": 320, "resnet34": 512, "resnet50": 2048, "wrn34_20": 1280, "wrn70_16": 1024,
+                "dm_wrn28_10": 640, "dm_wrn34_20": 1280, "dm_wrn70_16": 1024, "dm_preact_resnet18": 512}
 
 
 @pytest.mark.parametrize("name", [n for n in models.MODEL_NAMES if n != "ensemble"])  # ensembles: test_ensemble.py
@@ -89,7 +90,8 @@ def test_model_names_and_unknowns():
                                      "resnet18_imagenet", "resnet20", "wrn34_10", "wrn28_10",
                                      "wrn32_10", "wide_resnet", "cce_cnn_cifar10", "cce_cnn_cifar100",
                                      "cce_cnn_mnist", "mobilenet", "vgg16", "googlenet", "efficientnet_b0",
-                                     "ensemble"}
+                                     "resnet34", "resnet50", "wrn34_20", "wrn70_16", "dm_wrn28_10", "dm_wrn34_20",
+                                     "dm_wrn70_16", "dm_preact_resnet18", "ensemble"}
   assert set(models.BN_FREE_MODELS) == {"mlp", "small_cnn", "lenet5", "cce_cnn_cifar10", "cce_cnn_cifar100",
                                         "cce_cnn_mnist"}
   with pytest.raises(ValueError) as info:

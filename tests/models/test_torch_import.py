@@ -64,6 +64,7 @@ def test_bad_state_dicts_are_named():
   (torch_import._trades_wrn, "block1_3/shortcut_conv", "block1.layer.3.convShortcut"),
   (torch_import._trades_wrn, "bn_final", "bn1"),
   (torch_import._kuangliu_resnet, "layer4_1/shortcut_bn", "layer4.1.shortcut.1"),
+  (torch_import._dm_preact, "layer2_0/shortcut_conv", "layer_1.0.shortcut"),
 ])
 def test_module_names_follow_the_torch_definitions(renamer, path, key):
   assert renamer(path).replace("/", ".") == key
@@ -121,6 +122,9 @@ def _torch_model(arch):
   if arch == "small_cnn":
     torch = pytest.importorskip("torch")
     return torch, _TradesSmallCNN.build(torch)
+  if arch == "dm_preact_resnet18":
+    torch, rb = _robustbench_architecture("dm_wide_resnet")
+    return torch, rb.DMPreActResNet(10, 18, activation_fn=rb.Swish)
   if arch.startswith("dm_wrn"):
     torch, rb = _robustbench_architecture("dm_wide_resnet")
     depth, width = map(int, arch[len("dm_wrn"):].split("_"))
@@ -172,7 +176,7 @@ def logit_difference(arch, shared_data, n=4):
   return float(np.max(np.abs(got - expected))), float(np.max(np.abs(expected)))
 
 
-_FAST = ["small_cnn", "preact_resnet18", "preact_resnet18_input_shortcut", "resnet18"]
+_FAST = ["small_cnn", "preact_resnet18", "preact_resnet18_input_shortcut", "resnet18", "dm_preact_resnet18"]
 _SLOW = ["resnet34", "resnet50", "wrn28_10", "wrn34_10", "dm_wrn28_10", "wrn34_20", "dm_wrn34_20",
          "wrn70_16", "dm_wrn70_16"]
 
@@ -228,7 +232,7 @@ def test_evaluate_a_torch_checkpoint_through_the_evaluator(tmp_path, shared_data
   run = load_torch_run(str(path), "small_cnn", dataset="mnist")
   from jaxrobust.data import load_splits
   test = load_splits(run.config["data"]).test
-  x, labels = np.asarray(test.images[:16], np.float32), np.asarray(test.labels[:16])
+  x, labels = test.as_float(np.arange(16)), np.asarray(test.labels[:16])
   with torch.no_grad():
     predictions = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy().argmax(1)
   np.testing.assert_array_equal(np.asarray(run.apply(run.variables, x)).argmax(1), predictions)
