@@ -66,7 +66,12 @@ FEATURE_DIMS = {"mlp": 64, "small_cnn": 200, "lenet5": 84, "resnet18": 512, "res
                 "dm_wrn28_10": 640, "dm_wrn34_20": 1280, "dm_wrn70_16": 1024, "dm_preact_resnet18": 512}
 
 
-@pytest.mark.parametrize("name", [n for n in models.MODEL_NAMES if n != "ensemble"])  # ensembles: test_ensemble.py
+# the big imported-architecture sizes only differ from wrn28_10 / dm_wrn28_10 / resnet34 in depth and width
+_BIG = ("resnet50", "wrn34_20", "wrn70_16", "dm_wrn34_20", "dm_wrn70_16")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _BIG else n
+                                  for n in models.MODEL_NAMES if n != "ensemble"])  # ensembles: test_ensemble.py
 def test_output_shapes_dtypes_and_collections(name):
   shape = input_shape(name)
   x = jax.ShapeDtypeStruct((3,) + shape, jnp.float32)
