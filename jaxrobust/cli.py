@@ -51,9 +51,16 @@ def _parse_attack_spec(text: str) -> dict:
 
 
 def _load_run(args, best: bool = False):
-  """``jaxrobust.runs.load_run`` for a command; a folder that is not a usable run exits with its reason."""
-  from jaxrobust.runs import load_ensemble, load_run
+  """``jaxrobust.runs.load_run`` for a command (or ``load_torch_run`` for --torch-checkpoint / --robustbench);
+  a folder that is not a usable run exits with its reason."""
+  from jaxrobust.runs import load_ensemble, load_run, load_torch_run
   from jaxrobust.train.checkpoint import CheckpointError
+  if _torch_source(args):
+    try:
+      return load_torch_run(args.torch_checkpoint, args.arch, robustbench=args.robustbench, model_dir=args.model_dir,
+                            dataset=args.dataset, threat_model=args.threat_model, overrides=args.overrides)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+      raise SystemExit(f"error: {e}")
   run_dirs = _run_dirs(args)
   try:
     if getattr(args, "model", None):
@@ -72,6 +79,20 @@ def _load_run(args, best: bool = False):
     raise SystemExit(f"error: {e}")
 
 
+def _torch_source(args) -> str | None:
+  """The PyTorch / RobustBench model a command evaluates instead of a run (None: a run), after checking that
+  exactly one source is given."""
+  source = getattr(args, "torch_checkpoint", None) or getattr(args, "robustbench", None)
+  if source and (args.run_dir or getattr(args, "model", None)):
+    raise SystemExit("error: give one model source: --run-dir, --model, or --torch-checkpoint / --robustbench")
+  if getattr(args, "torch_checkpoint", None) and getattr(args, "robustbench", None):
+    raise SystemExit("error: give either --torch-checkpoint FILE --arch NAME or --robustbench NAME --model-dir DIR")
+  if not source and not args.run_dir and not getattr(args, "model", None):
+    raise SystemExit("error: evaluate needs --run-dir, --model PACKAGE.MODULE:FUNCTION, --torch-checkpoint FILE "
+                     "--arch NAME, or --robustbench NAME --model-dir DIR")
+  return source
+
+
 def _run_dirs(args) -> list:
   if args.run_dir is None:
     return []
@@ -80,9 +101,13 @@ def _run_dirs(args) -> list:
 
 def _default_output(args, name: str) -> str:
   """<run-dir>/name, for an ensemble of runs <first run-dir>/ensemble_of_N_name, for --model
-  runs/models/<package.module.function>/name."""
+  runs/models/<package.module.function>/name; for a PyTorch / RobustBench model, <checkpoint stem>_name in the
+  current folder."""
   if getattr(args, "model", None):
     return os.path.join("runs", "models", args.model.replace(":", "."), name)
+  source = _torch_source(args)
+  if source:
+    return f"{os.path.splitext(os.path.basename(source))[0]}_{name}"
   run_dirs = _run_dirs(args)
   return os.path.join(run_dirs[0], name if len(run_dirs) == 1 else f"ensemble_of_{len(run_dirs)}_{name}")
 
@@ -134,6 +159,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+  if args.protocol and _torch_source(args):
+    raise SystemExit("error: --protocol evaluates a run folder (--run-dir); for a PyTorch / RobustBench model give "
+                     "the protocol's attacks with --attack")
   if args.protocol:
     return _evaluate_protocol(args)
   if args.source_run:
@@ -167,7 +195,7 @@ def cmd_evaluate(args) -> int:
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               checks=not args.no_checks, metrics=metrics)
   report["provenance"] = _provenance(args, run, test, report["n"], attacks)
-  print(format_table({cfg["method"]["name"]: report}))
+  print(format_table({os.path.basename(_torch_source(args) or "") or cfg["method"]["name"]: report}))
   if report.get("ensemble"):
     print(_ensemble_table(report["ensemble"]))
   for label, rate in report.get("targeted_success", {}).items():
@@ -197,9 +225,12 @@ def cmd_evaluate(args) -> int:
 def _provenance(args, run, test, n: int, attacks) -> dict:
   """``evaluate.records.provenance`` of a command's evaluation of ``run`` (seed, versions, commit, points)."""
   from jaxrobust.evaluate.records import provenance
+  sources = {k: getattr(args, k, None) for k in ("model", "params", "torch_checkpoint", "arch", "robustbench",
+                                                  "model_dir", "threat_model")}
   return provenance(seed=args.seed, dataset=test, n=n, attacks=attacks,
                     run_dirs=[os.path.abspath(d) for d in _run_dirs(args)], checkpoint_step=int(run.step),
-                    best=bool(args.best), overrides=list(args.overrides))
+                    best=bool(args.best), overrides=list(args.overrides),
+                    model_source={k: v for k, v in sources.items() if v is not None})
 
 
 def _write_record(out: str, record: dict) -> None:
@@ -423,6 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the --output-dir of a `jaxrobust train` run; repeated (--run-dir A --run-dir B) evaluates those runs as one "
                       "ensemble (the mean of their probabilities; per-member accuracy, A-i / A-Avg / A-All, and "
                       "attacks on the members such as moo_ens)")
+  e.add_argument("--torch-checkpoint", metavar="FILE",
+                 help="evaluate a PyTorch state_dict file (.pt) instead of a run, converted to the Flax model of --arch "
+                      "(needs torch: the [torch] extra)")
+  e.add_argument("--arch", help="the architecture of --torch-checkpoint (jaxrobust.models.TORCH_ARCHS), e.g. preact_resnet18, "
+                      "resnet50, wrn28_10, wrn34_10, dm_wrn70_16 (DeepMind's Swish WideResNet), small_cnn")
+  e.add_argument("--dataset", default="cifar10", help="test set for --torch-checkpoint / --robustbench (default cifar10)")
+  e.add_argument("--robustbench", metavar="NAME",
+                 help="evaluate a RobustBench model (e.g. Carmon2019Unlabeled, Gowal2020Uncovering_70_16) whose "
+                      "checkpoint is already in --model-dir (RobustBench's layout DIR/<dataset>/<threat model>/NAME.pt)")
+  e.add_argument("--model-dir", help="RobustBench's model_dir (robustbench.utils.load_model(model_dir=...))")
+  e.add_argument("--threat-model", default="Linf", choices=("Linf", "L2"), help="RobustBench threat model (default Linf)")
   e.add_argument("--attack", action="append", help="attack spec NAME:key=value,... (repeatable)")
   e.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N test points")
   e.add_argument("--best", action="store_true",

@@ -121,6 +121,41 @@ def load_ensemble(run_dirs, *, best: bool = False, overrides=()) -> LoadedRun:
   return LoadedRun(make_apply(module), variables, cfg, module, runs[0].step)
 
 
+def load_torch_run(checkpoint: str | None = None, arch: str | None = None, *, robustbench: str | None = None,
+                   model_dir: str | None = None, dataset: str = "cifar10", threat_model: str = "Linf",
+                   overrides=()) -> LoadedRun:
+  """A PyTorch checkpoint (``checkpoint`` + ``arch``, see ``models.TORCH_ARCHS``) or a RobustBench one already on
+  disk (``robustbench`` name + ``model_dir``, RobustBench's layout ``<model_dir>/<dataset>/<threat_model>/<name>.pt``)
+  as a LoadedRun, so that it evaluates like a trained run.
+
+  The config is the base config on ``dataset`` with the model section of the converted architecture (its
+  in-model mean/std included); overrides as in ``load_run`` (e.g. ``data.test_subset=1000``). Step 0.
+  """
+  from jaxrobust.configs import apply_overrides, base_config, validate_config
+  from jaxrobust.data import dataset_info
+  from jaxrobust.models import make_apply, torch_import
+  if (checkpoint is None) == (robustbench is None):
+    raise ValueError("give either a PyTorch checkpoint (with its arch) or a RobustBench model name (with model_dir)")
+  if checkpoint is not None and arch is None:
+    raise ValueError(f"a PyTorch checkpoint needs its architecture; one of: {', '.join(torch_import.TORCH_ARCHS)}")
+  if robustbench is not None and model_dir is None:
+    raise ValueError("a RobustBench model needs model_dir, the folder robustbench.utils.load_model(model_dir=...) uses")
+  cfg = base_config()
+  cfg["data"]["name"] = dataset
+  cfg = apply_overrides(cfg, overrides)
+  info = dataset_info(dataset)
+  if robustbench is not None:
+    module, variables, arch = torch_import.load_robustbench_model(robustbench, model_dir, dataset, threat_model)
+  else:
+    module, variables = torch_import.load_torch_model(checkpoint, arch, info.num_classes,
+                                                      input_shape=tuple(info.image_shape))
+  spec = torch_import.TORCH_ARCHS[arch]
+  cfg["model"] = {"name": spec.model, "mean": None if module.mean is None else list(module.mean),
+                  "std": None if module.std is None else list(module.std), **dict(spec.model_kwargs)}
+  validate_config(cfg)
+  return LoadedRun(make_apply(module), variables, cfg, module, 0)
+
+
 def model_of(cfg: dict):
   """(Flax module, image shape (H, W, C)) of a config, from the dataset's declared facts (no data read)."""
   from jaxrobust.data import dataset_info

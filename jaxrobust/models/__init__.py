@@ -28,13 +28,15 @@ from jaxrobust.models.registry import (BN_FREE_MODELS, MODEL_NAMES, count_params
                                        init_model, make_apply, make_features_apply,
                                        make_member_apply, model_keywords)
 from jaxrobust.models.resnet import PreActResNet, ResNet
+from jaxrobust.models.torch_import import (ROBUSTBENCH_MODELS, TORCH_ARCHS, convert_state_dict,
+                                           load_robustbench_model, load_torch_model)
 from jaxrobust.models.wide_resnet import WideResNet
 
 __all__ = [
   "BN_FREE_MODELS", "CIFAR10_MEAN", "CIFAR10_STD", "DEFAULT_INPUT_SHAPES", "HEADS",
-  "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "MODEL_NAMES", "CosineHead", "PureModel",
-  "Ensemble", "ExternalModel", "ImageClassifier", "LeNet5", "MLP", "PreActResNet", "ResNet", "SmallCNN",
-  "WideResNet", "as_module", "count_params", "fast_input_gradients", "get_model", "init_model", "make_apply",
-  "make_features_apply",
+  "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "MODEL_NAMES", "ROBUSTBENCH_MODELS", "TORCH_ARCHS",
+  "CosineHead", "PureModel", "Ensemble", "ExternalModel", "ImageClassifier", "LeNet5", "MLP", "PreActResNet",
+  "ResNet", "SmallCNN", "WideResNet", "as_module", "convert_state_dict", "count_params", "fast_input_gradients",
+  "get_model", "init_model", "load_robustbench_model", "load_torch_model", "make_apply", "make_features_apply",
   "make_member_apply", "member_variables", "model_keywords", "project_cosine_head", "stack_members",
 ]

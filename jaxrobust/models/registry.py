@@ -44,8 +44,20 @@ _BACKBONES: Dict[str, Callable[..., nn.Module]] = {
   "resnet18": resnet.resnet18,
   "resnet18_imagenet": resnet.resnet18_imagenet,
   "resnet20": resnet.resnet20,
+  "resnet34": resnet.resnet34,
+  "resnet50": resnet.resnet50,  # bottleneck blocks, 2048-d features
   "wrn34_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
   "wrn28_10": functools.partial(wide_resnet.WideResNet, depth=28, widen=10),
+  "wrn34_20": functools.partial(wide_resnet.WideResNet, depth=34, widen=20),
+  "wrn70_16": functools.partial(wide_resnet.WideResNet, depth=70, widen=16),
+  # DeepMind's Swish WideResNets (Gowal et al. 2020; Rebuffi et al. 2021); their CIFAR-10 mean/std is the
+  # ImageClassifier's mean/std (models.torch_import sets it for RobustBench checkpoints).
+  "dm_wrn28_10": functools.partial(wide_resnet.WideResNet, depth=28, widen=10, activation="swish", padding="same"),
+  "dm_wrn34_20": functools.partial(wide_resnet.WideResNet, depth=34, widen=20, activation="swish", padding="same"),
+  "dm_wrn70_16": functools.partial(wide_resnet.WideResNet, depth=70, widen=16, activation="swish", padding="same"),
+  # DeepMind's Swish PreAct ResNet-18 (DMPreActResNet; Rebuffi et al. 2021): 3x3 shortcut convs on the block input.
+  "dm_preact_resnet18": functools.partial(resnet.PreActResNet, final_bn=True, shortcut_on_input=True,
+                                          shortcut_kernel=3, activation="swish", padding="same"),
   # GAIRAT/MAIL "WRN-32-10" (Wide_ResNet_Madry, depth = 6n + 2) is WRN-34-10 in our convention.
   "wrn32_10": functools.partial(wide_resnet.WideResNet, depth=34, widen=10),
   "wide_resnet": wide_resnet.WideResNet,  # depth=..., widen=... (defaults 34, 10)

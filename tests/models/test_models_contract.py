@@ -62,10 +62,16 @@ FEATURE_DIMS = {"mlp": 64, "small_cnn": 200, "lenet5": 84, "resnet18": 512, "res
                 "preact_resnet18": 512, "resnet20": 64, "wrn34_10": 640, "wrn28_10": 640,
                 "wrn32_10": 640, "wide_resnet": 640, "cce_cnn_cifar10": 256, "cce_cnn_cifar100": 256,
                 "cce_cnn_mnist": 200, "mobilenet": 1024, "vgg16": 512, "googlenet": 1024,
-                "efficientnet_b0": 320}
+                "efficientnet_b0": 320, "resnet34": 512, "resnet50": 2048, "wrn34_20": 1280, "wrn70_16": 1024,
+                "dm_wrn28_10": 640, "dm_wrn34_20": 1280, "dm_wrn70_16": 1024, "dm_preact_resnet18": 512}
 
 
-@pytest.mark.parametrize("name", [n for n in models.MODEL_NAMES if n != "ensemble"])  # ensembles: test_ensemble.py
+# the big imported-architecture sizes only differ from wrn28_10 / dm_wrn28_10 / resnet34 in depth and width
+_BIG = ("resnet50", "wrn34_20", "wrn70_16", "dm_wrn34_20", "dm_wrn70_16")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _BIG else n
+                                  for n in models.MODEL_NAMES if n != "ensemble"])  # ensembles: test_ensemble.py
 def test_output_shapes_dtypes_and_collections(name):
   shape = input_shape(name)
   x = jax.ShapeDtypeStruct((3,) + shape, jnp.float32)
@@ -89,7 +95,8 @@ def test_model_names_and_unknowns():
                                      "resnet18_imagenet", "resnet20", "wrn34_10", "wrn28_10",
                                      "wrn32_10", "wide_resnet", "cce_cnn_cifar10", "cce_cnn_cifar100",
                                      "cce_cnn_mnist", "mobilenet", "vgg16", "googlenet", "efficientnet_b0",
-                                     "ensemble"}
+                                     "resnet34", "resnet50", "wrn34_20", "wrn70_16", "dm_wrn28_10", "dm_wrn34_20",
+                                     "dm_wrn70_16", "dm_preact_resnet18", "ensemble"}
   assert set(models.BN_FREE_MODELS) == {"mlp", "small_cnn", "lenet5", "cce_cnn_cifar10", "cce_cnn_cifar100",
                                         "cce_cnn_mnist"}
   with pytest.raises(ValueError) as info:
