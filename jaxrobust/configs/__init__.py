@@ -63,6 +63,8 @@ def load_config(name: str, overrides=()) -> dict:
 
 
 def _parse_value(text: str):
+  if text.strip().lower() in ("nan", "inf", "+inf", "-inf"):  # numbers literal_eval does not read
+    return float(text)
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
