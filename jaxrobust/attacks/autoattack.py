@@ -485,6 +485,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
 
 
 def _autoattack_factory(*, eps, norm="linf", version="standard", **kw):
+  cascade(version, kw.get("attacks"), kw.get("attack_kwargs"), norm=norm)  # misspelt settings fail now
   def attack(logits_fn, x, y, key):
     return run_autoattack(logits_fn, x, y, key, eps=eps, norm=norm, version=version, **kw)[0]
   return attack

@@ -125,6 +125,8 @@ def check_types(cfg: dict) -> None:
         d = defaults.get(k)
         if isinstance(d, (int, float)) and not isinstance(d, bool) and isinstance(v, (str, bool)):
           raise ValueError(f"method.{k} must be a number (its default is {d!r}); got {v!r}")
+        if type(d) is int and isinstance(v, float) and not v.is_integer():
+          raise ValueError(f"method.{k} must be an integer (its default is {d!r}); got {v!r}")
 
 
 def _example_int(v) -> int:
@@ -262,15 +264,21 @@ def validate_config(cfg: dict) -> None:
   for a in cfg["eval"].get("attacks", []):
     if "name" not in a:
       raise ValueError(f"every eval attack needs a 'name'; got {a}")
+    if isinstance(a.get("eps"), (str, bool)):
+      raise ValueError(f"eval attack {a.get('label', a['name'])!r}: eps must be a number; got {a['eps']!r}")
     if float(a.get("eps", 0.0)) < 0:
       raise ValueError(f"eval attack {a.get('label', a['name'])!r} has eps < 0: {a['eps']}")
   # Attack options are checked now, not after training: a misspelt one names the nearest valid one.
-  from jaxrobust.evaluate.specs import check_attack_options
+  from jaxrobust.evaluate.specs import attack_kwargs, check_attack_options, check_specs
   for a in [*cfg["eval"].get("attacks", []), *([t["select_attack"]] if t.get("select_attack") else [])]:
     try:
       check_attack_options(a)
+      if a["name"] == "autoattack":  # its factory checks the cascade (components, their options) when built
+        from jaxrobust.attacks.registry import get_attack
+        get_attack(a["name"], **attack_kwargs(a))
     except ValueError as e:
       raise ValueError(f"eval attack {a.get('label', a['name'])!r}: {e}") from None
+  check_specs(cfg["eval"].get("attacks", []))  # eps, labels and sources too, before training
   for k in ("eps",):
     if k in cfg["method"] and float(cfg["method"][k]) < 0:
       raise ValueError(f"method.{k} must be >= 0; got {cfg['method'][k]}")
