@@ -21,9 +21,9 @@ def _split_options(text: str) -> list[str]:
   """Splits at the commas outside brackets: 'a=1,b=[1,2]' -> ['a=1', 'b=[1,2]']."""
   items, depth, start = [], 0, 0
   for i, ch in enumerate(text):
-    if ch in "[(":
+    if ch in "[({":
       depth += 1
-    elif ch in "])":
+    elif ch in "])}":
       depth -= 1
     elif ch == "," and depth == 0:
       items.append(text[start:i])
