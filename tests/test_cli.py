@@ -196,3 +196,21 @@ def test_adap_from_the_cli_selects_on_validation_ap_and_adds_the_transfer_column
   with pytest.raises(SystemExit, match="not a jaxrobust run directory"):
     main(["train", "--config", "adap_reduced", "--output-dir", str(tmp_path / "x"), "--no-progress",
           f"eval.transfer_from={tmp_path / 'missing'}", *small[:-1]])
+
+
+@pytest.mark.slow  # trains a run, then two AutoAttack evaluations
+def test_evaluate_resume_keeps_and_reuses_the_autoattack_state(tmp_path, capsys):
+  run = tmp_path / "run"
+  assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
+               "train.epochs=1", "data.train_subset=256", "eval.attacks=[]"]) == 0
+  spec = "autoattack:eps=0.1,attacks=['apgd-ce'],attack_kwargs={'apgd-ce':{'n_iter':3}},label=aa"
+  argv = ["evaluate", "--run-dir", str(run), "--no-progress", "--no-checks", "--max-examples", "32",
+          "--attack", spec, "--resume"]
+  assert main(argv) == 0
+  states = sorted((run / "evaluation_autoattack_state").glob("autoattack_*.npz"))
+  assert states
+  first = json.loads((run / "evaluation.json").read_text())["robust_acc"]["aa"]
+  stamps = [s.stat().st_mtime_ns for s in states]
+  assert main(argv) == 0  # every batch's state is complete: read back, nothing re-run or re-written
+  assert json.loads((run / "evaluation.json").read_text())["robust_acc"]["aa"] == first
+  assert [s.stat().st_mtime_ns for s in states] == stamps
