@@ -22,9 +22,9 @@ def _split_options(text: str) -> list[str]:
   """Splits at the commas outside brackets: 'a=1,b=[1,2]' -> ['a=1', 'b=[1,2]']."""
   items, depth, start = [], 0, 0
   for i, ch in enumerate(text):
-    if ch in "[(":
+    if ch in "[({":
       depth += 1
-    elif ch in "])":
+    elif ch in "])}":
       depth -= 1
     elif ch == "," and depth == 0:
       items.append(text[start:i])
@@ -147,7 +147,7 @@ def cmd_train(args) -> int:
     source = _load_run(argparse.Namespace(run_dir=cfg["eval"]["transfer_from"], overrides=()))
     transfer_source = (source.apply, source.variables)
   report = train_and_evaluate(cfg, progress=not args.no_progress, resume=not args.no_resume,
-                              transfer_source=transfer_source)
+                              transfer_source=transfer_source, overwrite=args.overwrite)
   print(format_table({cfg["method"]["name"]: report["evaluation"]}))
   ap = report["evaluation"].get("average_precision")
   if ap:
@@ -175,6 +175,9 @@ def cmd_evaluate(args) -> int:
   if not attacks:
     print("note: no attacks given (use --attack pgd:eps=...,steps=20); reporting clean accuracy only")
   out = args.json or _default_output(args, "evaluation.json")
+  _check_output_writable(out)
+  if args.resume:
+    attacks = [_resumable(a, os.path.splitext(out)[0] + "_autoattack_state") for a in attacks]
   metrics = None
   if args.rdiv:
     if not attacks:
@@ -240,6 +243,17 @@ def _write_record(out: str, record: dict) -> None:
   print(f"json: {out} (record {ids['record_id']}, appended to {os.path.join(os.path.dirname(out) or '.', HISTORY)})")
 
 
+def _resumable(spec: dict, state_dir: str) -> dict:
+  """An AutoAttack spec with its per-batch state kept in ``state_dir``; other attacks unchanged."""
+  return dict(spec, state_dir=state_dir) if spec["name"] == "autoattack" else spec
+
+
+def _check_output_writable(path: str) -> None:
+  """Before the work: the folder of an output file exists (or can be made) and is writable."""
+  from jaxrobust.train.checkpoint import ensure_writable_dir
+  ensure_writable_dir(os.path.dirname(os.path.abspath(path)), f"the folder of the output {path!r}")
+
+
 def _ensemble_table(e: dict) -> str:
   """Per-member accuracy and the attacks' success on the members (A-i, A-Avg, A-All), in %."""
   m = len(e["member_clean_acc"])
@@ -294,6 +308,8 @@ def cmd_attack(args) -> int:
   from jaxrobust.evaluate.robust import RobustEvaluator
   run = _load_run(args)
   cfg = run.config
+  out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # what np.savez_compressed writes
+  _check_output_writable(out)
   spec = _parse_attack_spec(args.attack)
   spec["label"] = spec.get("label", spec["name"])
   evaluator = RobustEvaluator.for_module(run.module, mesh=parallel.make_mesh(cfg["train"].get("num_devices")))
@@ -302,10 +318,10 @@ def cmd_attack(args) -> int:
                               progress=not args.no_progress, key=jax.random.PRNGKey(args.seed),
                               keep_adversarials=True)
   label = spec["label"]
-  np.savez_compressed(args.out, x_adv=report["adversarials"][label], robust=report["robust_flags"][label],
+  np.savez_compressed(out, x_adv=report["adversarials"][label], robust=report["robust_flags"][label],
                       clean_correct=report["clean_flags"])
   print(f"{label}: clean {100 * report['clean_acc']:.2f}%  robust {100 * report['robust_acc'][label]:.2f}% "
-        f"on {report['n']} points; adversarial examples -> {args.out}")
+        f"on {report['n']} points; adversarial examples -> {out}")
   return 0
 
 
@@ -426,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "config's data section and seed, and model.KEY=VALUE overrides")
   t.add_argument("--output-dir", help="run directory (checkpoints, metrics.jsonl, report.json)")
   t.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints (fails if any exist)")
+  t.add_argument("--overwrite", action="store_true",
+                 help="the output directory holds another run (a different config.json): delete that run's files "
+                      "(config.json, metrics.jsonl, checkpoints/, ...) and start this one; without it such a folder "
+                      "is refused")
   t.add_argument("--no-progress", action="store_true", help="no progress bars")
   t.add_argument("--coordinator", help="multi-host: coordinator address host:port (jax.distributed)")
   t.add_argument("--num-processes", type=int, help="multi-host: total number of processes")
@@ -488,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "<run-dir>/evaluation_NAME.json and .md; --max-examples caps every attack for a reduced run")
   e.add_argument("--source-run", metavar="DIR",
                  help="with --protocol: the CE-trained surrogate run for the protocol's transfer column (AdAP)")
+  e.add_argument("--resume", action="store_true",
+                 help="AutoAttack specs keep their state after every stage in <json>_autoattack_state/ (one file per "
+                      "evaluation batch) and continue from it; a state made for other eps, norm, version, images, "
+                      "labels or model is refused, naming what differs")
   e.add_argument("--no-progress", action="store_true")
   e.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. data.test_subset=1000)")
   e.set_defaults(fn=cmd_evaluate)
@@ -535,13 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   from jaxrobust.train.checkpoint import CheckpointError
   argv = list(sys.argv[1:] if argv is None else argv)
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args, extra = parser.parse_known_args(argv)
+  if extra:
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if overrides:
+      parser.error(f"the override(s) {' '.join(overrides)} come after an option's value; write every key=value "
+                   f"override after the options, e.g. jaxrobust {args.command} --output-dir DIR ... "
+                   f"{' '.join(overrides)}")
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
   try:
     if not getattr(args, "no_compile_cache", True):
       from jaxrobust.compile_cache import enable_compile_cache
       enable_compile_cache()
     return args.fn(args)
-  except (ValueError, FileNotFoundError, PermissionError, CheckpointError) as e:
+  except (ValueError, FileNotFoundError, PermissionError, CheckpointError, FloatingPointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 

@@ -65,6 +65,19 @@ def test_train_evaluate_attack_roundtrip(tmp_path, capsys):
   with np.load(out) as f:
     assert f["x_adv"].shape == (32, 8, 8, 1) and f["robust"].shape == (32,)
     assert f["x_adv"].min() >= 0 and f["x_adv"].max() <= 1
+  capsys.readouterr()
+  # --out without .npz: numpy appends it, and the printed path is the written one
+  assert main(["attack", "--run-dir", str(run), "--attack", "fgsm:eps=0.2", "--out", str(tmp_path / "adv2"),
+               "--max-examples", "32", "--no-progress"]) == 0
+  assert capsys.readouterr().out.strip().endswith(f"-> {tmp_path / 'adv2.npz'}") and (tmp_path / "adv2.npz").exists()
+  # an output that cannot be written fails before the evaluation
+  (tmp_path / "blocker").write_text("a file, not a folder")
+  assert main(["evaluate", "--run-dir", str(run), "--json", str(tmp_path / "blocker" / "e.json")]) == 2
+  assert "cannot be created" in capsys.readouterr().err
+  # another run's folder is refused (its config.json differs), unless --overwrite
+  assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
+               "optim.lr=0.01"]) == 2
+  assert "holds another run" in capsys.readouterr().err
 
 
 def test_train_method_flag_switches_the_method(tmp_path, capsys):
@@ -112,10 +125,23 @@ def test_switch_method_keeps_only_the_threat_model():
     (["train", "--config", "no/such/config.py"], "not found"),
     (["train", "--config", "quickstart_digits", "eval.attacks=[{'name': 'pgd', 'eps': 0.1, 'step': 3}]"],
      "has no parameter 'step' (did you mean 'steps'?)"),
+    (["train", "--config", "quickstart_digits", "train.batch_size=64.5"], "train.batch_size must be an integer"),
+    (["train", "--config", "quickstart_digits", "train.epochs="], "has no value: write train.epochs=VALUE"),
+    (["train", "--config", "quickstart_digits", "method.name=pgd_at", "method.eps=abc"], "method.eps must be a number"),
+    (["train", "--config", "quickstart_digits",
+      "eval.attacks=[{'name': 'autoattack', 'eps': 0.1, 'attack_kwargs': {'apgdce': {}}}]"],
+     "unknown AutoAttack component 'apgdce' (did you mean 'apgd-ce'?)"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
   assert main(argv + ["--output-dir", str(tmp_path / "r"), "--no-progress"]) == 2
   assert message in capsys.readouterr().err
+
+
+def test_override_after_an_option_says_how_to_write_it(capsys):
+  with pytest.raises(SystemExit):
+    main(["train", "--config", "quickstart_digits", "train.epochs=1", "--no-progress", "train.batch_size=8"])
+  assert "train.batch_size=8 come after an option's value; write every key=value override after the options" in \
+      capsys.readouterr().err
 
 
 def test_evaluate_rejects_non_run_dir(tmp_path):
@@ -192,3 +218,21 @@ def test_adap_from_the_cli_selects_on_validation_ap_and_adds_the_transfer_column
   with pytest.raises(SystemExit, match="not a jaxrobust run directory"):
     main(["train", "--config", "adap_reduced", "--output-dir", str(tmp_path / "x"), "--no-progress",
           f"eval.transfer_from={tmp_path / 'missing'}", *small[:-1]])
+
+
+@pytest.mark.slow  # trains a run, then two AutoAttack evaluations
+def test_evaluate_resume_keeps_and_reuses_the_autoattack_state(tmp_path, capsys):
+  run = tmp_path / "run"
+  assert main(["train", "--config", "quickstart_digits", "--output-dir", str(run), "--no-progress",
+               "train.epochs=1", "data.train_subset=256", "eval.attacks=[]"]) == 0
+  spec = "autoattack:eps=0.1,attacks=['apgd-ce'],attack_kwargs={'apgd-ce':{'n_iter':3}},label=aa"
+  argv = ["evaluate", "--run-dir", str(run), "--no-progress", "--no-checks", "--max-examples", "32",
+          "--attack", spec, "--resume"]
+  assert main(argv) == 0
+  states = sorted((run / "evaluation_autoattack_state").glob("autoattack_*.npz"))
+  assert states
+  first = json.loads((run / "evaluation.json").read_text())["robust_acc"]["aa"]
+  stamps = [s.stat().st_mtime_ns for s in states]
+  assert main(argv) == 0  # every batch's state is complete: read back, nothing re-run or re-written
+  assert json.loads((run / "evaluation.json").read_text())["robust_acc"]["aa"] == first
+  assert [s.stat().st_mtime_ns for s in states] == stamps

@@ -37,15 +37,23 @@ reference uses the same seed for every attack; so a stage reproduces the standal
 bucket has the standalone batch shape, and up to the float rounding of the model's batched matmuls otherwise.
 
 Resumable: ``AutoAttackState`` (robust flags, x_adv, per-stage fooled flags, number of stages done) is a small
-pytree; ``state.save(path)`` writes an ``.npz`` and ``AutoAttackState.load(path)`` reads it back. Passing it as
-``state=`` continues after the last finished stage and gives the same result as an uninterrupted run;
-``on_stage_end(state)`` is called after every stage (e.g. to checkpoint).
+pytree; ``state.save(path)`` writes an ``.npz`` atomically (a temporary file, then a rename) and
+``AutoAttackState.load(path)`` reads it back. Passing it as ``state=`` continues after the last finished stage and
+gives the same result as an uninterrupted run; ``on_stage_end(state)`` is called after every stage (e.g. to
+checkpoint), and ``state_dir=`` does both with one file per (images, labels, eps, norm, cascade). The state carries
+a fingerprint of what it was computed for (eps, norm, version and stage configs, SHA-256 of the images and labels,
+the model's logits on the first points): resuming with anything else is refused, naming the part that differs.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import tempfile
 import time
 import warnings
+import zipfile
 from typing import Any, Callable, Optional
 
 import jax
@@ -126,20 +134,84 @@ class AutoAttackState:
   stage: Array
   attacks: tuple = struct.field(pytree_node=False, default=())
   norm: str = struct.field(pytree_node=False, default="linf")
+  fingerprint: tuple = struct.field(pytree_node=False, default=())  # ((part, digest), ...): see fingerprint()
+  model_probe: Optional[Array] = None  # (P, K) the model's logits on the first P points
 
   def save(self, path) -> None:
-    np.savez(path, robust=np.asarray(self.robust), x_adv=np.asarray(self.x_adv),
-             fooled_by=np.asarray(self.fooled_by), clean_correct=np.asarray(self.clean_correct),
-             stage=np.asarray(self.stage), attacks=np.asarray(list(self.attacks), dtype=str),
-             norm=np.asarray(self.norm))
+    """Writes ``path`` (``.npz`` appended if missing, as ``np.savez``) atomically: a temporary file in the same
+    folder, then a rename, so a kill mid-save leaves the previous state intact."""
+    path = os.fspath(path)
+    path = path if path.endswith(".npz") else path + ".npz"
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+      with os.fdopen(fd, "wb") as f:
+        np.savez(f, robust=np.asarray(self.robust), x_adv=np.asarray(self.x_adv),
+                 fooled_by=np.asarray(self.fooled_by), clean_correct=np.asarray(self.clean_correct),
+                 stage=np.asarray(self.stage), attacks=np.asarray(list(self.attacks), dtype=str),
+                 norm=np.asarray(self.norm),
+                 fingerprint=np.asarray([f"{k}={v}" for k, v in self.fingerprint], dtype=str).reshape(-1),
+                 model_probe=np.zeros((0, 0), np.float32) if self.model_probe is None else np.asarray(self.model_probe))
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
 
   @classmethod
   def load(cls, path) -> "AutoAttackState":
-    with np.load(path) as d:
-      return cls(robust=jnp.asarray(d["robust"]), x_adv=jnp.asarray(d["x_adv"]),
-                 fooled_by=jnp.asarray(d["fooled_by"]), clean_correct=jnp.asarray(d["clean_correct"]),
-                 stage=jnp.asarray(d["stage"]), attacks=tuple(str(a) for a in d["attacks"]),
-                 norm=str(d["norm"]))
+    """Reads a state written by ``save``; a truncated or foreign file raises ValueError naming it."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"no AutoAttack state file {path!r}")
+    try:
+      with np.load(path, allow_pickle=False) as d:
+        probe = np.asarray(d["model_probe"]) if "model_probe" in d.files else np.zeros((0, 0))
+        return cls(robust=jnp.asarray(d["robust"]), x_adv=jnp.asarray(d["x_adv"]),
+                   fooled_by=jnp.asarray(d["fooled_by"]), clean_correct=jnp.asarray(d["clean_correct"]),
+                   stage=jnp.asarray(d["stage"]), attacks=tuple(str(a) for a in d["attacks"]),
+                   norm=str(d["norm"]),
+                   fingerprint=tuple(tuple(str(p).split("=", 1)) for p in d["fingerprint"])
+                   if "fingerprint" in d.files else (),
+                   model_probe=jnp.asarray(probe) if probe.size else None)
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
+      raise ValueError(f"AutoAttack state file {path!r} is truncated or not an AutoAttack state "
+                       f"({type(e).__name__}: {e}); delete it to run the attack from the start") from e
+
+
+PROBE_POINTS = 8  # points whose logits fingerprint the model
+
+
+def _digest(a) -> str:
+  a = np.ascontiguousarray(np.asarray(a))
+  h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+  h.update(a.tobytes())
+  return h.hexdigest()[:16]
+
+
+def fingerprint(x, y, eps_v, norm: str, version: str, stages) -> tuple:
+  """((part, digest), ...) of what an AutoAttack result depends on besides the model and key: eps (per point),
+  norm, version, the stage configs, the images and the labels."""
+  eps_v = np.asarray(eps_v, np.float32)
+  eps_text = f"{float(eps_v.flat[0]):g}" if eps_v.size and np.all(eps_v == eps_v.flat[0]) else _digest(eps_v)
+  return (("eps", eps_text), ("norm", norm), ("version", version),
+          ("cascade", hashlib.sha256(repr(list(stages)).encode()).hexdigest()[:16]),
+          ("images", _digest(np.asarray(x, np.float32))), ("labels", _digest(np.asarray(y).astype(np.int64))))
+
+
+def _check_fingerprint(state: "AutoAttackState", expected: tuple, probe) -> None:
+  """Refuses a state made for other eps / norm / version / cascade / images / labels / model, naming the parts."""
+  if not state.fingerprint:
+    raise ValueError("the AutoAttack state has no fingerprint (saved before states recorded eps, data and model); "
+                     "it cannot be checked against this call: run without state= to start over")
+  saved = dict(state.fingerprint)
+  differ = [f"{k} (state {saved.get(k)!r}, this call {v!r})" for k, v in expected if saved.get(k) != v]
+  if state.model_probe is None or np.shape(state.model_probe) != np.shape(probe) or not np.allclose(
+      np.asarray(state.model_probe), np.asarray(probe), rtol=1e-3, atol=1e-4):
+    differ.append("model (its logits on the first points differ)")
+  if differ:
+    raise ValueError("the AutoAttack state was made for a different evaluation; these differ: " + "; ".join(differ)
+                     + ". Resume with the same eps, norm, version, points and model, or start over without state=")
 
 
 def cascade(version: str = "standard", attacks=None, attack_kwargs: Optional[dict] = None,
@@ -161,6 +233,7 @@ def cascade(version: str = "standard", attacks=None, attack_kwargs: Optional[dic
     stages = [(a, dict(c)) for a, c in VERSIONS[version]]
   else:
     raise ValueError(f"unknown AutoAttack version {version!r}; expected one of {sorted(VERSIONS)} or attacks=[...]")
+  _check_attack_kwargs(attack_kwargs)
   out = []
   for name, cfg in stages:
     if name not in _DEFAULTS:
@@ -181,6 +254,36 @@ def cascade(version: str = "standard", attacks=None, attack_kwargs: Optional[dic
       full.setdefault("n_restarts", 1)
     out.append((name, full))
   return out
+
+
+def component_options(name: str) -> tuple[str, ...]:
+  """The options ``attack_kwargs[name]`` may set for one component."""
+  extra = ("n_restarts",) if name != "square" else ("n_queries",)
+  if name in ("apgd-t", "fab-t"):
+    extra += ("n_target_classes",)
+  return tuple(sorted({*_DEFAULTS[name], *extra}))
+
+
+def _check_attack_kwargs(attack_kwargs) -> None:
+  """Refuses a misspelt component ('apgdce') or option ('n_iters'), naming the valid ones."""
+  import difflib
+  if attack_kwargs is None:
+    return
+  if not isinstance(attack_kwargs, dict):
+    raise ValueError(f"attack_kwargs must be {{component: {{option: value}}}}; got {attack_kwargs!r}")
+  for name, options in attack_kwargs.items():
+    if name not in _DEFAULTS:
+      close = difflib.get_close_matches(str(name), ATTACKS, n=1)
+      raise ValueError(f"attack_kwargs: unknown AutoAttack component {name!r}"
+                       + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid: {', '.join(ATTACKS)}")
+    valid = component_options(name)
+    if not isinstance(options, dict):
+      raise ValueError(f"attack_kwargs[{name!r}] must be a dict of options ({', '.join(valid)}); got {options!r}")
+    for k in options:
+      if k not in valid:
+        close = difflib.get_close_matches(str(k), valid, n=1)
+        raise ValueError(f"attack_kwargs[{name!r}]: unknown option {k!r}"
+                         + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid: {', '.join(valid)}")
 
 
 def stage_runs(name: str, cfg: dict) -> int:
@@ -235,6 +338,11 @@ def _predict(logits_fn, x):
   return losses_lib.predict(logits_fn(x))
 
 
+@functools.partial(jax.jit, static_argnums=(3,))
+def _logits(logits_fn, x, key, randomized):
+  return logits_fn(x, key) if randomized else logits_fn(x)
+
+
 def _predict_any(logits_fn, x, key, randomized):
   if randomized:
     return losses_lib.predict(logits_fn(x, key))
@@ -245,7 +353,8 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
                    state: Optional[AutoAttackState] = None,
                    on_stage_end: Optional[Callable[[AutoAttackState], Any]] = None,
                    batch_size: Optional[int] = None, compact: bool = True, randomized: bool = False,
-                   attacks=None, attack_kwargs: Optional[dict] = None, verbose: bool = False):
+                   attacks=None, attack_kwargs: Optional[dict] = None, verbose: bool = False,
+                   state_dir: Optional[str] = None):
   """Runs the AutoAttack cascade. Returns (x_adv, report).
 
   Args:
@@ -259,7 +368,10 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     compact: re-gather the still-robust points before every run of a stage (each target / restart) into
       buckets of ``bucket_rows`` rows, as the reference does; False: buckets of exactly ``batch_size`` rows and
       one program call per bucket for all runs of a stage (masks only, one compiled shape per stage).
-    attack_kwargs: per-component overrides, e.g. ``{'square': {'n_queries': 1000}}``.
+    attack_kwargs: per-component overrides, e.g. ``{'square': {'n_queries': 1000}}``; unknown components or
+      options are refused.
+    state_dir: keep the state in ``state_dir/autoattack_<digest>.npz`` (one file per images, labels, eps, norm and
+      cascade), saved after every stage and resumed from when it exists (``jaxrobust evaluate --resume``).
 
   Returns:
     x_adv (B, ...): the worst case per point (x for robust points).
@@ -295,15 +407,27 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
   if bs < 1:
     raise ValueError(f"batch_size must be >= 1; got {batch_size}")
 
+  prints = fingerprint(x, y, eps_v, norm, version if attacks is None else "custom", stages)
+  probe_x = x[:PROBE_POINTS]
+  probe = np.asarray(_logits(fn, probe_x, jax.random.fold_in(key, 2**31 - 3), randomized))
+  if state_dir is not None:
+    if state is not None or on_stage_end is not None:
+      raise ValueError("state_dir keeps the state itself: pass either state_dir or state= / on_stage_end")
+    state_path = os.path.join(os.fspath(state_dir), "autoattack_" + hashlib.sha256(
+        repr(prints).encode()).hexdigest()[:16] + ".npz")
+    os.makedirs(os.fspath(state_dir), exist_ok=True)
+    state = AutoAttackState.load(state_path) if os.path.exists(state_path) else None
+    on_stage_end = lambda st: st.save(state_path)  # noqa: E731
   if state is None:
     correct = np.asarray(_predict_any(fn, x, jax.random.fold_in(key, 2**31 - 1), randomized)) == np.asarray(y)
     state = AutoAttackState(robust=jnp.asarray(correct), x_adv=x, fooled_by=jnp.zeros((len(stages), b), bool),
                             clean_correct=jnp.asarray(correct), stage=jnp.asarray(0, jnp.int32), attacks=names,
-                            norm=norm)
+                            norm=norm, fingerprint=prints, model_probe=jnp.asarray(probe))
   else:
     if tuple(state.attacks) != names or state.norm != norm or state.robust.shape != (b,):
       raise ValueError(f"state was made for attacks={state.attacks}, norm={state.norm!r}, "
                        f"{state.robust.shape[0]} points; this call has attacks={names}, norm={norm!r}, {b} points")
+    _check_fingerprint(state, prints, probe)
 
   seconds = {}
   robust = np.array(state.robust)
@@ -361,6 +485,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
 
 
 def _autoattack_factory(*, eps, norm="linf", version="standard", **kw):
+  cascade(version, kw.get("attacks"), kw.get("attack_kwargs"), norm=norm)  # misspelt settings fail now
   def attack(logits_fn, x, y, key):
     return run_autoattack(logits_fn, x, y, key, eps=eps, norm=norm, version=version, **kw)[0]
   return attack

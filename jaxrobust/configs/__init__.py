@@ -63,6 +63,8 @@ def load_config(name: str, overrides=()) -> dict:
 
 
 def _parse_value(text: str):
+  if text.strip().lower() in ("nan", "inf", "+inf", "-inf"):  # numbers literal_eval does not read
+    return float(text)
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
@@ -79,6 +81,8 @@ def apply_overrides(cfg: dict, overrides) -> dict:
       raise ValueError(f"override {item!r} must look like key.sub=value")
     path, value = item.split("=", 1)
     path = path.strip()
+    if not value.strip():
+      raise ValueError(f"override {item!r} has no value: write {path}=VALUE (or {path}=None to unset it)")
     keys = path.split(".")
     if keys[0] not in SECTIONS and keys[0] not in KEYS:
       raise unknown_key_error(path, [*KEYS, *SECTIONS])

@@ -73,6 +73,9 @@ KEYS: dict[str, str] = {
                            "select_attack, robust AP under it; AdAP)",
     "train.init_from": "start from the weights of this run directory's newest checkpoint (fine-tuning)",
     "train.init_reinit_head": "with init_from: keep a freshly initialised head (AP Max. from a CE model)",
+    "train.on_corrupt_checkpoint": "(optional) when the newest checkpoint fails its checksums: 'error' (the default: "
+                                   "stop, naming the previous good one) or 'previous' (move it aside to "
+                                   "checkpoints/corrupt-<step> and resume from the previous good one)",
     # eval
     "eval.batch_size": "evaluation batch size",
     "eval.max_examples": "evaluate the first n test points only (None: all)",
@@ -85,6 +88,56 @@ KEYS: dict[str, str] = {
     "eval.transfer_from": "run directory of a surrogate model (AdAP: the CE-trained one); the AP report adds a "
                           "transfer column, PGD-20 (BCE, step 0.003, eps 8/255) crafted on it",
 }
+
+
+# The declared type of the numeric keys: an integer key refuses 64.5 (it would train with 64 while config.json
+# records 64.5), a number key refuses 'abc'; None stays allowed where the meaning names it.
+INT_KEYS = ("seed", "data.train_subset", "data.test_subset", "data.subset_seed", "data.split_seed", "data.pos_num",
+            "train.epochs", "train.batch_size", "train.checkpoint_every_steps", "train.log_every_steps",
+            "train.num_devices", "train.eval_every_epochs", "train.select_examples", "eval.batch_size",
+            "eval.max_examples")
+FLOAT_KEYS = ("optim.lr", "optim.momentum", "optim.weight_decay", "optim.warmup_epochs", "data.val_fraction")
+
+
+def check_types(cfg: dict) -> None:
+  """Refuses a value of the wrong type for the declared integer and number keys, and a string for a
+  method hyper-parameter whose default is a number (``method.eps=abc``)."""
+  def value(path):
+    node = cfg
+    for k in path.split("."):
+      if not isinstance(node, dict) or k not in node:
+        return None
+      node = node[k]
+    return node
+
+  for path in INT_KEYS:
+    v = value(path)
+    if v is None:
+      continue
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+      raise ValueError(f"{path} must be an integer; got {v!r} (write e.g. {path}={_example_int(v)})")
+  for path in FLOAT_KEYS:
+    v = value(path)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+      raise ValueError(f"{path} must be a number; got {v!r}")
+  method = cfg.get("method", {})
+  if isinstance(method, dict) and "name" in method:
+    from jaxrobust.methods.registry import get_method, method_names
+    if method["name"] in method_names():
+      defaults = get_method(method["name"]).hparams
+      for k, v in method.items():
+        d = defaults.get(k)
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and isinstance(v, (str, bool)):
+          raise ValueError(f"method.{k} must be a number (its default is {d!r}); got {v!r}")
+        if type(d) is int and isinstance(v, float) and not v.is_integer():
+          raise ValueError(f"method.{k} must be an integer (its default is {d!r}); got {v!r}")
+
+
+def _example_int(v) -> int:
+  try:
+    return int(float(v))
+  except (TypeError, ValueError):
+    return 1
 
 
 def base_config() -> dict:
@@ -192,7 +245,10 @@ def validate_config(cfg: dict) -> None:
   for section in SECTIONS:
     if section not in cfg or not isinstance(cfg[section], dict):
       raise ValueError(f"config is missing the section {section!r}")
+  check_types(cfg)
   t = cfg["train"]
+  if t.get("on_corrupt_checkpoint", "error") not in ("error", "previous"):
+    raise ValueError(f"train.on_corrupt_checkpoint must be 'error' or 'previous'; got {t['on_corrupt_checkpoint']!r}")
   if int(t["epochs"]) < 1:
     raise ValueError(f"train.epochs must be >= 1; got {t['epochs']}")
   if int(t["batch_size"]) < 1:
@@ -216,15 +272,21 @@ def validate_config(cfg: dict) -> None:
   for a in cfg["eval"].get("attacks", []):
     if "name" not in a:
       raise ValueError(f"every eval attack needs a 'name'; got {a}")
+    if isinstance(a.get("eps"), (str, bool)):
+      raise ValueError(f"eval attack {a.get('label', a['name'])!r}: eps must be a number; got {a['eps']!r}")
     if float(a.get("eps", 0.0)) < 0:
       raise ValueError(f"eval attack {a.get('label', a['name'])!r} has eps < 0: {a['eps']}")
   # Attack options are checked now, not after training: a misspelt one names the nearest valid one.
-  from jaxrobust.evaluate.specs import check_attack_options
+  from jaxrobust.evaluate.specs import attack_kwargs, check_attack_options, check_specs
   for a in [*cfg["eval"].get("attacks", []), *([t["select_attack"]] if t.get("select_attack") else [])]:
     try:
       check_attack_options(a)
+      if a["name"] == "autoattack":  # its factory checks the cascade (components, their options) when built
+        from jaxrobust.attacks.registry import get_attack
+        get_attack(a["name"], **attack_kwargs(a))
     except ValueError as e:
       raise ValueError(f"eval attack {a.get('label', a['name'])!r}: {e}") from None
+  check_specs(cfg["eval"].get("attacks", []))  # eps, labels and sources too, before training
   for k in ("eps",):
     if k in cfg["method"] and float(cfg["method"][k]) < 0:
       raise ValueError(f"method.{k} must be >= 0; got {cfg['method'][k]}")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
+import tarfile
+import zlib
 from pathlib import Path
 from typing import Optional, Union
 
@@ -89,7 +92,15 @@ def _finish(name: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
 
 def _from_found(name: str, found: files.Found, label_mode: Optional[str], num_classes: int,
                 class_names) -> ArrayDataset:
-  arrays = found.load()
+  from jaxrobust.data.checksums import check_files
+  check_files(name, found.files)
+  try:
+    arrays = found.load()
+  except (EOFError, OSError, zlib.error, tarfile.TarError, pickle.UnpicklingError) as e:
+    if isinstance(e, FileNotFoundError):
+      raise
+    raise ValueError(f"{name} ({found.description}): cannot read {', '.join(map(str, found.files))}: the file is "
+                     f"truncated or corrupt ({type(e).__name__}: {e}); download it again") from e
   labels = arrays["labels"]
   if name == "cifar100" and label_mode == "coarse":
     # Sources with fine labels only (e.g. an .npz) use the standard fine -> coarse table.

@@ -1,14 +1,19 @@
 """orbax checkpoints of the whole train state, with clear errors for corrupt or mismatched ones.
 
-Layout: ``<dir>/<step>/{state, meta}``; ``meta`` is JSON (config, epoch, data position).
-orbax writes each step to a temporary directory and renames it when complete, so a run killed
-mid-save leaves the previous checkpoint as the latest valid one.
+Layout: ``<dir>/<step>/{state, meta}``; ``meta`` is JSON (config, epoch, data position, the shape of every
+leaf and the SHA-256 of every saved array's bytes). orbax writes each step to a temporary directory and
+renames it when complete, so a run killed mid-save leaves the previous checkpoint as the latest valid one,
+and the checksums are committed in the same rename as the arrays they describe. A restore recomputes them:
+flipped or zeroed bytes raise ``CorruptCheckpointError`` naming the array and the previous good checkpoint
+(``on_corrupt='previous'`` restores that one instead and moves the corrupt one aside to ``corrupt-<step>``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from typing import Any
 
 import jax
@@ -18,6 +23,13 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used: unreadable, corrupt, or for a different model/config."""
+
+
+class CorruptCheckpointError(CheckpointError):
+  """A checkpoint whose files are unreadable or whose arrays differ from the checksums saved with them."""
+
+
+ON_CORRUPT = ("error", "previous")
 
 
 def ensure_writable_dir(path: str, what: str, error: type[Exception] = PermissionError) -> None:
@@ -56,7 +68,8 @@ class Checkpointer:
     if step in self._manager.all_steps():
       return False
     # The shape manifest lets restore name exactly what differs before touching the arrays.
-    meta = dict(meta, tree_shapes={k: list(v) for k, v in _leaf_shapes(state).items()})
+    meta = dict(meta, tree_shapes={k: list(v) for k, v in _leaf_shapes(state).items()},
+                array_sha256=array_checksums(state))
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)), force=True)
     self._manager.wait_until_finished()
@@ -73,28 +86,67 @@ class Checkpointer:
       raise CheckpointError(f"checkpoint {os.path.join(self.directory, str(step))!r} is unreadable or corrupt "
                             f"({type(e).__name__}: {e})") from e
     meta.pop("tree_shapes", None)
+    meta.pop("array_sha256", None)
     return meta
 
-  def restore(self, target_state, step: int | None = None):
-    """Restores ``(state, meta)`` into the structure of ``target_state`` (shapes checked)."""
-    step = self.latest_step() if step is None else step
-    if step is None:
+  def restore(self, target_state, step: int | None = None, *, on_corrupt: str = "error"):
+    """Restores ``(state, meta)`` into the structure of ``target_state`` (shapes and checksums checked).
+
+    on_corrupt: 'error' raises CorruptCheckpointError naming the corrupt checkpoint and the previous good one;
+    'previous' (newest checkpoint only, ``step=None``) warns, moves the corrupt one aside to
+    ``corrupt-<step>`` and restores the newest good one.
+    """
+    if on_corrupt not in ON_CORRUPT:
+      raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}; got {on_corrupt!r}")
+    if step is not None:
+      return self._restore_step(target_state, step)
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if not steps:
       raise CheckpointError(f"no checkpoint found in {self.directory!r}")
+    try:
+      return self._restore_step(target_state, steps[0])
+    except CorruptCheckpointError as e:
+      previous = self._previous_good(target_state, steps[1:])
+      if on_corrupt == "error" or previous is None:
+        hint = (f"the previous good checkpoint is step {previous}: set train.on_corrupt_checkpoint=previous to "
+                f"resume from it (or restore(..., on_corrupt='previous'))" if previous is not None
+                else "no earlier good checkpoint is kept; start a fresh run")
+        raise CorruptCheckpointError(f"{e}; {hint}") from e
+      aside = os.path.join(self.directory, f"corrupt-{steps[0]}")
+      os.replace(os.path.join(self.directory, str(steps[0])), aside)
+      self._manager.reload()
+      warnings.warn(f"{e}; moved it to {aside!r} and resumed from the previous good checkpoint, step {previous}",
+                    stacklevel=2)
+      return self._restore_step(target_state, previous)
+
+  def _previous_good(self, target_state, steps) -> int | None:
+    for s in steps:
+      try:
+        self._restore_step(target_state, s)
+        return s
+      except CorruptCheckpointError:
+        continue
+    return None
+
+  def _restore_step(self, target_state, step: int):
     path = os.path.join(self.directory, str(step))
     try:
       meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
       saved_shapes = meta.pop("tree_shapes")
     except Exception as e:  # orbax raises many types for unreadable files
-      raise CheckpointError(f"checkpoint {path!r} is unreadable or corrupt ({type(e).__name__}: {e}). "
-                            "Delete it to resume from an earlier one, or start a fresh run.") from e
+      raise CorruptCheckpointError(f"checkpoint {path!r} is unreadable or corrupt ({type(e).__name__}: {e}). "
+                                   "Delete it to resume from an earlier one, or start a fresh run.") from e
+    saved_sums = meta.pop("array_sha256", None)  # None: written before checksums were stored
     _check_compatible(saved_shapes, target_state, path)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
     try:
       state = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract)))["state"]
     except Exception as e:
-      raise CheckpointError(f"checkpoint {path!r} could not be restored ({type(e).__name__}: {e}); "
-                            "it is corrupt or was written for a different model/config") from e
+      raise CorruptCheckpointError(f"checkpoint {path!r} could not be restored ({type(e).__name__}: {e}); "
+                                   "it is corrupt or was written for a different model/config") from e
+    if saved_sums is not None:
+      check_checksums(saved_sums, state, path)
     return state, meta
 
   def close(self):
@@ -116,14 +168,47 @@ def restore_variables(directory: str, step: int | None = None) -> tuple[dict, in
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"{directory!r} holds no checkpoint")
+    path = os.path.join(directory, str(step))
     try:
-      state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+      restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                               meta=ocp.args.JsonRestore()))
+      state, meta = restored["state"], restored["meta"]
     except Exception as e:  # orbax raises many types for unreadable files
-      raise CheckpointError(f"checkpoint {os.path.join(directory, str(step))!r} is unreadable or corrupt "
-                            f"({type(e).__name__}: {e})") from e
+      raise CorruptCheckpointError(f"checkpoint {path!r} is unreadable or corrupt ({type(e).__name__}: {e})") from e
+    # The checksums name TrainState fields ('.params[...]'); the target-free restore gives a dict ("['params'][...]").
+    saved = {f"['{k[1:k.index('[')]}']{k[k.index('['):]}": v for k, v in (meta.get("array_sha256") or {}).items()
+             if k.startswith((".params[", ".batch_stats["))}
+    check_checksums(saved, {k: state[k] for k in ("params", "batch_stats") if k in state}, path)
   finally:
     manager.close()
   return {"params": state["params"], "batch_stats": state.get("batch_stats", {}) or {}}, int(step)
+
+
+def _host_bytes(leaf) -> np.ndarray:
+  """The host copy of a (replicated) leaf; across processes, this process's copy."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    return np.asarray(leaf.addressable_data(0))
+  return np.asarray(leaf)
+
+
+def array_checksums(tree) -> dict[str, str]:
+  """{leaf path: SHA-256 of dtype, shape and bytes} of every array of ``tree``."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = np.ascontiguousarray(_host_bytes(leaf))
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    out[jax.tree_util.keystr(path)] = h.hexdigest()
+  return out
+
+
+def check_checksums(saved: dict[str, str], tree, path: str) -> None:
+  """Raises CorruptCheckpointError naming the arrays of ``tree`` whose checksum differs from ``saved``."""
+  now = array_checksums(tree)
+  bad = sorted(k for k in saved if now.get(k) != saved[k])
+  if bad:
+    raise CorruptCheckpointError(f"checkpoint {path!r} is corrupt: {len(bad)} saved array(s) differ from the "
+                                 f"checksums written with them (e.g. {', '.join(bad[:3])})")
 
 
 def _check_compatible(saved: dict, target, path: str) -> None:

@@ -27,7 +27,7 @@ from jaxrobust.train.batches import training_batches
 from jaxrobust.train.checkpoint import Checkpointer, ensure_writable_dir, write_json
 from jaxrobust.train.optim import make_optimizer, make_schedule
 from jaxrobust.train.state import TrainState, create_train_state, variables_of
-from jaxrobust.train.step import make_train_step
+from jaxrobust.train.step import FINITE, make_train_step
 
 
 def _method_kwargs(cfg):
@@ -58,15 +58,23 @@ def load_splits(cfg):
   return splits.train, splits.test
 
 
+class NonFiniteLossError(FloatingPointError):
+  """A training step's loss, one of the method's loss terms or the gradient norm is NaN or infinite."""
+
+
 class Trainer:
   """Owns one run: model, method, optimiser, mesh, jitted step and checkpointer."""
 
-  def __init__(self, cfg: dict, *, train_ds=None, test_ds=None, val_ds=None, progress: bool = True):
+  def __init__(self, cfg: dict, *, train_ds=None, test_ds=None, val_ds=None, progress: bool = True,
+               overwrite: bool = False):
+    """overwrite: the output directory may hold another run (a config.json of a different training config):
+    its files are removed first. Without it such a folder is refused; the same config resumes."""
     validate_config(cfg)
     self.cfg = cfg
     self.progress = progress
     self.output_dir = os.path.abspath(cfg["output_dir"])
     ensure_writable_dir(self.output_dir, "output directory")
+    _claim_output_dir(self.output_dir, cfg, overwrite)
     # The run's record: written by the run that starts it, never by a resume or by `jaxrobust evaluate`
     # (which load it, possibly with overrides, and may then fail the config check).
     if parallel.is_main_process() and not _has_checkpoints(os.path.join(self.output_dir, "checkpoints")):
@@ -134,7 +142,7 @@ class Trainer:
       raise CheckpointError(f"resume is off but {self.checkpointer.directory!r} already holds checkpoints "
                             f"(newest step {self.checkpointer.latest_step()}); use a new output_dir or delete them")
     if resume and self.checkpointer.latest_step() is not None:
-      state, meta = self.checkpointer.restore(state)
+      state, meta = self.checkpointer.restore(state, on_corrupt=self.cfg["train"].get("on_corrupt_checkpoint", "error"))
       if meta.get("config_fingerprint") != _fingerprint(self.cfg):
         from jaxrobust.train.checkpoint import CheckpointError
         raise CheckpointError(
@@ -172,6 +180,8 @@ class Trainer:
     inflight: collections.deque = collections.deque()  # dispatched steps the bar has not counted yet
     t_last = time.perf_counter()
     step = start
+    if main:  # a run killed after logging past its last checkpoint redoes those steps: drop their lines
+      truncate_jsonl(metrics_path, start)
     with open(metrics_path if main else os.devnull, "a") as mfile:
       while step < end:
         epoch, offset = divmod(step, self.steps_per_epoch)
@@ -183,13 +193,18 @@ class Trainer:
           if bar is not None:  # count finished steps, not dispatched ones (is_ready never blocks)
             inflight.append(metrics)
             bar.update(_pop_finished(inflight))
+          saving = self.checkpointer.should_save(step) or (self.selector is not None and self.selector.due(step))
+          if saving and not (step % log_every == 0 or step == end):
+            # never checkpoint (or score) a state past a non-finite step; saving syncs anyway
+            self._check_finite(jax.device_get([m[FINITE] for m in pending]), step - len(pending) + 1, pending)
           if step % log_every == 0 or step == end:
             host = jax.device_get(pending)
             if bar is not None:  # the fetch waited for every dispatched step
               bar.update(len(inflight))
               inflight.clear()
+            self._check_finite([m[FINITE] for m in host], step - len(host) + 1, host)
             now = time.perf_counter()
-            record = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+            record = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != FINITE}
             record.update(step=step, epoch=step / self.steps_per_epoch, lr=float(self.schedule(step - 1)),
                           examples_per_s=len(host) * self.batch_size / max(now - t_last, 1e-9))
             mfile.write(json.dumps(record) + "\n")
@@ -212,6 +227,22 @@ class Trainer:
       bar.close()
     self.checkpointer.save(step, state, self._meta(step), force=True)
     return state
+
+  def _check_finite(self, flags, first_step: int, metrics: list) -> None:
+    """Raises NonFiniteLossError at the first step whose flag is False (steps first_step, first_step + 1, ...),
+    naming the metrics that went non-finite; the newest checkpoint stays the last one before it."""
+    for i, ok in enumerate(flags):
+      if bool(ok):
+        continue
+      m = jax.device_get(metrics[i])
+      bad = sorted(k for k, v in m.items() if k != FINITE and not np.all(np.isfinite(np.asarray(v, np.float64))))
+      last = self.checkpointer.latest_step()
+      raise NonFiniteLossError(
+          f"training step {first_step + i} (epoch {(first_step + i - 1) // self.steps_per_epoch}) gave a non-finite "
+          f"{', '.join(bad) or 'loss'} ({', '.join(f'{k}={float(np.mean(m[k]))}' for k in bad)}); stopped without "
+          f"saving it. The newest checkpoint is "
+          f"{'step ' + str(last) if last is not None else 'none'} in {self.checkpointer.directory!r}. Check the "
+          "method's hyper-parameters (e.g. method.beta) and optim.lr.")
 
   def variables(self, state: TrainState) -> dict:
     return jax.device_get(variables_of(state))
@@ -296,6 +327,11 @@ class ModelSelector:
     """{'epoch', 'step', 'score', ...} of the kept checkpoint, or None."""
     return None if self.checkpointer.latest_step() is None else self.checkpointer.meta()
 
+  def due(self, step: int) -> bool:
+    """Whether ``maybe_select`` scores the model after ``step``."""
+    epoch, rest = divmod(step, self.trainer.steps_per_epoch)
+    return step == self.trainer.total_steps or not (rest or epoch % self.every)
+
   def maybe_select(self, step: int, state, *, final: bool = False) -> None:
     epoch, rest = divmod(step, self.trainer.steps_per_epoch)
     if not final and (rest or epoch % self.every):
@@ -329,13 +365,14 @@ class ModelSelector:
     """(best state, its metadata); raises CheckpointError if there is none."""
     state, meta = self.checkpointer.restore(like_state)
     meta.pop("tree_shapes", None)
+    meta.pop("array_sha256", None)
     return state, meta
 
 
 def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
-                       transfer_source: tuple | None = None) -> dict[str, Any]:
+                       transfer_source: tuple | None = None, overwrite: bool = False) -> dict[str, Any]:
   """Trains per config, evaluates the final (or, with train.select_best, the selected) model with
-  ``cfg['eval']`` and writes report.json.
+  ``cfg['eval']`` and writes report.json. overwrite: see ``Trainer``.
 
   transfer_source: (apply, variables) of the surrogate ``eval.transfer_from`` names (the caller loads
   it: ``jaxrobust.runs.load_run``); the AP report then has the transfer column.
@@ -346,7 +383,7 @@ def train_and_evaluate(cfg: dict, *, progress: bool = True, resume: bool = True,
   from jaxrobust.evaluate.records import eval_scalars, provenance, write_record
   from jaxrobust.evaluate.robust import evaluate_from_config
   t0 = time.perf_counter()
-  trainer = Trainer(cfg, progress=progress)
+  trainer = Trainer(cfg, progress=progress, overwrite=overwrite)
   state = trainer.fit(resume=resume)
   train_s = time.perf_counter() - t0
   selected = None
@@ -411,6 +448,60 @@ def _check_eval_prefixes(cfg: dict, test_ds) -> None:
   ds = test_ds.take(int(limit)) if limit else test_ds
   attacks = cfg["eval"].get("attacks", ())
   attack_limits(ds, attacks, [spec_label(s) for s in attacks])
+
+
+# What a run writes into its output directory (removed by ``overwrite``).
+RUN_FILES = ("config.json", "metrics.jsonl", "selection.jsonl", "report.json", "checkpoints", "best")
+
+
+def _claim_output_dir(output_dir: str, cfg: dict, overwrite: bool) -> None:
+  """Refuses an output directory holding another run's config.json (a different training config: its
+  metrics and checkpoints would be mixed with this run's), unless ``overwrite`` removes that run first."""
+  previous = os.path.join(output_dir, "config.json")
+  if not os.path.exists(previous):
+    return
+  try:
+    with open(previous) as f:
+      same = _fingerprint(json.load(f)) == _fingerprint(cfg)
+  except (OSError, ValueError, KeyError, TypeError):
+    same = False
+  if same:
+    return  # a resume (or a re-evaluation) of this run
+  if not overwrite:
+    from jaxrobust.train.checkpoint import CheckpointError
+    raise CheckpointError(
+        f"output directory {output_dir!r} holds another run (its config.json is a different config: "
+        "method/model/data/optim/train differ); use a new --output-dir, or --overwrite (Trainer(overwrite=True)) "
+        "to delete that run's files first")
+  if parallel.is_main_process():
+    import shutil
+    for name in RUN_FILES:
+      path = os.path.join(output_dir, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
+
+
+def truncate_jsonl(path: str, step: int) -> None:
+  """Drops the lines of a JSON-lines log whose 'step' is past ``step`` (and a torn last line), atomically."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue  # a line cut by a kill mid-write
+    if int(record.get("step", 0)) <= step:
+      keep.append(line if line.endswith("\n") else line + "\n")
+  if keep != lines:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(keep)
+    os.replace(tmp, path)
 
 
 def _has_checkpoints(directory: str) -> bool:

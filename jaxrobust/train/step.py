@@ -23,6 +23,15 @@ def _variables(params, batch_stats):
   return v
 
 
+FINITE = "finite"  # the metrics key of the step's "loss, terms and gradient norm are finite" flag
+
+
+def all_finite(metrics: dict) -> jax.Array:
+  """() bool: every scalar of ``metrics`` (loss, the method's terms, grad_norm) is finite."""
+  flags = [jnp.all(jnp.isfinite(v)) for v in metrics.values() if jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact)]
+  return jnp.stack(flags).all() if flags else jnp.asarray(True)
+
+
 def make_forwards(module, microbatch: Microbatch = "auto", dropout_key=None):
   """(train_forward, eval_forward) threading BN statistics functionally.
 
@@ -116,6 +125,8 @@ def make_train_step(module, method: Method, tx: optax.GradientTransformation, *,
     metrics = dict(aux.metrics)
     metrics.setdefault("loss", loss)
     metrics["grad_norm"] = optax.tree.norm(grads)
+    # One device-side flag: the loop reads it with the metrics it already fetches (no extra host sync).
+    metrics[FINITE] = all_finite(metrics)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=aux.batch_stats,
                               opt_state=opt_state, key=jax.random.key_data(key),
                               method_state=aux.method_state)
