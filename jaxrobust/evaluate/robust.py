@@ -380,7 +380,9 @@ class RobustEvaluator:
       from jaxrobust.evaluate.checks import run_checks
       x0, y0 = points.sample
       specs = [dict(s, label=r["label"]) for s, r in zip(attacks, points.attacks)]  # with any surrogate
-      report["checks"] = run_checks(self.apply, parallel.replicate(variables, self.mesh), jnp.asarray(x0),
+      # Several processes: every process checks the same sample on its own devices.
+      placed = parallel.replicate(variables, self.mesh) if jax.process_count() == 1 else parallel.to_host(variables)
+      report["checks"] = run_checks(self.apply, placed, jnp.asarray(x0),
                                     jnp.asarray(y0), report.get("robust_acc"), specs)
       for c in report["checks"]:
         if c["flagged"]:

@@ -108,7 +108,7 @@ def weights(linear_digits, tmp_path):
 
 
 def test_one_vs_eight_devices_same_flags_and_report(weights, tmp_path):
-  """PGD and an AutoAttack cascade (APGD-CE, APGD-T) sharded over 8 simulated devices = 1 device."""
+  """PGD and a one-stage AutoAttack cascade (APGD-CE) sharded over 8 simulated devices = 1 device."""
   one, eight = _run(tmp_path, weights, "quick", "quick", [(1, 1), (8, 1)])
   assert 0.0 < float(one[0]["clean_flags"].mean())
   _assert_same(one[0], eight[0])
