@@ -123,3 +123,18 @@ def test_full_autoattack_over_devices_and_processes(weights, tmp_path):
   assert len(two_hosts) == 2
   for host in two_hosts:
     _assert_same(one[0], host)
+
+
+def test_evaluate_takes_the_distributed_flags_of_train():
+  from jaxrobust import cli
+  parser = cli.build_parser()
+  flags = ["--coordinator", "node0:8476", "--num-processes", "2", "--process-id", "1"]
+  train = parser.parse_args(["train", "--config", "quickstart_digits", *flags])
+  evaluate = parser.parse_args(["evaluate", "--run-dir", "runs/x", *flags, "data.test_subset=5"])
+  for args in (train, evaluate):
+    assert (args.coordinator, args.num_processes, args.process_id, args.distributed_auto) == ("node0:8476", 2, 1,
+                                                                                              False)
+  assert evaluate.overrides == ["data.test_subset=5"]
+  alone = parser.parse_args(["evaluate", "--run-dir", "runs/x", "--num-processes", "2"])
+  with pytest.raises(SystemExit, match="--coordinator"):
+    cli._init_distributed(alone)
