@@ -205,7 +205,8 @@ def _programs(args) -> tuple[str, ...]:
 def _evaluation_table(args, meta, runs) -> str:
   base = {k: runs[0][k]["median_s"] for k in _programs(args)}
   lines = [f"`{meta['command']}`", "",
-           f"{meta['date']} · {meta['cpu_count']} cores · load average {meta['load_avg'][0]:.1f} · jax {meta['jax']} · "
+           f"{meta['date']} · {meta['cpu_count']} cores · load average {meta['load_avg'][0]:.1f} · "
+           f"jax {meta['jax']} · "
            f"{'simulated CPU devices sharing the cores' if meta['simulated_cpu_devices'] else 'real devices'}"
            f" · {args.batch_size} points, one batch · {args.model} · median of {args.repeats}", "",
            f"| devices | evaluate PGD-{args.steps} s | x 1 device | evaluate AutoAttack (short) s | x 1 device | "

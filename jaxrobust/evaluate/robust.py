@@ -4,9 +4,9 @@
 the split once: batched, sharded over the mesh, the last batch padded and masked (never dropped, so
 every point counts once), attack a on the first ``max_examples`` points when its spec says so. Attack a draws
 the randomness of dataset point i from fold_in(fold_in(key, a), i) (an ``attacks.per_example.IndexedKey``), so
-the result does not depend on the batch size, on how the batch is split over devices, or on the host. It returns per-point outputs
-(``jaxrobust.evaluate.metrics.Points``); ``evaluate`` turns them into a report with metric plug-ins
-(clean accuracy, robust accuracy, and AP / robust AP for single-logit models by default).
+the result does not depend on the batch size, on how the batch is split over devices, or on the host. It
+returns per-point outputs (``jaxrobust.evaluate.metrics.Points``); ``evaluate`` turns them into a report with
+metric plug-ins (clean accuracy, robust accuracy, and AP / robust AP for single-logit models by default).
 
 Every attack is built by ``jaxrobust.attacks.registry.get_attack``. Each distinct spec compiles once:
 eps is a traced argument (unless ``trace_eps=False``), so an eps sweep reuses one program. The spec keys

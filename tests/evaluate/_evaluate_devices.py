@@ -2,7 +2,8 @@
 
 usage: python _evaluate_devices.py WEIGHTS.npz OUT_PREFIX CASCADE LOCAL_DEVICES [PROCESS_ID NUM_PROCESSES PORT]
 CASCADE: 'full' (AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square, a few iterations each) or 'quick'
-(APGD-CE only: the cascade's host loop on sharded buckets at the least compile time). Each process owns LOCAL_DEVICES CPU devices; with NUM_PROCESSES > 1 they join through jax.distributed (gloo).
+(APGD-CE only: the cascade's host loop on sharded buckets at the least compile time).
+Each process owns LOCAL_DEVICES CPU devices; with NUM_PROCESSES > 1 they join through jax.distributed (gloo).
 Every process writes OUT_PREFIX<process id>.npz: the per-point flags, the adversarial points and the report's
 accuracies, so a test can check that all processes hold the same global report.
 """
