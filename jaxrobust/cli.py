@@ -117,11 +117,28 @@ def _test_split(cfg):
   return load_splits(cfg["data"]).test
 
 
-def cmd_train(args) -> int:
+def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
+  """The multi-host flags shared by `train` and `evaluate` (jax.distributed)."""
+  p.add_argument("--coordinator", help="multi-host: coordinator address host:port (jax.distributed)")
+  p.add_argument("--num-processes", type=int, help="multi-host: total number of processes")
+  p.add_argument("--process-id", type=int, help="multi-host: this process's index")
+  p.add_argument("--distributed-auto", action="store_true",
+                 help="multi-host: let jax.distributed detect the cluster (TPU pods, SLURM, Open MPI)")
+
+
+def _init_distributed(args) -> None:
+  """jax.distributed.initialize for --coordinator / --distributed-auto; must run before any other JAX call."""
   if args.coordinator or args.distributed_auto:
     from jaxrobust import parallel
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                     auto=args.distributed_auto)
+  elif args.num_processes is not None or args.process_id is not None:
+    raise SystemExit("error: --num-processes / --process-id need --coordinator HOST:PORT (the address of process "
+                     "0), or --distributed-auto on a cluster JAX detects (TPU pod, SLURM, Open MPI)")
+
+
+def cmd_train(args) -> int:
+  _init_distributed(args)
   from jaxrobust.configs import load_config
   from jaxrobust.evaluate.robust import format_table
   from jaxrobust.train.loop import train_and_evaluate
@@ -162,6 +179,7 @@ def cmd_evaluate(args) -> int:
   if args.protocol and _torch_source(args):
     raise SystemExit("error: --protocol evaluates a run folder (--run-dir); for a PyTorch / RobustBench model give "
                      "the protocol's attacks with --attack")
+  _init_distributed(args)
   if args.protocol:
     return _evaluate_protocol(args)
   if args.source_run:
@@ -215,13 +233,14 @@ def cmd_evaluate(args) -> int:
       accs = ", ".join(f"{e:g}: {100 * a:.2f}%" for e, a in zip(c["eps"], c["robust_acc"]))
       print(f"robust accuracy against eps [{label}, {c['norm']}, one run]: {accs}; median norm "
             f"{c['median_norm']:.4g}; plot: {plot}")
-  _write_record(out, report)
-  if cfg["train"].get("tensorboard", False) in (True, "true"):  # beside the run's training curves, at the checkpoint's step
-    from jaxrobust.event_file import EventFileWriter
-    from jaxrobust.evaluate.records import eval_scalars
-    events = EventFileWriter(os.path.join(_run_dirs(args)[0], "tensorboard"))
-    events.scalars({f"evaluate/{k}": v for k, v in eval_scalars(report).items()}, int(run.step))
-    events.close()
+  if parallel.is_main_process():  # every process holds the same global report
+    _write_record(out, report)
+    if cfg["train"].get("tensorboard", False) in (True, "true"):  # beside the run's curves, at the checkpoint's step
+      from jaxrobust.event_file import EventFileWriter
+      from jaxrobust.evaluate.records import eval_scalars
+      events = EventFileWriter(os.path.join(_run_dirs(args)[0], "tensorboard"))
+      events.scalars({f"evaluate/{k}": v for k, v in eval_scalars(report).items()}, int(run.step))
+      events.close()
   return 0
 
 
@@ -295,9 +314,10 @@ def _evaluate_protocol(args) -> int:
   table = protocol_table(result)
   print(table)
   out = args.json or _default_output(args, f"evaluation_{result['protocol']}.json")
-  with open(os.path.splitext(out)[0] + ".md", "w") as f:
-    f.write(table + "\n")
-  _write_record(out, result)
+  if parallel.is_main_process():  # every process holds the same global result
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
+      f.write(table + "\n")
+    _write_record(out, result)
   return 0
 
 
@@ -447,11 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(config.json, metrics.jsonl, checkpoints/, ...) and start this one; without it such a folder "
                       "is refused")
   t.add_argument("--no-progress", action="store_true", help="no progress bars")
-  t.add_argument("--coordinator", help="multi-host: coordinator address host:port (jax.distributed)")
-  t.add_argument("--num-processes", type=int, help="multi-host: total number of processes")
-  t.add_argument("--process-id", type=int, help="multi-host: this process's index")
-  t.add_argument("--distributed-auto", action="store_true",
-                 help="multi-host: let jax.distributed detect the cluster (TPU pods, SLURM, Open MPI)")
+  _add_distributed_flags(t)
   t.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
   t.set_defaults(fn=cmd_train)
 
@@ -513,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "evaluation batch) and continue from it; a state made for other eps, norm, version, images, "
                       "labels or model is refused, naming what differs")
   e.add_argument("--no-progress", action="store_true")
+  _add_distributed_flags(e)
   e.add_argument("overrides", nargs="*", help="key.sub=value overrides (e.g. data.test_subset=1000)")
   e.set_defaults(fn=cmd_evaluate)
 

@@ -6,6 +6,9 @@ exactly what the single-device program computes on the global batch (batch-norm 
 included), which is what the 1-vs-8-device test checks. Multi-host runs call
 ``initialize_distributed()`` first; each host then feeds only its shard of every global batch
 (``jaxrobust.data.batch_iterator`` does the split) and ``host_local_to_global`` assembles it.
+Evaluation instead gives every host the whole global batch (``place_global``: each host places only the rows
+of its own devices) and brings results back to every host (``to_host``), so all hosts keep the same host-side
+bookkeeping (AutoAttack's still-robust sets) and write the same report.
 """
 
 from __future__ import annotations
@@ -88,3 +91,28 @@ def shard_batch(batch, mesh: Mesh):
 
 def replicate(tree, mesh: Mesh):
   return jax.device_put(tree, replicated(mesh))
+
+
+def place_global(tree, mesh: Mesh):
+  """Places a global batch (dict or array; the same host arrays on every process) on the mesh, split along the
+  leading axis, which must be a multiple of the mesh size. Each process transfers only its devices' rows."""
+  sharding = data_sharded(mesh)
+  check_batch_divisible(len(jax.tree.leaves(tree)[0]), mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def place(a):
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+  return jax.tree.map(place, tree)
+
+
+def to_host(tree):
+  """The full value of every array as numpy on every process (an all-gather across processes when an array's
+  shards live on several hosts; a plain transfer otherwise)."""
+  def fetch(a):
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+      from jax.experimental import multihost_utils
+      return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
+  return jax.tree.map(fetch, tree)

@@ -74,8 +74,8 @@ from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.attacks.model_calls import (as_partial, check_n_target_classes, model_with_key, prepare_linf_or_l2,
                                            top_k_targets)
-from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, run_until_all_fooled, select,
-                                           whole_batch)
+from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, keyed_batch, run_until_all_fooled,
+                                           select)
 from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
 
@@ -484,7 +484,7 @@ def apgd(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", loss: str = "c
   if loss in _TARGETED_LOSSES:
     raise ValueError("use apgd_targeted for targeted losses")
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized)
-  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, *keyed_batch(key, x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts, rho=float(rho),
                        eot_iter=eot_iter, randomized=randomized, best_loss=best_loss, use_largereps=use_largereps)
   return adv
@@ -501,7 +501,7 @@ def apgd_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_ite
   if loss not in _TARGETED_LOSSES:
     raise ValueError(f"apgd_targeted needs a targeted loss {_TARGETED_LOSSES}; got {loss!r}")
   norm, eps_v, _ = _prepare(logits_fn, x, y, eps, norm, loss, randomized, n_target_classes)
-  adv, _ = apgd_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
+  adv, _ = apgd_masked(as_partial(logits_fn), x, y, *keyed_batch(key, x), eps_v,
                        norm=norm, loss=loss, n_iter=n_iter, n_restarts=n_restarts,
                        n_target_classes=n_target_classes, rho=float(rho), eot_iter=eot_iter,
                        randomized=randomized, use_largereps=use_largereps)

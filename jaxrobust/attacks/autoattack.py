@@ -36,6 +36,14 @@ reference uses the same seed for every attack; so a stage reproduces the standal
 ``apgd_targeted``, ``fab_targeted``, ``square`` with the same key) on the points it attacks: bit for bit when the
 bucket has the standalone batch shape, and up to the float rounding of the model's batched matmuls otherwise.
 
+Devices and hosts. The buckets run data-parallel over a ``jax.sharding`` mesh (``mesh``, default all devices,
+across hosts after ``jax.distributed`` initialisation): a bucket's rows are rounded up to a multiple of the device
+count (padding rows inactive), every stage program is partitioned along the batch, and its results are brought
+back to every host (``parallel.to_host``), so between runs and stages every host re-gathers the same
+still-robust points and spreads them evenly over all devices again. ``key`` may be an
+``per_example.IndexedKey`` (the evaluator's): point i then draws from ``fold_in(key, index_i)`` with its global
+id, so the result is the same whatever batch or host the point was evaluated in.
+
 Resumable: ``AutoAttackState`` (robust flags, x_adv, per-stage fooled flags, number of stages done) is a small
 pytree; ``state.save(path)`` writes an ``.npz`` atomically (a temporary file, then a rename) and
 ``AutoAttackState.load(path)`` reads it back. Passing it as ``state=`` continues after the last finished stage and
@@ -62,12 +70,12 @@ import numpy as np
 from flax import struct
 
 from jaxrobust import losses as losses_lib
-from jaxrobust import threat
+from jaxrobust import parallel, threat
 from jaxrobust.attacks import apgd as apgd_lib
 from jaxrobust.attacks import fab as fab_lib
 from jaxrobust.attacks import square as square_lib
 from jaxrobust.attacks.model_calls import as_partial, linf_or_l2, num_classes, validate
-from jaxrobust.attacks.per_example import active_buckets, per_example
+from jaxrobust.attacks.per_example import active_buckets, key_and_index, per_example
 from jaxrobust.attacks.registry import AttackInfo
 from jaxrobust.types import Array
 
@@ -349,18 +357,26 @@ def _predict_any(logits_fn, x, key, randomized):
   return _predict(logits_fn, x)
 
 
+def _predict_on_mesh(logits_fn, xn: np.ndarray, key, randomized: bool, mesh) -> np.ndarray:
+  """Host predictions at host points xn (N, ...), computed over the mesh (N padded to a multiple of its size)."""
+  n, n_dev = xn.shape[0], mesh.devices.size
+  padded = np.concatenate([xn, np.repeat(xn[:1], -n % n_dev, axis=0)]) if n % n_dev else xn
+  return parallel.to_host(_predict_any(logits_fn, parallel.place_global(padded, mesh), key, randomized))[:n]
+
+
 def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", version: str = "standard",
                    state: Optional[AutoAttackState] = None,
                    on_stage_end: Optional[Callable[[AutoAttackState], Any]] = None,
                    batch_size: Optional[int] = None, compact: bool = True, randomized: bool = False,
                    attacks=None, attack_kwargs: Optional[dict] = None, verbose: bool = False,
-                   state_dir: Optional[str] = None):
+                   state_dir: Optional[str] = None, mesh=None):
   """Runs the AutoAttack cascade. Returns (x_adv, report).
 
   Args:
     logits_fn: ``x -> logits (B, K)`` (``(x, key) -> logits`` with ``randomized=True``, version 'rand' only).
       A ``jax.tree_util.Partial(apply_fn, params)`` lets the compiled stages be reused across calls.
-    x: (B, ...) float in [0, 1]; y: (B,) int; key: PRNG key (the same for every stage).
+    x: (B, ...) float in [0, 1]; y: (B,) int; key: PRNG key (the same for every stage), or an
+      ``IndexedKey`` carrying the points' global ids (``per_example``).
     eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (L1: 'standard' without Square, or 'rand'; see the module
       docstring). version: 'standard', 'plus' or 'rand' (or ``attacks=[...]``).
     state: an ``AutoAttackState`` to resume from. on_stage_end: called with the state after every stage.
@@ -372,6 +388,8 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       options are refused.
     state_dir: keep the state in ``state_dir/autoattack_<digest>.npz`` (one file per images, labels, eps, norm and
       cascade), saved after every stage and resumed from when it exists (``jaxrobust evaluate --resume``).
+    mesh: the ``jax.sharding.Mesh`` the buckets are split over (default ``parallel.make_mesh()``: all devices);
+      the model's parameters in ``logits_fn`` must live on it (replicated) or be uncommitted.
 
   Returns:
     x_adv (B, ...): the worst case per point (x for robust points).
@@ -381,6 +399,12 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       the reference's version that are not run here: ['square'] for L1 'standard', else []).
   """
   norm = linf_or_l2(norm, "AutoAttack", ("linf", "l2", "l1"))
+  key, ids = key_and_index(key, x.shape[0])
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  n_dev = mesh.devices.size
+  # Every host keeps the whole batch: x may arrive split over the devices of several hosts.
+  xn, yn, ids = parallel.to_host((x, y, ids))
+  x, y = jnp.asarray(xn), jnp.asarray(yn)
   k = num_classes(logits_fn, x, randomized)
   validate(x, y, k, eps=eps)
   stages = cascade(version, attacks, attack_kwargs, num_classes=k, norm=norm)
@@ -419,7 +443,8 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     state = AutoAttackState.load(state_path) if os.path.exists(state_path) else None
     on_stage_end = lambda st: st.save(state_path)  # noqa: E731
   if state is None:
-    correct = np.asarray(_predict_any(fn, x, jax.random.fold_in(key, 2**31 - 1), randomized)) == np.asarray(y)
+    clean_pred = _predict_on_mesh(fn, xn, jax.random.fold_in(key, 2**31 - 1), randomized, mesh)
+    correct = clean_pred == yn
     state = AutoAttackState(robust=jnp.asarray(correct), x_adv=x, fooled_by=jnp.zeros((len(stages), b), bool),
                             clean_correct=jnp.asarray(correct), stage=jnp.asarray(0, jnp.int32), attacks=names,
                             norm=norm, fingerprint=prints, model_probe=jnp.asarray(probe))
@@ -433,7 +458,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
   robust = np.array(state.robust)
   x_adv = np.array(state.x_adv)
   fooled_by = np.array(state.fooled_by)
-  xn, yn, en = np.asarray(x), np.asarray(y), np.asarray(eps_v)
+  en = np.asarray(eps_v)
   for s in range(int(state.stage), len(stages)):
     name, cfg = stages[s]
     t0 = time.time()
@@ -447,18 +472,19 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       if compact:
         n_buckets = -(-n_left // bs)
         rows = bucket_rows(-(-n_left // n_buckets), bs)
+      rows = -(-rows // n_dev) * n_dev  # an equal share per device; padding rows are inactive
       for pad, active in active_buckets(robust, rows):
-        xc, yc = jnp.asarray(xn[pad]), jnp.asarray(yn[pad])
-        adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, jnp.asarray(pad), jnp.asarray(active),
-                                 jnp.asarray(en[pad]), norm, randomized, runs)
+        xc, yc, pid, act, ec = parallel.place_global((xn[pad], yn[pad], ids[pad], active, en[pad]), mesh)
+        adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, pid, act, ec, norm, randomized, runs)
         # AutoAttack re-evaluates the model at the returned point before declaring a point broken.
         pred = _predict_any(fn, adv, jax.random.fold_in(key, 2**31 - 2 - s), randomized)
-        dist = np.asarray(threat.per_example_norm(adv - xc, norm))
-        ok = np.asarray(fooled) & (np.asarray(pred) != yn[pad]) & (dist <= en[pad] * (1 + 1e-5) + 1e-6) & active
+        adv, fooled, pred = parallel.to_host((adv, fooled, pred))
+        dist = np.asarray(threat.per_example_norm(jnp.asarray(adv - xn[pad]), norm))
+        ok = fooled & (pred != yn[pad]) & (dist <= en[pad] * (1 + 1e-5) + 1e-6) & active
         hit = pad[ok]
         robust[hit] = False
         fooled_by[s, hit] = True
-        x_adv[hit] = np.asarray(adv)[ok]
+        x_adv[hit] = adv[ok]
     seconds[name] = time.time() - t0
     state = state.replace(robust=jnp.asarray(robust), x_adv=jnp.asarray(x_adv), fooled_by=jnp.asarray(fooled_by),
                           stage=jnp.asarray(s + 1, jnp.int32))

@@ -40,8 +40,8 @@ import jax.numpy as jnp
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.attacks.model_calls import as_partial, check_n_target_classes, prepare_linf_or_l2, top_k_targets
-from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, run_until_all_fooled, select,
-                                           whole_batch)
+from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, keyed_batch, run_until_all_fooled,
+                                           select)
 from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
 
@@ -315,7 +315,7 @@ def fab(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter: int = 1
   x: (B, ...) in [0, 1]; y: (B,); eps scalar or (B,). Returns x_adv (B, ...): FAB's point where broken, else x.
   """
   norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2, norms=_NORMS)
-  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
+  adv, _ = fab_masked(as_partial(logits_fn), x, y, *keyed_batch(key, x), eps_v, norm=norm,
                       n_iter=n_iter, n_restarts=n_restarts, alpha_max=float(alpha_max), eta=float(eta),
                       beta=float(beta), targeted=False)
   return adv
@@ -327,7 +327,7 @@ def fab_targeted(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_iter
   """FAB-T: one FAB run per target (2nd..(n+1)-th largest clean logit) on the points still robust."""
   norm, eps_v, k = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "FAB", 2, "FAB-T", norms=_NORMS)
   check_n_target_classes(n_target_classes, k, "FAB-T")
-  adv, _ = fab_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
+  adv, _ = fab_masked(as_partial(logits_fn), x, y, *keyed_batch(key, x), eps_v, norm=norm,
                       n_iter=n_iter, n_restarts=n_restarts, n_target_classes=n_target_classes,
                       alpha_max=float(alpha_max), eta=float(eta), beta=float(beta), targeted=True)
   return adv

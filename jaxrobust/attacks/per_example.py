@@ -10,7 +10,10 @@ Attacks work on a batch x of shape (B, ...) where every example is attacked on i
 * Keys. Example i draws its randomness from ``fold_in(key, i)`` (``example_keys``), or from
   ``fold_in(key, index_i)`` for a global example id (``indexed_keys``: a point gets the same draws
   whichever batch or bucket it sits in); restarts and targets fold their number into those keys
-  (``fold_keys``).
+  (``fold_keys``). ``IndexedKey(key, index)`` passes one key with the batch's global example ids to any
+  attack: ``example_keys`` turns it into ``indexed_keys(key, index)``, and the attacks that share draws across a
+  batch (APGD, FAB, Square, AutoAttack: ``key_and_index``) take the shared key and the ids from it. The
+  evaluator passes one per batch, so an evaluation's result does not depend on its batch size.
 * Active set. Multi-run attacks (restarts, targets, AutoAttack's stages) only keep attacking the
   points that are still robust. Inside a compiled program that is a (B,) mask: ``select`` is the
   masked update, ``absorb`` moves the points a run fooled out of the set and
@@ -26,6 +29,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from jaxrobust.types import Array
 
@@ -59,6 +63,27 @@ def select(mask: Array, on_true: Array, on_false: Array) -> Array:
 # Keys
 # ----------------------------------------------------------------------------------------
 
+@struct.dataclass
+class IndexedKey:
+  """One PRNG key with the (B,) global ids of a batch's examples: example i draws from ``fold_in(key, index[i])``.
+
+  Accepted wherever an attack takes ``key``; the same point then gets the same draws in any batch.
+  """
+  key: Array
+  index: Array
+
+
+def key_and_index(key, batch_size: int) -> tuple[Array, Array]:
+  """(shared key, (B,) example ids): an ``IndexedKey``'s parts, or (key, 0..B-1) for a plain key."""
+  if isinstance(key, IndexedKey):
+    if key.index.shape != (batch_size,):
+      raise ValueError(f"IndexedKey has {key.index.shape} example ids for a batch of {batch_size}")
+    return key.key, key.index
+  if key is None:
+    raise ValueError("this attack is randomised and needs a PRNG key (jax.random.key(seed))")
+  return key, jnp.arange(batch_size)
+
+
 def _is_key_batch(key) -> bool:
   if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
     return key.ndim == 1
@@ -72,7 +97,13 @@ def indexed_keys(key, index: Array) -> Array:
 
 def example_keys(key, batch_size: int):
   """One key per example of a batch: ``fold_in(key, i)``, i = 0..B-1, for a single key; a (B,) batch of
-  keys is returned as is (so ``example_keys(key, B)[i:i+1]`` reproduces row i of a batch attack)."""
+  keys is returned as is (so ``example_keys(key, B)[i:i+1]`` reproduces row i of a batch attack). An
+  ``IndexedKey`` gives ``fold_in(key, index_i)``; for rows that are not its examples (groups, ensemble members:
+  ``batch_size`` differs from its ids' count) its shared key is folded with the row number as for a plain key."""
+  if isinstance(key, IndexedKey):
+    if key.index.shape == (batch_size,):
+      return indexed_keys(key.key, key.index)
+    key = key.key
   if key is None:
     raise ValueError("this attack is randomised and needs a PRNG key (jax.random.key(seed))")
   key = jnp.asarray(key) if not hasattr(key, "dtype") else key
@@ -96,6 +127,13 @@ def whole_batch(x: Array) -> tuple[Array, Array]:
   """(index, active) to attack every example of x on its own: ids 0..B-1, all active."""
   b = x.shape[0]
   return jnp.arange(b), jnp.ones((b,), bool)
+
+
+def keyed_batch(key, x: Array) -> tuple[Array, Array, Array]:
+  """(shared key, index, active) to attack every example of x on its own: the ids of an ``IndexedKey``
+  (``key_and_index``; 0..B-1 for a plain key), all active."""
+  key, index = key_and_index(key, x.shape[0])
+  return key, index, jnp.ones((x.shape[0],), bool)
 
 
 def absorb(still: Array, adv: Array, candidate: Array, fooled: Array) -> tuple[Array, Array]:

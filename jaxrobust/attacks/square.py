@@ -40,7 +40,7 @@ import numpy as np
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.attacks.model_calls import as_partial, linf_or_l2, prepare_linf_or_l2
-from jaxrobust.attacks.per_example import absorb, expand, fold_keys, indexed_keys, select, whole_batch
+from jaxrobust.attacks.per_example import absorb, expand, fold_keys, indexed_keys, keyed_batch, select
 from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
 
@@ -322,7 +322,7 @@ def square(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_queries: i
   Returns x_adv: Square's point for the fooled points, the clean x elsewhere (AutoAttack's convention).
   """
   norm, eps_v = _prepare(logits_fn, x, y, eps, norm)
-  adv, _ = square_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v, norm=norm,
+  adv, _ = square_masked(as_partial(logits_fn), x, y, *keyed_batch(key, x), eps_v, norm=norm,
                          n_queries=n_queries, p_init=float(p_init), n_restarts=n_restarts,
                          rescale_schedule=rescale_schedule)
   return adv
@@ -333,7 +333,7 @@ def square_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_querie
   """One Square run with traces: x_best, m(x_best), per-example query counts and the margin after every
   iteration (n_queries, B). Points misclassified when clean do not move."""
   norm, eps_v = _prepare(logits_fn, x, y, eps, norm)
-  _, _, trace = square_masked(as_partial(logits_fn), x, y, key, *whole_batch(x), eps_v,
+  _, _, trace = square_masked(as_partial(logits_fn), x, y, *keyed_batch(key, x), eps_v,
                               norm=norm, n_queries=n_queries, p_init=float(p_init), n_restarts=1,
                               rescale_schedule=rescale_schedule, record=True)
   return trace

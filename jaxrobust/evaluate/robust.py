@@ -2,16 +2,23 @@
 
 ``RobustEvaluator.points`` runs the model and every attack spec (``jaxrobust.evaluate.specs``) over
 the split once: batched, sharded over the mesh, the last batch padded and masked (never dropped, so
-every point counts once), attack a on the first ``max_examples`` points when its spec says so, batch
-b of attack a seeded with fold_in(fold_in(key, b), a). It returns per-point outputs
-(``jaxrobust.evaluate.metrics.Points``); ``evaluate`` turns them into a report with metric plug-ins
-(clean accuracy, robust accuracy, and AP / robust AP for single-logit models by default).
+every point counts once), attack a on the first ``max_examples`` points when its spec says so. Attack a draws
+the randomness of dataset point i from fold_in(fold_in(key, a), i) (an ``attacks.per_example.IndexedKey``), so
+the result does not depend on the batch size, on how the batch is split over devices, or on the host. It
+returns per-point outputs (``jaxrobust.evaluate.metrics.Points``); ``evaluate`` turns them into a report with
+metric plug-ins (clean accuracy, robust accuracy, and AP / robust AP for single-logit models by default).
 
 Every attack is built by ``jaxrobust.attacks.registry.get_attack``. Each distinct spec compiles once:
 eps is a traced argument (unless ``trace_eps=False``), so an eps sweep reuses one program. The spec keys
 ``two_class_logits`` and ``source`` (``specs.py``) choose what the attack crafts on; the evaluated model
 always scores the result. A cascade with host-side control
-(registry ``jittable=False``, e.g. AutoAttack) runs eagerly with its stages jitted inside.
+(registry ``jittable=False``, e.g. AutoAttack) runs eagerly with its stages jitted inside, over the evaluator's
+mesh when it takes a ``mesh`` (AutoAttack re-balances its still-robust points over the devices between stages).
+
+Devices and hosts: every batch is split over the mesh (default all devices, across hosts after
+``parallel.initialize_distributed``); every host walks the same global batches, places only its own devices'
+rows (``parallel.place_global``) and gathers the results (``parallel.to_host``), so each host evaluates its shard
+of the points and all hosts hold the one global report.
 
 Targeted modes: a spec with ``target`` (``jaxrobust.attacks.targets``) builds a ``TargetedAttack``; its step also
 returns the targets it picked (``Points.adv_targets``), from which ``metrics.TargetedSuccess`` (a default metric)
@@ -30,6 +37,7 @@ metric) reports robust accuracy at every radius of the list from that one run.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, Callable, Sequence
 
@@ -39,6 +47,7 @@ import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import parallel
+from jaxrobust.attacks.per_example import IndexedKey
 from jaxrobust.attacks.registry import attack_info, attack_parameters, get_attack
 from jaxrobust.evaluate import metrics as metrics_lib
 from jaxrobust.evaluate.ensemble_metrics import EnsembleMembers
@@ -134,8 +143,9 @@ class RobustEvaluator:
     return one_member
 
   def _attack_step(self, spec: dict):
-    """step(variables, x, y, key, eps, source_variables) -> (logits at x_adv, x_adv), cached per spec; a spec
-    with ``target`` (``attacks.targets``) -> (logits at x_adv, x_adv, targets)."""
+    """step(variables, x, y, key, index, eps, source_variables) -> (logits at x_adv, x_adv), cached per spec
+    (index: the (B,) global ids of the points, folded into key); a spec with ``target`` (``attacks.targets``) ->
+    (logits at x_adv, x_adv, targets)."""
     kwargs = attack_kwargs(spec)
     targeted = kwargs.get("target") is not None
     eps = kwargs.pop("eps", None)
@@ -151,6 +161,8 @@ class RobustEvaluator:
     if cache_key in self._attacks:
       return self._attacks[cache_key]
     apply, name = self.apply, spec["name"]
+    info = attack_info(name)
+    takes_mesh = any("mesh" in inspect.signature(f).parameters for f in info.forwards_to)
     crafted_on = apply if source_apply is None else source_apply
     if two_class:
       single_logit = crafted_on
@@ -162,6 +174,8 @@ class RobustEvaluator:
         eps_value = eps_constant
       if step_size_ratio is not None:  # step size proportional to a (possibly traced) eps
         kw["step_size"] = step_size_ratio * eps_value
+      if takes_mesh:  # a host-side cascade spreads its work over the evaluator's devices
+        kw["mesh"] = self.mesh
       return get_attack(name, eps=eps_value, **kw) if has_eps else get_attack(name, **kw)
 
     # Any model's convolutions get the fast input gradients on CPU (the library's own already have them).
@@ -176,21 +190,22 @@ class RobustEvaluator:
         return attack.run(logits_fn(v, src), x, y, key)
       return attack(logits_fn(v, src), x, y, key), None
 
-    if attack_info(name).jittable:
-      def run(v, x, y, key, eps_value, src):
-        x_adv, t = attacked(build(eps_value), v, x, y, key, src)
+    if info.jittable:
+      def run(v, x, y, key, index, eps_value, src):
+        x_adv, t = attacked(build(eps_value), v, x, y, IndexedKey(key, index), src)
         return (apply(v, x_adv), x_adv) + ((t,) if targeted else ())
-      fn = jax.jit(run, in_shardings=(self._repl, self._data, self._data, self._repl, self._repl, self._repl),
+      fn = jax.jit(run, in_shardings=(self._repl, self._data, self._data, self._repl, self._data, self._repl,
+                                      self._repl),
                    out_shardings=(self._data,) * (3 if targeted else 2))
     else:  # a cascade with host-side control (e.g. AutoAttack): its stages are jitted inside
-      logits_at = jax.jit(apply)
       reports_stages = "on_stage_end" in attack_parameters(name) and "on_stage_end" not in kwargs
 
-      def fn(v, x, y, key, eps_value, src):
+      def fn(v, x, y, key, index, eps_value, src):
         bar = self._bar
         extra = {"on_stage_end": lambda st: bar.set_postfix_str(stage_text(st))} if reports_stages and bar else {}
-        x_adv, t = attacked(build(float(eps_value), **extra), v, x, y, key, src)  # extra: stage and robust count
-        return (logits_at(v, x_adv), x_adv) + ((t,) if targeted else ())
+        x_adv, t = attacked(build(float(eps_value), **extra), v, x, y, IndexedKey(key, index), src)
+        x_adv = parallel.place_global(parallel.to_host(x_adv), self.mesh)
+        return (self._clean(v, x_adv), x_adv) + ((t,) if targeted else ())
     self._attacks[cache_key] = fn
     return fn
 
@@ -264,21 +279,21 @@ class RobustEvaluator:
     it = batch_iterator(dataset, batch_size, seed=0, epoch=0, shuffle=False, drop_remainder=False,
                         pad_last=True, process_index=0, process_count=1)
     bar = None
-    if progress:  # one tick per point and stage: the clean pass, then every attack on the points it sees
+    if progress and parallel.is_main_process():  # one tick per point and stage: the clean pass, then every attack
       from tqdm.auto import tqdm
       total = len(dataset) + sum(min(limits.get(l, len(dataset)), len(dataset)) for l in labels)
       bar = tqdm(total=total, desc="evaluate clean", unit="point", dynamic_ncols=True)
     self._bar = bar
     n, sample = 0, None
-    for b, batch in enumerate(it):
+    for batch in it:
       mask = np.asarray(batch["mask"]) > 0
       y_host = np.asarray(batch["label"])
       if sample is None:
         sample = (batch["image"][mask], batch["label"][mask])
-      x = jax.device_put(batch["image"], self._data)
-      y = jax.device_put(y_host.astype(np.int32), self._data)
+      # Every host holds the whole global batch and places its own devices' rows.
+      x, y, index = parallel.place_global((batch["image"], y_host.astype(np.int32), batch["index"]), self.mesh)
       t0 = time.perf_counter()
-      clean_logits = np.asarray(self._clean(variables, x))
+      clean_logits = parallel.to_host(self._clean(variables, x))
       seconds["clean"] += time.perf_counter() - t0
       single_logit = clean_logits.ndim == 1 or clean_logits.shape[-1] == 1
       pred = np.asarray(losses_lib.predict(clean_logits))
@@ -290,38 +305,37 @@ class RobustEvaluator:
       if bar is not None:
         bar.update(int(mask.sum()))
       if keep_features:
-        out["clean_features"].append(np.asarray(features_at(variables, x))[mask])
+        out["clean_features"].append(parallel.to_host(features_at(variables, x))[mask])
       if member_probs_at is not None:
-        out["clean_member_probs"].append(np.asarray(member_probs_at(variables, x))[:, mask])
+        out["clean_member_probs"].append(parallel.to_host(member_probs_at(variables, x))[:, mask])
       for a, (label, step, src) in enumerate(zip(labels, steps, sources)):
         keep = mask & (n + np.cumsum(mask) - 1 < limits.get(label, n + len(mask)))  # rows inside the limit
         if not keep.any():
           continue
-        k = jax.random.fold_in(jax.random.fold_in(key, b), a)
         eps = jnp.asarray(float(attacks[a].get("eps", 0.0)), jnp.float32)
         if bar is not None:
           bar.set_description(f"evaluate {label}")
         t0 = time.perf_counter()
-        adv_logits, x_adv, *targets = step(variables, x, y, k, eps, src)
-        adv_logits = np.asarray(adv_logits)
+        adv_logits, x_adv_on_mesh, *targets = step(variables, x, y, jax.random.fold_in(key, a), index, eps, src)
+        adv_logits, x_adv, targets = parallel.to_host((adv_logits, x_adv_on_mesh, targets))
         p = np.asarray(losses_lib.predict(adv_logits))
         if single_logit:
           adv_score[label].append(adv_logits.reshape(len(mask))[keep])
         seconds[label] += time.perf_counter() - t0
         adv_pred[label].append(p[keep])
         if targets:
-          adv_targets[label].append(np.asarray(targets[0])[keep])
+          adv_targets[label].append(targets[0][keep])
         hits[label] += int(((pred == y_host) & (p == y_host))[keep].sum())
         seen[label] += int(keep.sum())
         if keep_adversarials:
-          adversarials[label].append(np.asarray(x_adv)[keep])
+          adversarials[label].append(x_adv[keep])
         if label in adv_norms:
-          adv_norms[label].append(per_point_distance(np.asarray(x_adv)[keep], np.asarray(batch["image"])[keep],
+          adv_norms[label].append(per_point_distance(x_adv[keep], np.asarray(batch["image"])[keep],
                                                      curve_norms[label]))
         if label in adv_features:
-          adv_features[label].append(np.asarray(features_at(variables, x_adv))[keep])
+          adv_features[label].append(parallel.to_host(features_at(variables, x_adv_on_mesh))[keep])
         if adv_member_probs is not None:
-          adv_member_probs[label].append(np.asarray(member_probs_at(variables, x_adv))[:, keep])
+          adv_member_probs[label].append(parallel.to_host(member_probs_at(variables, x_adv_on_mesh))[:, keep])
         if bar is not None:
           bar.update(int(keep.sum()))
           bar.set_postfix(progress_postfix(hits, seen, labels, n + int(mask.sum())), refresh=False)
@@ -380,7 +394,9 @@ class RobustEvaluator:
       from jaxrobust.evaluate.checks import run_checks
       x0, y0 = points.sample
       specs = [dict(s, label=r["label"]) for s, r in zip(attacks, points.attacks)]  # with any surrogate
-      report["checks"] = run_checks(self.apply, parallel.replicate(variables, self.mesh), jnp.asarray(x0),
+      # Several processes: every process checks the same sample on its own devices.
+      placed = parallel.replicate(variables, self.mesh) if jax.process_count() == 1 else parallel.to_host(variables)
+      report["checks"] = run_checks(self.apply, placed, jnp.asarray(x0),
                                     jnp.asarray(y0), report.get("robust_acc"), specs)
       for c in report["checks"]:
         if c["flagged"]:

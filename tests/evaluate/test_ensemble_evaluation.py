@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from jaxrobust import models
+from jaxrobust.attacks.per_example import IndexedKey
 from jaxrobust.attacks.pgd import pgd
 from jaxrobust.data import load_dataset
 from jaxrobust.evaluate.robust import RobustEvaluator
@@ -99,7 +100,8 @@ def test_multi_objective_attack_on_the_members(digits_ensemble):
   member_apply = models.make_member_apply(module)
   x, y = jnp.asarray(test.as_float()), jnp.asarray(test.labels)
   x_adv = get_attack("moo_ens", eps=0.15, steps=5, step_size=0.05)(
-      lambda xx: member_apply(v, xx), x, y, jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0), 0), 0))
+      lambda xx: member_apply(v, xx), x, y,
+      IndexedKey(jax.random.fold_in(jax.random.PRNGKey(0), 0), jnp.arange(len(test))))  # the evaluator's keys
   np.testing.assert_allclose(r["adversarials"]["tamoo"], x_adv, atol=1e-6)
   s = r["ensemble"]["attack_success"]["tamoo"]
   assert s["A_all"] <= s["A_avg"] and s["A_avg"] > 0
