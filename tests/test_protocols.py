@@ -39,6 +39,10 @@ def test_paper_values_and_rows():
   mail = get_protocol("mail_cifar10")
   assert mail.reference["MAIL-TRADES"]["AA"] == 50.03 and paper_row(mail, {"name": "mail_trades"}) == "MAIL-TRADES"
   assert get_protocol("udr_mnist").attacks[0]["eps"] == 0.3
+  udr100 = get_protocol("udr_cifar100")
+  assert udr100.dataset == "cifar100" and {a["eps"] for a in udr100.attacks} == {0.01}
+  assert udr100.reference["UDR-PGD"] == {"clean": 73.5, "PGD-200": 45.1, "AA": 41.9, "B&B": 42.3}
+  assert paper_row(udr100, {"name": "wrm"}) == "WRM" and udr100.reference["WRM"]["AA"] == 21.3
   with pytest.raises(ValueError, match="did you mean 'ascl_cifar10'"):
     get_protocol("ascl_cifar1O")
 

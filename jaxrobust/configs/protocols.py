@@ -121,7 +121,7 @@ def _spat_mnist() -> Protocol:
 
 
 _UDR_ROWS = {"pgd_at": "PGD-AT", "udr_pgd": "UDR-PGD", "trades": "TRADES", "udr_trades": "UDR-TRADES",
-             "mart": "MART", "udr_mart": "UDR-MART"}
+             "mart": "MART", "udr_mart": "UDR-MART", "wrm": "WRM"}
 
 
 def _udr(dataset: str) -> Protocol:
@@ -130,17 +130,27 @@ def _udr(dataset: str) -> Protocol:
   if dataset == "mnist":
     attacks = udr_eval_attacks(eps=0.3, step=0.01, aa_max_examples=1000)
     values = {"PGD-AT": "99.4 94.0 88.9 91.3", "UDR-PGD": "99.5 94.3 90.0 91.4", "TRADES": "99.4 95.1 90.9 92.2",
-              "UDR-TRADES": "99.4 96.9 92.2 95.2", "MART": "99.3 94.7 90.6 92.9", "UDR-MART": "99.3 96.0 92.3 94.4"}
+              "UDR-TRADES": "99.4 96.9 92.2 95.2", "MART": "99.3 94.7 90.6 92.9", "UDR-MART": "99.3 96.0 92.3 94.4",
+              "WRM": "91.8 27.1 4.5 8.2"}
     setting = "MNIST, SmallCNN, eps 0.3"
+  elif dataset == "cifar100":
+    from jaxrobust.configs.cifar100_udr import EPS, STEP
+    attacks = udr_eval_attacks(eps=EPS, step=STEP, aa_max_examples=1000)
+    values = {"PGD-AT": "72.4 41.7 39.3 39.6", "UDR-PGD": "73.5 45.1 41.9 42.3", "TRADES": "68.1 49.7 46.7 47.2",
+              "UDR-TRADES": "69.6 49.9 47.8 48.7", "MART": "68.1 49.8 44.8 45.4", "UDR-MART": "67.5 52.0 48.5 48.6",
+              "WRM": "56.6 24.7 21.3 22.9"}
+    setting = "CIFAR-100, ResNet-18, eps 0.01"
   else:
     attacks = udr_eval_attacks(aa_max_examples=1000)
     values = {"PGD-AT": "86.4 46.0 42.5 44.2", "UDR-PGD": "86.4 48.9 44.8 46.0", "TRADES": "80.8 51.9 49.1 50.2",
-              "UDR-TRADES": "84.4 53.6 49.9 51.0", "MART": "81.9 53.3 48.2 49.3", "UDR-MART": "80.1 54.1 49.1 50.4"}
+              "UDR-TRADES": "84.4 53.6 49.9 51.0", "MART": "81.9 53.3 48.2 49.3", "UDR-MART": "80.1 54.1 49.1 50.4",
+              "WRM": "83.7 40.9 39.8 41.4"}
     setting = "CIFAR-10, ResNet-18, eps 8/255"
   return Protocol(
-      name=f"udr_{dataset}", paper=f"UDR (Bui et al. 2022), Table 1: {setting}; PGD-200 on the test set, AA on 1000",
-      dataset=dataset, attacks=tuple(attacks), columns=cols, reference=_table(cols, values), rows=_UDR_ROWS,
-      missing=("B&B",), notes="B&B (Brendel & Bethge) is not in the library yet: its column stays empty.")
+      name=f"udr_{dataset}", paper=f"UDR (Bui et al. 2022), Table 1: {setting}; PGD-200 on the test set, AA on 1000"
+      " (WRM: Table 9)", dataset=dataset, attacks=tuple(attacks), columns=cols, reference=_table(cols, values),
+      rows=_UDR_ROWS, missing=("B&B",), notes="B&B (Brendel & Bethge) is not in the library yet: its column stays "
+      "empty. The WRM row is the paper's Table 9 (gamma tuned per dataset).")
 
 
 def _adr(dataset: str) -> Protocol:
@@ -297,6 +307,7 @@ _PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "spat_mnist": _spat_mnist,
     "udr_cifar10": lambda: _udr("cifar10"),
     "udr_mnist": lambda: _udr("mnist"),
+    "udr_cifar100": lambda: _udr("cifar100"),
     "adr_cifar10": lambda: _adr("cifar10"),
     "adr_mnist": lambda: _adr("mnist"),
     "ascl_cifar10": lambda: _ascl("cifar10"),
