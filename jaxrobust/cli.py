@@ -192,11 +192,10 @@ def _evaluate_protocol(args) -> int:
   from jaxrobust.train.checkpoint import CheckpointError, write_json
   if args.attack or args.rdiv:
     raise SystemExit("error: --protocol fixes the attacks (and R-DIV where the paper reports it); drop --attack / --rdiv")
-  if len(_run_dirs(args)) > 1:
-    raise SystemExit("error: --protocol evaluates one run; an ensemble model is trained as one (model.members=M)")
   run = _load_run(args, best=args.best)  # the reason a folder is not a run, before any work
+  run_dirs = _run_dirs(args)
   try:
-    result = evaluate_protocol(_run_dirs(args)[0], args.protocol, best=args.best, max_examples=args.max_examples,
+    result = evaluate_protocol(run_dirs[0] if len(run_dirs) == 1 else run_dirs, args.protocol, best=args.best, max_examples=args.max_examples,
                                seed=args.seed, progress=not args.no_progress, source_run=args.source_run,
                                overrides=args.overrides,
                                mesh=parallel.make_mesh(run.config["train"].get("num_devices")))

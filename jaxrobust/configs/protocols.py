@@ -29,7 +29,10 @@ class Protocol:
   of the method section for methods whose row depends on a hyper-parameter). metric: 'accuracy'
   (the robust evaluator) or 'ap' (robust average precision, AdAP). r_div: also report R-DIV under
   ``r_div`` (the attack label). ensemble_success: for an ensemble, the attack label whose A-All / A-Avg (the % of
-  points where every / an average member is fooled, Bui et al. 2023) become columns. transferability: the label
+  points where every / an average member is fooled, Bui et al. 2023) become columns. ensemble_success_each: labels
+  whose A-All / A-Avg become columns '<label> A-All' / '<label> A-Avg' (a table with one column pair per attack).
+  members: the number of separately trained runs the paper's ensemble has (``--run-dir`` once per member), or None
+  for a protocol of one run. transferability: the label
   prefix of the attacks crafted on each member ('<prefix> member i') and on the ensemble ('<prefix>'), whose
   CCE Table 6 figures (T, S11, S10, S01, S00, nT, a_single) become columns. clean_logits: 'model' (the model's logits) or 'unnormalized_cosine'
   (SPAT's code: a cosine-head model's clean accuracy on normalize=False logits, features not
@@ -45,6 +48,8 @@ class Protocol:
   metric: str = "accuracy"
   r_div: str | None = None
   ensemble_success: str | None = None
+  ensemble_success_each: tuple = ()
+  members: int | None = None
   transferability: str | None = None
   clean_logits: str = "model"
   missing: tuple = ()
@@ -301,6 +306,28 @@ def _tamoo_at() -> Protocol:
             "(lower is better).")
 
 
+_TAMOO_WEIGHTINGS = (("Uniform", "uniform"), ("MinMax", "minmax"), ("MOO", "mgda"), ("TA-MOO", "tamoo"))
+
+
+def _tamoo_ens() -> Protocol:
+  attacks = tuple({"name": "moo_ens", "label": label, "weighting": weighting, "eps": 8 / 255, "step_size": 2 / 255,
+                   "steps": 100, "loss": "ce"} for label, weighting in _TAMOO_WEIGHTINGS)
+  cols = ("clean",) + tuple(f"{label} {m}" for label, _ in _TAMOO_WEIGHTINGS for m in ("A-All", "A-Avg"))
+  no_minmax = tuple(c for c in cols[1:] if not c.startswith("MinMax"))
+  reference = {**_table(cols[1:], {"set D (R18, VGG16, GoogLeNet, EffNet-B0)": "28.21 48.34 35.75 51.56 25.16 "
+                                                                              "44.76 38.01 51.10"}),
+               **_table(no_minmax, {"set ND (4 x R18)": "28.17 48.75 32.50 52.21 41.01 57.33"})}
+  return Protocol(
+      name="tamoo_ens_cifar10", paper="TA-MOO (Bui et al. 2023), Tables 1-2: attacking an ensemble of 4 separately "
+      "trained CIFAR-10 models (ENS), CE loss, eps 8/255, eta 2/255, 100 steps; A-All / A-Avg = % of points fooling "
+      "every / an average member (higher is a stronger attack)", dataset="cifar10", attacks=attacks,
+      columns=cols, reference=reference, ensemble_success_each=tuple(label for label, _ in _TAMOO_WEIGHTINGS),
+      members=4,
+      notes="Evaluate the members as one ensemble: jaxrobust evaluate --run-dir R1 --run-dir R2 --run-dir R3 "
+            "--run-dir R4 --protocol tamoo_ens_cifar10. MOO is the MGDA weighting (softmax-GD inner solver); set ND's "
+            "MinMax is not in the thesis's Table 2. The paper's members are standard (non-robust) models.")
+
+
 _PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "mail_cifar10": _mail,
     "spat_cifar10": _spat_cifar10,
@@ -316,6 +343,7 @@ _PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "cce_cifar10": lambda: _cce("cifar10"),
     "cce_cifar100": lambda: _cce("cifar100"),
     "tamoo_at_cifar10": _tamoo_at,
+    "tamoo_ens_cifar10": _tamoo_ens,
 }
 
 
