@@ -61,8 +61,8 @@ def _model_section(protocol, kind: str) -> dict:
 
 
 def _num_classes(protocol) -> int:
-  if protocol.metric == "ap":
-    return 2
+  if protocol.metric == "ap":  # one-vs-all models have one logit
+    return 1
   return dataset_info(protocol.dataset).num_classes
 
 
