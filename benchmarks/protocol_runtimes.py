@@ -2,6 +2,7 @@
 small number of points and extrapolated to the protocol's full count.
 
     python -m benchmarks.protocol_runtimes [--points 32] [--model small|native] [--protocols udr_mnist ...]
+    python -m benchmarks.protocol_runtimes --gradient-ratio [--protocols ...]   # native vs small model cost
 
 For each protocol the model is the architecture of the protocol's training config (``--model native``) or, for a
 quick run on a CPU, the dataset-shaped SmallCNN (``--model small``, conv 32-64, fc 200; an ensemble protocol keeps
@@ -15,6 +16,10 @@ protocol (e.g. AutoAttack on 1000) or the test set's size. That assumes the cost
 Attacks that stop early once a point is broken (AutoAttack's cascade, Square, FAB's restarts) finish faster on an
 untrained model than on a robust one, so their figures are lower bounds; PGD / CW / MIM / FGSM-type attacks cost the
 same whatever the model's robustness. Writes benchmarks/results/protocol_runtimes.json and prints a markdown table.
+
+``--gradient-ratio`` times one input gradient of the CE loss (a forward and a backward pass, what every attack step
+costs) per point on the native architecture and on the small one; a native full-run estimate is then the small
+model's figure times that ratio (assumption: attack time is dominated by model passes).
 """
 
 from __future__ import annotations
@@ -71,9 +76,8 @@ def time_protocol(name: str, points: int = 32, kind: str = "small", seed: int = 
   protocol = get_protocol(name)
   if name not in PROTOCOL_CONFIGS:
     raise ValueError(f"no training config known for protocol {name!r}; add it to PROTOCOL_CONFIGS")
-  model_cfg = _model_section(protocol, kind)
+  model_cfg, module = _model(protocol, kind)
   k = _num_classes(protocol)
-  module = get_model(model_cfg["name"], k, **{a: v for a, v in model_cfg.items() if a != "name"})
   info = dataset_info(protocol.dataset)
   full_n = 10000  # the CIFAR-10/100 and MNIST test sets
   x = jax.random.uniform(jax.random.key(seed), (points, *info.image_shape))
@@ -100,6 +104,27 @@ def time_protocol(name: str, points: int = 32, kind: str = "small", seed: int = 
   return dict(protocol=name, model=model_cfg, points=points, attacks=rows)
 
 
+def _model(protocol, kind):
+  model_cfg = _model_section(protocol, kind)
+  return model_cfg, get_model(model_cfg["name"], _num_classes(protocol),
+                              **{a: v for a, v in model_cfg.items() if a != "name"})
+
+
+def gradient_seconds(name: str, kind: str, points: int = 32, repeats: int = 3) -> float:
+  """Seconds per point of one input gradient of the summed CE (forward + backward) on ``points`` points."""
+  protocol = get_protocol(name)
+  _, module = _model(protocol, kind)
+  x = jax.random.uniform(jax.random.key(0), (points, *dataset_info(protocol.dataset).image_shape))
+  variables = init_model(module, jax.random.key(1), x.shape)
+  apply = RobustEvaluator.for_module(module).apply
+  grad = jax.jit(jax.grad(lambda z: jnp.sum(jax.nn.logsumexp(apply(variables, z), -1))))
+  grad(x).block_until_ready()  # compile
+  t0 = time.perf_counter()
+  for _ in range(repeats):
+    grad(x).block_until_ready()
+  return (time.perf_counter() - t0) / repeats / points
+
+
 def markdown(results: list, meta: dict) -> str:
   lines = [f"Protocol runtimes, {meta['model']} models, {meta['points']} points, {meta['device']}; "
            f"load average {meta['load']} (measured under load)", "",
@@ -124,14 +149,31 @@ def main(argv=None):
   ap.add_argument("--points", type=int, default=32)
   ap.add_argument("--model", choices=("small", "native"), default="small")
   ap.add_argument("--protocols", nargs="+", default=None, help="default: every protocol")
-  ap.add_argument("--out", default=str(RESULTS / "protocol_runtimes.json"))
+  ap.add_argument("--gradient-ratio", action="store_true",
+                  help="time one input gradient per point on the native and the small model instead")
+  ap.add_argument("--out", default=None, help="default: benchmarks/results/protocol_runtimes[_gradients].json")
   args = ap.parse_args(argv)
+  args.out = args.out or str(RESULTS / ("protocol_gradients.json" if args.gradient_ratio else
+                                        "protocol_runtimes.json"))
   if args.points < 1:
     raise SystemExit(f"error: --points must be >= 1; got {args.points}")
   names = args.protocols or protocol_names()
   unknown = [n for n in names if n not in protocol_names()]
   if unknown:
     raise SystemExit(f"error: unknown protocols {unknown}; see jaxrobust list --protocols")
+  if args.gradient_ratio:
+    rows = []
+    for name in names:
+      small, native = gradient_seconds(name, "small", args.points), gradient_seconds(name, "native", args.points)
+      arch = _model_section(get_protocol(name), "native")
+      rows.append(dict(protocol=name, model=arch, small_ms=round(1000 * small, 3), native_ms=round(1000 * native, 3),
+                       ratio=round(native / small, 2)))
+      print(json.dumps(rows[-1]), flush=True)
+    with open(args.out, "w") as fh:
+      json.dump(dict(points=args.points, device=str(jax.devices()[0]), load=os.getloadavg()[0], rows=rows), fh,
+                indent=2)
+    print(f"wrote {args.out}")
+    return
   results = []
   for name in names:
     r = time_protocol(name, args.points, args.model)
