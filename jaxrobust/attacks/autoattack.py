@@ -249,7 +249,8 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     logits_fn: ``x -> logits (B, K)`` (``(x, key) -> logits`` with ``randomized=True``, version 'rand' only).
       A ``jax.tree_util.Partial(apply_fn, params)`` lets the compiled stages be reused across calls.
     x: (B, ...) float in [0, 1]; y: (B,) int; key: PRNG key (the same for every stage).
-    eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (L1: 'standard' or 'rand'; see the module docstring). version: 'standard', 'plus' or 'rand' (or ``attacks=[...]``).
+    eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (L1: 'standard' or 'rand'; see the module docstring).
+      version: 'standard', 'plus' or 'rand' (or ``attacks=[...]``).
     state: an ``AutoAttackState`` to resume from. on_stage_end: called with the state after every stage.
     batch_size: the most points per bucket (None: the whole batch).
     compact: re-gather the still-robust points before every run of a stage (each target / restart) into
