@@ -1,5 +1,6 @@
 """Cross-check of jaxrobust's L1 attacks (APGD-L1, APGD-T-L1, FAB-T-L1, Square-L1, the L1 AutoAttack cascade)
-against the original AutoAttack code (Croce & Hein; github.com/fra31/auto-attack, which has L1 since "Mind the box", 2021).
+against the original AutoAttack code (Croce & Hein; github.com/fra31/auto-attack, which has L1 since "Mind the
+box", 2021).
 
 No AutoAttack distribution with L1 installs from the package index here (torchattacks 3.5's APGD/APGDT/FAB/Square
 are Linf/L2 only), so the reference is the repository's source, read from ``--reference-src DIR`` (a folder holding
