@@ -301,11 +301,11 @@ def _evaluate_protocol(args) -> int:
   if args.model:
     raise SystemExit("error: --protocol evaluates a run directory; train your model first "
                      "(jaxrobust train --model ...) or give --attack specs")
-  if len(_run_dirs(args)) > 1:
-    raise SystemExit("error: --protocol evaluates one run; an ensemble model is trained as one (model.members=M)")
   run = _load_run(args, best=args.best)  # the reason a folder is not a run, before any work
+  run_dirs = _run_dirs(args)
   try:
-    result = evaluate_protocol(_run_dirs(args)[0], args.protocol, best=args.best, max_examples=args.max_examples,
+    result = evaluate_protocol(run_dirs[0] if len(run_dirs) == 1 else run_dirs, args.protocol, best=args.best,
+                               max_examples=args.max_examples,
                                seed=args.seed, progress=not args.no_progress, source_run=args.source_run,
                                overrides=args.overrides,
                                mesh=parallel.make_mesh(run.config["train"].get("num_devices")))

@@ -190,10 +190,13 @@ def _checked(variables: dict, module, image_shape, folder: str) -> dict:
   return jax.tree.map(lambda s, v: jnp.asarray(v, s.dtype), expected, variables)
 
 
-def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_examples: int | None = None,
+def evaluate_protocol(run_dir, protocol: str, *, best: bool = False, max_examples: int | None = None,
                       seed: int = 0, progress: bool = True, source_run: str | None = None,
                       overrides=(), mesh=None) -> dict:
   """A paper's evaluation (``jaxrobust.configs.protocols``) of a trained run, beside the paper's rows.
+
+  run_dir: one run folder, or a list of them evaluated as one ensemble (``load_ensemble``), as a protocol of
+  separately trained members (``Protocol.members``) needs.
 
   Returns {'protocol', 'paper', 'paper_row', 'columns', 'this_run': {column: value}, 'reference',
   'missing', 'notes', 'evaluation': the evaluator's full report, 'provenance'}. Accuracies are in %,
@@ -207,7 +210,15 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
   from jaxrobust.data import load_splits
   from jaxrobust.evaluate.records import provenance
   spec = get_protocol(protocol)
-  run = load_run(run_dir, best=best, overrides=overrides)
+  run_dirs = [run_dir] if isinstance(run_dir, (str, os.PathLike)) else list(run_dir)
+  if spec.members and len(run_dirs) < 2:
+    raise ValueError(f"protocol {spec.name!r} attacks an ensemble of {spec.members} separately trained runs: pass "
+                     f"one run folder per member (jaxrobust evaluate --run-dir R1 --run-dir R2 ...)")
+  if not spec.members and len(run_dirs) > 1:
+    raise ValueError(f"protocol {spec.name!r} evaluates one run; an ensemble model is trained as one "
+                     "(model.members=M)")
+  run = load_run(run_dirs[0], best=best, overrides=overrides) if len(run_dirs) == 1 else \
+      load_ensemble(run_dirs, best=best, overrides=overrides)
   check_run_matches(spec, run.config)
   test = load_splits(run.config["data"]).test
   attacks = [dict(a) for a in spec.attacks]
@@ -242,6 +253,10 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
       success = ensemble["attack_success"][spec.ensemble_success]
       this_run.update({"A-All": success["A_all"], "A-Avg": success["A_avg"]})
       this_run.update({f"A-{i + 1}": a for i, a in enumerate(success["A_i"])})
+    for label in spec.ensemble_success_each:
+      success = ensemble.get("attack_success", {}).get(label)
+      if success is not None:
+        this_run.update({f"{label} A-All": success["A_all"], f"{label} A-Avg": success["A_avg"]})
     if spec.transferability:
       table = ensemble.get("transferability")
       if table is not None and "S11" in table:
@@ -260,8 +275,9 @@ def evaluate_protocol(run_dir: str, protocol: str, *, best: bool = False, max_ex
           "columns": columns, "this_run": this_run, "reference": {k: dict(v) for k, v in spec.reference.items()},
           "missing": missing, "notes": spec.notes, "evaluation": report,
           "provenance": {**provenance(seed=seed, dataset=test, n=int(report["n"]), attacks=spec.attacks,
-                                      run_dir=os.path.abspath(run_dir), checkpoint_step=run.step, best=best,
-                                      max_examples=max_examples, method=run.config["method"],
+                                      run_dir=os.path.abspath(run_dirs[0]),
+                                      run_dirs=[os.path.abspath(d) for d in run_dirs], checkpoint_step=run.step,
+                                      best=best, max_examples=max_examples, method=run.config["method"],
                                       jax=jax.__version__, numpy=np.__version__), "n": int(report["n"])}}
 
 

@@ -24,7 +24,7 @@ from jaxrobust.models import MODEL_NAMES, get_model
 NAMES = config_names()
 PAPER_CONFIGS = ("cifar10_pgd_at", "cifar10_trades", "cifar10_mart", "cifar10_gairat", "cifar10_mail_at",
                  "cifar10_mail_trades", "cifar10_mail_mart", "cifar10_spat", "cifar10_awp_at",
-                 "mnist_trades", "mnist_spat", "cifar10_udr", "cifar10_udr_awp_at", "mnist_udr",
+                 "mnist_trades", "mnist_spat", "cifar10_udr", "cifar10_udr_awp_at", "mnist_udr", "cifar100_udr",
                  "mnist_adr", "cifar10_adr", "cifar10_adr_cnn", "cifar10_ascl", "cifar10_ascl_code", "cifar100_ascl",
                  "cifar10_cce", "cifar10_adv_en", "cifar10_adp", "mnist_cce")
 

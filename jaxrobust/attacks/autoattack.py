@@ -9,10 +9,10 @@ Versions (``autoattack/autoattack.py``, ``set_version``):
 
     L1 standard (``norm='l1'``; the reference's ``set_version`` for 'L1', Croce & Hein 2021):
               APGD-CE (5 restarts, each the 3 eps / 2 eps / eps schedule ``use_largereps``) -> APGD-T (5 targets,
-              1 restart, ``use_largereps``) -> FAB-T (9 targets x 100 it, FAB-L1) [-> Square-L1 (5000 queries):
-              NOT ported; jaxrobust's Square has Linf and L2 only, so this cascade stops after FAB-T, warns, and
-              names Square in ``report['omitted']``; Square is a black-box check that rarely changes the
-              white-box result, but the L1 number is an upper bound on the reference's by whatever Square-L1 adds]
+              1 restart, ``use_largereps``) -> FAB-T (9 targets x 100 it, FAB-L1) -> Square-L1 (5000 queries,
+              p_init 0.8). Square needs an image grid: on non-image inputs (B, D) this version runs the first three
+              stages, warns, and names Square in ``report['omitted']`` (the number is then an upper bound on the
+              reference's by whatever Square-L1 adds)
 
     robust_0 = [argmax f(x) = y];  stage s attacks only {i : robust_s-1,i}, starting from the clean x_i;
     robust_s = robust_s-1 & ~fooled_s;  x_adv_i = the first stage's adversarial point that fooled i (else x_i).
@@ -100,17 +100,16 @@ VERSIONS: dict[str, tuple[tuple[str, dict], ...]] = {
     ),
 }
 
-# L1 versions (``set_version`` with norm 'L1'): the components the reference runs minus Square-L1 (not ported),
-# which is listed in L1_OMITTED and reported.
+# L1 versions (``set_version`` with norm 'L1').
 VERSIONS_L1: dict[str, tuple[tuple[str, dict], ...]] = {
     "standard": (
         ("apgd-ce", dict(n_restarts=5, use_largereps=True)),
         ("apgd-t", dict(n_restarts=1, n_target_classes=5, use_largereps=True)),
         ("fab-t", dict(n_restarts=1, n_target_classes=9)),
+        ("square", dict(n_queries=5000)),
     ),
     "rand": VERSIONS["rand"],
 }
-L1_OMITTED = {"standard": ("square",)}
 
 # Defaults shared by every version (AutoAttack's constructor arguments).
 _DEFAULTS = {
@@ -227,15 +226,15 @@ def cascade(version: str = "standard", attacks=None, attack_kwargs: Optional[dic
   """The list of (attack name, full config) a version runs; ``attacks`` (names) gives a custom cascade.
 
   ``attack_kwargs`` {name: {option: value}} overrides options (e.g. fewer iterations in tests). norm 'l1' picks
-  ``VERSIONS_L1`` (no Square: see the module docstring).
+  ``VERSIONS_L1``.
   """
   norm = threat.canonical_norm(norm)
   if attacks is not None:
     stages = [(a, {}) for a in attacks]
   elif norm == "l1":
     if version not in VERSIONS_L1:
-      raise ValueError(f"AutoAttack version {version!r} has no L1 cascade here (its Square stage is not ported); "
-                       f"L1 versions: {sorted(VERSIONS_L1)} or attacks=[...] without 'square'")
+      raise ValueError(f"AutoAttack version {version!r} has no L1 cascade (the reference defines none); "
+                       f"L1 versions: {sorted(VERSIONS_L1)} or attacks=[...]")
     stages = [(a, dict(c)) for a, c in VERSIONS_L1[version]]
   elif version in VERSIONS:
     stages = [(a, dict(c)) for a, c in VERSIONS[version]]
@@ -246,8 +245,6 @@ def cascade(version: str = "standard", attacks=None, attack_kwargs: Optional[dic
   for name, cfg in stages:
     if name not in _DEFAULTS:
       raise ValueError(f"unknown AutoAttack component {name!r}; expected one of {ATTACKS}")
-    if name == "square" and norm == "l1":
-      raise ValueError("Square has no L1 version in jaxrobust (Linf and L2 only); drop it from the L1 cascade")
     full = dict(_DEFAULTS[name])
     full.update(cfg)
     full.update((attack_kwargs or {}).get(name, {}))
@@ -377,8 +374,8 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       A ``jax.tree_util.Partial(apply_fn, params)`` lets the compiled stages be reused across calls.
     x: (B, ...) float in [0, 1]; y: (B,) int; key: PRNG key (the same for every stage), or an
       ``IndexedKey`` carrying the points' global ids (``per_example``).
-    eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (L1: 'standard' without Square, or 'rand'; see the module
-      docstring). version: 'standard', 'plus' or 'rand' (or ``attacks=[...]``).
+    eps: scalar or (B,). norm: 'linf', 'l2' or 'l1' (L1: 'standard' or 'rand'; see the module docstring).
+      version: 'standard', 'plus' or 'rand' (or ``attacks=[...]``).
     state: an ``AutoAttackState`` to resume from. on_stage_end: called with the state after every stage.
     batch_size: the most points per bucket (None: the whole batch).
     compact: re-gather the still-robust points before every run of a stage (each target / restart) into
@@ -396,7 +393,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     report: dict with clean_accuracy, robust_accuracy, robust_accuracy_after {attack: acc}, robust (B,) bool,
       robust_after {attack: (B,) bool}, fooled_by {attack: (B,) bool}, seconds {attack: s},
       max_perturbation, attacks, cascade (configs), state (the final AutoAttackState), omitted (components of
-      the reference's version that are not run here: ['square'] for L1 'standard', else []).
+      the reference's version that are not run here: ['square'] for L1 'standard' on non-image inputs, else []).
   """
   norm = linf_or_l2(norm, "AutoAttack", ("linf", "l2", "l1"))
   key, ids = key_and_index(key, x.shape[0])
@@ -408,10 +405,13 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
   k = num_classes(logits_fn, x, randomized)
   validate(x, y, k, eps=eps)
   stages = cascade(version, attacks, attack_kwargs, num_classes=k, norm=norm)
-  omitted = list(L1_OMITTED.get(version, ())) if norm == "l1" and attacks is None else []
-  if omitted:
-    warnings.warn(f"AutoAttack L1 {version!r}: {', '.join(omitted)} (L1) is not ported; running "
-                  f"{', '.join(n for n, _ in stages)} only (report['omitted'])", stacklevel=2)
+  omitted = []
+  if norm == "l1" and attacks is None and x.ndim != 4 and any(n == "square" for n, _ in stages):
+    # The reference's L1 cascade assumes images; on feature vectors run the white-box stages and say so.
+    stages = [(n, c) for n, c in stages if n != "square"]
+    omitted = ["square"]
+    warnings.warn(f"AutoAttack L1 {version!r}: Square-L1 needs NHWC images and the inputs have shape {x.shape}; "
+                  f"running {', '.join(n for n, _ in stages)} only (report['omitted'])", stacklevel=2)
   names = tuple(n for n, _ in stages)
   if len(set(names)) != len(names):
     raise ValueError(f"each component may appear once in a cascade; got {names}")
@@ -523,6 +523,6 @@ REGISTRY = {
                              own_targets="AutoAttack is untargeted overall: its targeted stages (APGD-T, FAB-T) "
                                          "try the top n_target_classes classes themselves; for one chosen target "
                                          "use a single-target attack, e.g. get_attack('pgd', eps=..., target=...)",
-                             summary="AutoAttack cascade: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020); "
-                                     "L1 without Square"),
+                             summary="AutoAttack cascade: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020; "
+                                     "L1: Croce & Hein 2021)"),
 }

@@ -1,4 +1,4 @@
-"""Square Attack (Andriushchenko, Croce, Flammarion & Hein 2020), score-based, L-inf and L2.
+"""Square Attack (Andriushchenko, Croce, Flammarion & Hein 2020), score-based, L-inf, L2 and L1.
 
 A port of ``autoattack/square.py`` (untargeted, margin loss, as AutoAttack runs it: p_init = 0.8, n_queries = 5000,
 ``resc_schedule=False``). Images are NHWC (B, H, W, C). With m(x') = z_y(x') - max_{j != y} z_j(x') (the margin;
@@ -19,6 +19,13 @@ L2 (reference ``attack_single_run``, norm 'L2'): the start is a grid of h//5-siz
 per example, channel and block, scaled to ||delta||_2 = eps; each iteration moves the mass of one random window
 (side max(round(sqrt(p H W)), 3), odd) into another window (sign per example and channel) and renormalises to
 ||delta||_2 = eps before the box clip.
+
+L1 (Croce & Hein 2021, "Mind the box", the Square stage of AutoAttack's L1 'standard'; reference norm 'L1'): the
+same grid and
+window moves with L1 bumps (nested rectangles weighted 1/(k+1)^4, unit L1 norm). The start is the unscaled grid
+and every candidate is mapped by the exact projection onto {||delta||_1 <= eps (1 - 1e-6)} n [0, 1]^d
+(``threat.project_l1_box``, the reference's ``L1_projection``); a move gives window 1 the L1 mass
+(max(eps - ||delta||_1, 0) / C + ||delta_{w1 u w2, c}||_1) C per channel c and empties window 2.
 
 JAX design: the whole query loop is one ``lax.while_loop`` (``lax.scan`` when traces are recorded) on the full
 batch; a mask stands in for the reference's gathering of the still-robust points, and the loop stops when
@@ -77,26 +84,34 @@ def window_sizes(n_queries: int, h: int, w: int, p_init: float = 0.8, rescale: b
   return out
 
 
-def _eta_rectangles(x: int, y: int) -> np.ndarray:
-  """Nested rectangles with weights 1/(k+1)^2 around the centre, unit Frobenius norm (reference ``eta_rectangles``)."""
+def _unit(delta: np.ndarray, norm: str) -> np.ndarray:
+  """delta / ||delta||_2 (norm 'l2') or delta / ||delta||_1 (norm 'l1'), as the reference normalises its bumps."""
+  n = np.sqrt((delta ** 2).sum()) if norm == "l2" else np.abs(delta).sum()
+  return delta / n if n > 0 else delta
+
+
+def _eta_rectangles(x: int, y: int, norm: str = "l2") -> np.ndarray:
+  """Nested rectangles with weights 1/(k+1)^2 (L2) or 1/(k+1)^4 (L1) around the centre, unit L2 / L1 norm
+  (reference ``eta_rectangles``)."""
+  power = 2 if norm == "l2" else 4
   delta = np.zeros((x, y))
   xc, yc = x // 2 + 1, y // 2 + 1
   c0, c1 = xc - 1, yc - 1
   for counter in range(max(xc, yc)):
-    delta[max(c0, 0):min(c0 + 2 * counter + 1, x), max(0, c1):min(c1 + 2 * counter + 1, y)] += 1.0 / (counter + 1) ** 2
+    delta[max(c0, 0):min(c0 + 2 * counter + 1, x), max(0, c1):min(c1 + 2 * counter + 1, y)] += (
+        1.0 / (counter + 1) ** power)
     c0 -= 1
     c1 -= 1
-  n = np.sqrt((delta ** 2).sum())
-  return delta / n if n > 0 else delta
+  return _unit(delta, norm)
 
 
-def eta_pattern(s: int) -> np.ndarray:
-  """The L2 bump of side s: +rectangles on the top half, -rectangles on the bottom, unit norm (``eta`` without
-  the random transpose, which is drawn in the attack)."""
+def eta_pattern(s: int, norm: str = "l2") -> np.ndarray:
+  """The L2 (or L1) bump of side s: +rectangles on the top half, -rectangles on the bottom, unit norm (``eta``
+  without the random transpose, which is drawn in the attack)."""
   delta = np.zeros((s, s))
-  delta[: s // 2] = _eta_rectangles(s // 2, s)
-  delta[s // 2:] = -_eta_rectangles(s - s // 2, s)
-  return delta / np.sqrt((delta ** 2).sum())
+  delta[: s // 2] = _eta_rectangles(s // 2, s, norm)
+  delta[s // 2:] = -_eta_rectangles(s - s // 2, s, norm)
+  return _unit(delta, norm)
 
 
 def _margin(logits: Array, y: Array) -> Array:
@@ -179,14 +194,14 @@ def _loop(step, x_best, m_best, n_q, active, n_iter, record):
   return SquareTrace(x_best, m_best, n_q, None)
 
 
-def _l2_init(x, eps, ex_keys, key):
-  """Grid of h//5 eta bumps (random sign per example/channel/block, random transpose per block), ||.||_2 = eps."""
+def _grid_delta(x, ex_keys, key, norm):
+  """Grid of h//5 eta bumps (random sign per example/channel/block, random transpose per block), unscaled."""
   b, h, w, c = x.shape
   s = h // 5
   if s < 1:
-    raise ValueError(f"Square L2 needs images of height >= 5; got {h}")
+    raise ValueError(f"Square {norm.upper()} needs images of height >= 5; got {h}")
   sp = (h - s * 5) // 2
-  base = eta_pattern(s)
+  base = eta_pattern(s, norm)
   val = np.zeros((h, w))
   val_t = np.zeros((h, w))
   block = -np.ones((h, w), np.int32)
@@ -211,7 +226,20 @@ def _l2_init(x, eps, ex_keys, key):
   pattern = jnp.where(flips[blk], jnp.asarray(val_t, x.dtype), jnp.asarray(val, x.dtype))
   pattern = jnp.where(jnp.asarray(block >= 0), pattern, 0.0)
   signs = jax.vmap(lambda k: jnp.sign(jax.random.uniform(k, (nb, c), x.dtype, -1.0, 1.0)))(ex_keys)  # (B, nb, C)
-  delta = pattern[None, :, :, None] * signs[:, blk, :]
+  return pattern[None, :, :, None] * signs[:, blk, :]
+
+
+def _l1_ball_box(x, delta, eps):
+  """The reference's x + delta + L1_projection(x, delta, eps (1 - 1e-6)): the nearest point of the L1 ball
+  (radius shrunk by 1e-6 against rounding) intersected with the [0, 1] box."""
+  return threat.project_l1_box(x + delta, x, eps * (1.0 - 1e-6))
+
+
+def _start(x, eps, ex_keys, key, norm):
+  """L2: the grid scaled to ||delta||_2 = eps, box-clipped; L1: the grid projected onto the L1 ball and box."""
+  delta = _grid_delta(x, ex_keys, key, norm)
+  if norm == "l1":
+    return _l1_ball_box(x, delta, eps)
   return jnp.clip(x + _normalize_l2(delta) * expand(eps, x), 0.0, 1.0)
 
 
@@ -220,17 +248,26 @@ def _normalize_l2(d):
   return threat.normalize_gradient(d, "l2", _STABILIZER)
 
 
-def _l2_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record):
+def _window_mass(d, mask, norm):
+  """(B, 1, 1, C): the L2 (or L1) norm of d inside mask, per example and channel."""
+  if norm == "l1":
+    return jnp.sum(jnp.where(mask, jnp.abs(d), 0.0), axis=(1, 2), keepdims=True)
+  return jnp.sqrt(jnp.sum(jnp.where(mask, d * d, 0.0), axis=(1, 2), keepdims=True))
+
+
+def _mass_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record, norm):
+  """Square L2 / L1: every iteration moves the mass of one random window into a fresh bump there, empties a
+  second window, and returns to the ball (L2: rescale to eps, then box clip; L1: projection on ball n box)."""
   b, h, w, c = x.shape
   e2 = eps * eps
-  x_best = _l2_init(x, eps, ex_keys, key)
+  x_best = _start(x, eps, ex_keys, key, norm)
   m_best = _margin(logits_fn(x_best), y)
   n_q = jnp.ones((b,), jnp.int32)
   smax = int(sizes.max())
   distinct = sorted(set(int(v) for v in sizes))
   table = np.zeros((len(distinct), smax, smax))
   for j, s in enumerate(distinct):
-    table[j, :s, :s] = eta_pattern(s)
+    table[j, :s, :s] = eta_pattern(s, norm)
   table = jnp.asarray(table, x.dtype)
   size_idx = jnp.asarray([distinct.index(int(v)) for v in sizes], jnp.int32)
   sizes_j = jnp.asarray(sizes)
@@ -249,9 +286,8 @@ def _l2_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record
     delta = x_best - x
     m1 = _window(h, w, r1, c1, s)[None, :, :, None]
     m2 = _window(h, w, r2, c2, s)[None, :, :, None]
-    nw1 = jnp.sqrt(jnp.sum(jnp.where(m1, delta * delta, 0.0), axis=(1, 2), keepdims=True))  # (B,1,1,C)
-    norm_img = threat.per_example_norm(delta, "l2")
-    norm_win = threat.per_example_norm(jnp.where(m1 | m2, delta, 0.0), "l2")
+    nw1 = _window_mass(delta, m1, norm)
+    norm_img = threat.per_example_norm(delta, norm)
     patch = table[size_idx[i]]
     patch = jnp.where(jax.random.uniform(kt, ()) > 0.5, patch.T, patch)
     eta_img = place(patch, r1, c1)[None, :, :, None]
@@ -259,11 +295,19 @@ def _l2_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record
     sig = jax.vmap(lambda kk: jnp.sign(jax.random.uniform(jax.random.fold_in(kk, i), (c,), x.dtype, -1.0, 1.0)))(
         ex_keys)[:, None, None, :]
     new = eta_img * sig + jnp.where(m1, delta, 0.0) / (1e-12 + nw1)
-    new_norm = jnp.sqrt(jnp.sum(jnp.where(m1, new * new, 0.0), axis=(1, 2), keepdims=True))
-    scale = jnp.sqrt(jnp.maximum(e2 - norm_img ** 2, 0.0) / c + norm_win ** 2)
-    new = new / (1e-12 + new_norm) * expand(scale, x)
+    new_norm = _window_mass(new, m1, norm)
+    if norm == "l1":
+      # The reference's L1 mass is per channel: (max(eps - ||delta||_1, 0) / C + ||delta_{w1 u w2, c}||_1) C.
+      scale = (jnp.maximum(expand(eps - norm_img, x), 0.0) / c + _window_mass(delta, m1 | m2, norm)) * c
+    else:
+      norm_win = threat.per_example_norm(jnp.where(m1 | m2, delta, 0.0), "l2")
+      scale = expand(jnp.sqrt(jnp.maximum(e2 - norm_img ** 2, 0.0) / c + norm_win ** 2), x)
+    new = new / (1e-12 + new_norm) * scale
     delta = jnp.where(m1, new, jnp.where(m2, 0.0, delta))
-    x_new = jnp.clip(x + _normalize_l2(delta) * expand(eps, x), 0.0, 1.0)
+    if norm == "l1":
+      x_new = _l1_ball_box(x, delta, eps)
+    else:
+      x_new = jnp.clip(x + _normalize_l2(delta) * expand(eps, x), 0.0, 1.0)
     m_new = _margin(logits_fn(x_new), y)
     return _accept(todo, x_new, m_new, x_best, m_best, n_q)
 
@@ -294,7 +338,7 @@ def _square_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_quer
   ex_keys = indexed_keys(key, index)
   correct = losses_lib.predict(logits_fn(x)) == y
   still = active & correct
-  run = _linf_run if norm == "linf" else _l2_run
+  run = _linf_run if norm == "linf" else functools.partial(_mass_run, norm=norm)
   adv = x
   trace = None
   for r in range(n_restarts):  # static and almost always 1 (AutoAttack)
@@ -307,11 +351,17 @@ def _square_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_quer
   return adv, fooled
 
 
+_NORMS = ("linf", "l2", "l1")
+
+
 def _prepare(logits_fn, x, y, eps, norm):
-  norm = linf_or_l2(norm, "Square")
+  norm = linf_or_l2(norm, "Square", _NORMS)
   if x.ndim != 4:
     raise ValueError(f"Square needs NHWC images (B, H, W, C); got shape {x.shape}")
-  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "Square", 2)
+  if norm != "linf" and x.shape[1] < 5:
+    raise ValueError(f"Square {norm.upper()} needs images of height >= 5 (its start is a grid of height // 5 "
+                     f"bumps); got shape {x.shape}")
+  norm, eps_v, _ = prepare_linf_or_l2(logits_fn, x, y, eps, norm, "Square", 2, norms=_NORMS)
   return norm, eps_v
 
 
@@ -340,6 +390,7 @@ def square_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_querie
 
 
 REGISTRY = {
-    "square": AttackInfo(configured(square), norms=("linf", "l2"), box="black",
-                         summary="Square attack, score-based random search (Andriushchenko et al. 2020)"),
+    "square": AttackInfo(configured(square), norms=_NORMS, box="black",
+                         summary="Square attack, score-based random search (Andriushchenko et al. 2020; L1: "
+                                 "Croce & Hein 2021)"),
 }

@@ -24,7 +24,14 @@ lies in the [0, 1] box but, for lam < 1, *outside* the eps-ball: it is a trainin
 evaluation one, so it is not in the attack registry (the evaluator would reject its points).
 
 ``smoothed_cost`` is the paper's eq. 16 cost c_hat_X, used by the paper-form lambda update; it tends to
-the hard-ball cost of eq. 13 as tau -> 0.
+the hard-ball cost of eq. 13 as tau -> 0. ``paper_pull_l2`` is Algorithm 1's pull with that cost on
+c_X = 1/2 ||x' - x||_2^2 (Appendix B's L2 cost): x <- x_inter - eta lam grad c_hat(x_inter, x), i.e. the
+interpolation (1 - eta lam) x_inter + eta lam x inside the ball, with slope 1/tau outside; ``udr_pgd(pull='paper_l2')``
+crafts with it.
+
+``wrm_ascent`` is WRM's inner maximisation (Sinha, Namkoong & Duchi 2018, "Certifying Some Distributional
+Robustness with Principled Adversarial Training", eq. 5 / Algorithm 1): gradient ascent from x on the Lagrangian
+l(f(x'), y) - gamma ||x' - x||_2^2 with a fixed gamma (UDR's baseline, where lam is learned instead).
 """
 
 from __future__ import annotations
@@ -65,8 +72,25 @@ def smoothed_cost(c_x: Array, eps, tau) -> Array:
   return jnp.where(c_x < eps, c_x, eps + (c_x - eps) / tau)
 
 
+def paper_pull_l2(x_inter: Array, x: Array, eps, lam, step_size, tau) -> Array:
+  """x_inter - eta lam grad_x' c_hat(x_inter, x) for c_X = 1/2 ||x' - x||_2^2 (per example; Bui et al. 2022,
+  Algorithm 1 step 2b with eq. 16's cost, Appendix B's L2 cost).
+
+  grad c_hat = (x' - x) where c_X < eps, (x' - x) / tau outside; so inside the ball the pull is
+  (1 - eta lam) x_inter + eta lam x. eps: scalar or (B,) (the radius in c_X units); lam, tau: scalars.
+  """
+  delta = x_inter - x
+  c_x = 0.5 * jnp.sum(jnp.square(delta).reshape(x.shape[0], -1), axis=1)
+  eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), c_x.shape)
+  slope = jnp.where(c_x < eps_b, 1.0, 1.0 / jnp.asarray(tau, x.dtype))
+  return x_inter - as_bcast(step_size, x) * jnp.asarray(lam, x.dtype) * as_bcast(slope, x) * delta
+
+
+PULLS = ("code", "paper_l2")
+
+
 def udr_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, steps: int, lam,
-            tau=None, loss="ce", unroll: int | bool | None = None) -> Array:
+            tau=None, loss="ce", unroll: int | bool | None = None, pull: str = "code") -> Array:
   """UDR's soft-ball sign-gradient attack (code form). Returns x + delta, in the [0, 1] box.
 
   Args:
@@ -78,7 +102,11 @@ def udr_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, ste
     lam: the dual variable, a scalar >= 0 (may be traced: it is training state).
     tau: the cost temperature; None = step_size (the code's choice; the paper suggests 2 alpha).
     loss: the craft loss g's x'-part, a name or ``loss(logits, y, ref_logits) -> (B,)``.
+    pull: 'code' (the per-pixel hinge, ``soft_ball_pull``) or 'paper_l2' (``paper_pull_l2``: eq. 16's cost on
+      1/2 ||x' - x||_2^2, eps in those units, eta = step_size).
   """
+  if pull not in PULLS:
+    raise ValueError(f"udr_pgd pull must be one of {PULLS}; got {pull!r}")
   validate(x, y, eps=eps, step_size=step_size)
   if int(steps) != steps or steps < 0:
     raise ValueError(f"udr_pgd needs steps >= 0; got {steps}")
@@ -101,7 +129,10 @@ def udr_pgd(logits_fn: LogitsFn, x: Array, y: Array, key, *, eps, step_size, ste
   def step(_, delta):
     g, _ = grad_fn(x + delta)
     delta = delta + alpha * jnp.sign(g)
-    delta = soft_ball_pull(delta, eps_b, lam, alpha, tau_b)
+    if pull == "code":
+      delta = soft_ball_pull(delta, eps_b, lam, alpha, tau_b)
+    else:
+      delta = paper_pull_l2(x + delta, x, eps, lam, step_size, alpha if tau is None else tau) - x
     return jnp.clip(delta, lo, hi)
 
   delta = jax.lax.fori_loop(0, steps, step, delta0, unroll=resolve_unroll(unroll, steps))
@@ -114,3 +145,33 @@ def mean_abs_perturbation(x_adv: Array, x: Array) -> Array:
     raise ValueError(f"mean_abs_perturbation needs x_adv and x of the same shape; got {x_adv.shape} and {x.shape}")
   d = jnp.abs(x_adv - x).reshape(x.shape[0], -1)
   return jnp.mean(d, axis=1)
+
+
+def wrm_ascent(logits_fn: LogitsFn, x: Array, y: Array, *, gamma: float, step_size: float, steps: int,
+               loss="ce", unroll: int | bool | None = None) -> Array:
+  """WRM's inner maximisation (Sinha et al. 2018): from x' = x, ``steps`` gradient-ascent steps
+  x' <- clip_[0,1](x' + step_size (grad l(f(x'), y) - 2 gamma (x' - x))) on l - gamma ||x' - x||_2^2.
+
+  No ball: the transport cost alone keeps x' near x (gamma -> inf gives x' = x; gamma = 0 is unconstrained
+  ascent). Deterministic (no random start). x: (B, ...) in [0, 1]; y: (B,). Returns x' (B, ...).
+  """
+  validate(x, y, step_size=step_size)
+  if not gamma >= 0:
+    raise ValueError(f"wrm_ascent gamma (the transport-cost multiplier) must be >= 0; got {gamma}")
+  if int(steps) != steps or steps < 0:
+    raise ValueError(f"wrm_ascent needs an integer steps >= 0; got {steps}")
+  grad_fn, _ = loss_and_grad(logits_fn, loss, x, y)
+  eta = as_bcast(step_size, x)
+
+  def step(_, xa):
+    g, _ = grad_fn(xa)
+    return jnp.clip(xa + eta * (g - 2.0 * gamma * (xa - x)), 0.0, 1.0)
+
+  return jax.lax.fori_loop(0, int(steps), step, x, unroll=resolve_unroll(unroll, int(steps)))
+
+
+def wrm_objective(logits_fn: LogitsFn, x_adv: Array, x: Array, y: Array, gamma: float, loss="ce") -> Array:
+  """(B,) the WRM Lagrangian l(f(x'), y) - gamma ||x' - x||_2^2 per example."""
+  _, objective = loss_and_grad(logits_fn, loss, x, y)
+  per_ex = objective(x_adv)[1][0]
+  return per_ex - gamma * jnp.sum(jnp.square(x_adv - x).reshape(x.shape[0], -1), axis=1)

@@ -29,7 +29,10 @@ class Protocol:
   of the method section for methods whose row depends on a hyper-parameter). metric: 'accuracy'
   (the robust evaluator) or 'ap' (robust average precision, AdAP). r_div: also report R-DIV under
   ``r_div`` (the attack label). ensemble_success: for an ensemble, the attack label whose A-All / A-Avg (the % of
-  points where every / an average member is fooled, Bui et al. 2023) become columns. transferability: the label
+  points where every / an average member is fooled, Bui et al. 2023) become columns. ensemble_success_each: labels
+  whose A-All / A-Avg become columns '<label> A-All' / '<label> A-Avg' (a table with one column pair per attack).
+  members: the number of separately trained runs the paper's ensemble has (``--run-dir`` once per member), or None
+  for a protocol of one run. transferability: the label
   prefix of the attacks crafted on each member ('<prefix> member i') and on the ensemble ('<prefix>'), whose
   CCE Table 6 figures (T, S11, S10, S01, S00, nT, a_single) become columns. clean_logits: 'model' (the model's logits) or 'unnormalized_cosine'
   (SPAT's code: a cosine-head model's clean accuracy on normalize=False logits, features not
@@ -45,6 +48,8 @@ class Protocol:
   metric: str = "accuracy"
   r_div: str | None = None
   ensemble_success: str | None = None
+  ensemble_success_each: tuple = ()
+  members: int | None = None
   transferability: str | None = None
   clean_logits: str = "model"
   missing: tuple = ()
@@ -121,7 +126,7 @@ def _spat_mnist() -> Protocol:
 
 
 _UDR_ROWS = {"pgd_at": "PGD-AT", "udr_pgd": "UDR-PGD", "trades": "TRADES", "udr_trades": "UDR-TRADES",
-             "mart": "MART", "udr_mart": "UDR-MART"}
+             "mart": "MART", "udr_mart": "UDR-MART", "wrm": "WRM"}
 
 
 def _udr(dataset: str) -> Protocol:
@@ -130,18 +135,27 @@ def _udr(dataset: str) -> Protocol:
   if dataset == "mnist":
     attacks = udr_eval_attacks(eps=0.3, step=0.01, aa_max_examples=1000)
     values = {"PGD-AT": "99.4 94.0 88.9 91.3", "UDR-PGD": "99.5 94.3 90.0 91.4", "TRADES": "99.4 95.1 90.9 92.2",
-              "UDR-TRADES": "99.4 96.9 92.2 95.2", "MART": "99.3 94.7 90.6 92.9", "UDR-MART": "99.3 96.0 92.3 94.4"}
+              "UDR-TRADES": "99.4 96.9 92.2 95.2", "MART": "99.3 94.7 90.6 92.9", "UDR-MART": "99.3 96.0 92.3 94.4",
+              "WRM": "91.8 27.1 4.5 8.2"}
     setting = "MNIST, SmallCNN, eps 0.3"
+  elif dataset == "cifar100":
+    from jaxrobust.configs.cifar100_udr import EPS, STEP
+    attacks = udr_eval_attacks(eps=EPS, step=STEP, aa_max_examples=1000)
+    values = {"PGD-AT": "72.4 41.7 39.3 39.6", "UDR-PGD": "73.5 45.1 41.9 42.3", "TRADES": "68.1 49.7 46.7 47.2",
+              "UDR-TRADES": "69.6 49.9 47.8 48.7", "MART": "68.1 49.8 44.8 45.4", "UDR-MART": "67.5 52.0 48.5 48.6",
+              "WRM": "56.6 24.7 21.3 22.9"}
+    setting = "CIFAR-100, ResNet-18, eps 0.01"
   else:
     attacks = udr_eval_attacks(aa_max_examples=1000)
     values = {"PGD-AT": "86.4 46.0 42.5 44.2", "UDR-PGD": "86.4 48.9 44.8 46.0", "TRADES": "80.8 51.9 49.1 50.2",
-              "UDR-TRADES": "84.4 53.6 49.9 51.0", "MART": "81.9 53.3 48.2 49.3", "UDR-MART": "80.1 54.1 49.1 50.4"}
+              "UDR-TRADES": "84.4 53.6 49.9 51.0", "MART": "81.9 53.3 48.2 49.3", "UDR-MART": "80.1 54.1 49.1 50.4",
+              "WRM": "83.7 40.9 39.8 41.4"}
     setting = "CIFAR-10, ResNet-18, eps 8/255"
   return Protocol(
-      name=f"udr_{dataset}", paper=f"UDR (Bui et al. 2022), Table 1: {setting}; PGD-200 on the test set, AA on 1000",
-      dataset=dataset, attacks=tuple(attacks), columns=cols, reference=_table(cols, values), rows=_UDR_ROWS,
-      notes="B&B: foolbox's trust region scales with the batch size, the library's with the input size only "
-            "(jaxrobust.attacks.brendel_bethge).")
+      name=f"udr_{dataset}", paper=f"UDR (Bui et al. 2022), Table 1: {setting}; PGD-200 on the test set, AA on 1000"
+      " (WRM: Table 9)", dataset=dataset, attacks=tuple(attacks), columns=cols, reference=_table(cols, values),
+      rows=_UDR_ROWS, notes="B&B: foolbox's trust region scales with the batch size, the library's with the input "
+      "size only (jaxrobust.attacks.brendel_bethge). The WRM row is the paper's Table 9 (gamma tuned per dataset).")
 
 
 def _adr(dataset: str) -> Protocol:
@@ -293,12 +307,35 @@ def _tamoo_at() -> Protocol:
             "(lower is better).")
 
 
+_TAMOO_WEIGHTINGS = (("Uniform", "uniform"), ("MinMax", "minmax"), ("MOO", "mgda"), ("TA-MOO", "tamoo"))
+
+
+def _tamoo_ens() -> Protocol:
+  attacks = tuple({"name": "moo_ens", "label": label, "weighting": weighting, "eps": 8 / 255, "step_size": 2 / 255,
+                   "steps": 100, "loss": "ce"} for label, weighting in _TAMOO_WEIGHTINGS)
+  cols = ("clean",) + tuple(f"{label} {m}" for label, _ in _TAMOO_WEIGHTINGS for m in ("A-All", "A-Avg"))
+  no_minmax = tuple(c for c in cols[1:] if not c.startswith("MinMax"))
+  reference = {**_table(cols[1:], {"set D (R18, VGG16, GoogLeNet, EffNet-B0)": "28.21 48.34 35.75 51.56 25.16 "
+                                                                              "44.76 38.01 51.10"}),
+               **_table(no_minmax, {"set ND (4 x R18)": "28.17 48.75 32.50 52.21 41.01 57.33"})}
+  return Protocol(
+      name="tamoo_ens_cifar10", paper="TA-MOO (Bui et al. 2023), Tables 1-2: attacking an ensemble of 4 separately "
+      "trained CIFAR-10 models (ENS), CE loss, eps 8/255, eta 2/255, 100 steps; A-All / A-Avg = % of points fooling "
+      "every / an average member (higher is a stronger attack)", dataset="cifar10", attacks=attacks,
+      columns=cols, reference=reference, ensemble_success_each=tuple(label for label, _ in _TAMOO_WEIGHTINGS),
+      members=4,
+      notes="Evaluate the members as one ensemble: jaxrobust evaluate --run-dir R1 --run-dir R2 --run-dir R3 "
+            "--run-dir R4 --protocol tamoo_ens_cifar10. MOO is the MGDA weighting (softmax-GD inner solver); set ND's "
+            "MinMax is not in the thesis's Table 2. The paper's members are standard (non-robust) models.")
+
+
 _PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "mail_cifar10": _mail,
     "spat_cifar10": _spat_cifar10,
     "spat_mnist": _spat_mnist,
     "udr_cifar10": lambda: _udr("cifar10"),
     "udr_mnist": lambda: _udr("mnist"),
+    "udr_cifar100": lambda: _udr("cifar100"),
     "adr_cifar10": lambda: _adr("cifar10"),
     "adr_mnist": lambda: _adr("mnist"),
     "ascl_cifar10": lambda: _ascl("cifar10"),
@@ -307,6 +344,7 @@ _PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "cce_cifar10": lambda: _cce("cifar10"),
     "cce_cifar100": lambda: _cce("cifar100"),
     "tamoo_at_cifar10": _tamoo_at,
+    "tamoo_ens_cifar10": _tamoo_ens,
 }
 
 

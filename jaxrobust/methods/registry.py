@@ -27,6 +27,7 @@ _METHOD_MODULES = (
     "jaxrobust.methods.spat",
     "jaxrobust.methods.awp",
     "jaxrobust.methods.udr",
+    "jaxrobust.methods.wrm",
     "jaxrobust.methods.alp",
     "jaxrobust.methods.fat",
     "jaxrobust.methods.adap",

@@ -50,7 +50,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.attacks.udr import mean_abs_perturbation, udr_pgd
+from jaxrobust.attacks.udr import PULLS, mean_abs_perturbation, udr_pgd
 from jaxrobust.methods.base import LossAux, Method, accuracy, logits_fn_for, masked_mean, stop
 from jaxrobust.methods.common import auto_attack_loss, classification_loss, kl_to_clean
 
@@ -117,16 +117,21 @@ def _check(name, eps, step_size, steps, lam_init, lam_lr, lam_period, tau, lam_d
 def make_udr(name: str, theta_loss, *, craft_loss: str, eps: float, step_size: float, steps: int,
              lam_init: float = 1.0, lam_lr: float = 0.02, lam_period: int = 10, tau: float | None = None,
              clamp_lambda: bool = True, lam_distance: str = "mean_abs", norm: str = "linf",
-             hparams: dict | None = None) -> Method:
+             pull: str = "code", hparams: dict | None = None) -> Method:
   """The UDR machinery around any ``theta_loss(params, batch_stats, batch, x_adv, ctx)
-  -> (loss, batch_stats, metrics)``: the soft-ball craft, lam in the state and its update."""
+  -> (loss, batch_stats, metrics)``: the soft-ball craft, lam in the state and its update.
+
+  pull: 'code' (the per-pixel hinge) or 'paper_l2' (Algorithm 1's pull with eq. 16's cost on 1/2 ||x' - x||_2^2;
+  ``attacks.udr.paper_pull_l2``)."""
   _check(name, eps, step_size, steps, lam_init, lam_lr, lam_period, tau, lam_distance, norm)
+  if pull not in PULLS:
+    raise ValueError(f"{name} pull must be one of {PULLS}; got {pull!r}")
 
   def attack(params, batch_stats, batch, key, method_state, ctx):
     x = batch["image"]
     x_adv = udr_pgd(logits_fn_for(ctx, params, batch_stats), x, batch["label"], key, eps=eps,
                     step_size=step_size, steps=steps, lam=method_state["lam"], tau=tau,
-                    loss=auto_attack_loss(craft_loss))
+                    loss=auto_attack_loss(craft_loss), pull=pull)
     x_adv = stop(x_adv)
     dis = masked_mean(_distance(x_adv, x, lam_distance), batch.get("mask"))
     return x_adv, {"dis": dis}
@@ -141,7 +146,7 @@ def make_udr(name: str, theta_loss, *, craft_loss: str, eps: float, step_size: f
   return Method(name=name, loss=loss, attack=attack, init_state=lambda info: init_lambda_state(lam_init),
                 hparams=dict(hparams or {}, eps=eps, step_size=step_size, steps=steps, lam_init=lam_init,
                              lam_lr=lam_lr, lam_period=lam_period, tau=tau, clamp_lambda=clamp_lambda,
-                             lam_distance=lam_distance, norm=norm, craft_loss=craft_loss))
+                             lam_distance=lam_distance, norm=norm, craft_loss=craft_loss, pull=pull))
 
 
 def make_udr_pgd(*, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10, beta: float = 1.0,

@@ -177,10 +177,11 @@ def test_batch_equals_halves_and_compiles_once():
 
 
 def test_registry_lists_l1():
-  for name in ("apgd", "apgd_ce", "apgd_dlr", "apgd_t", "fab", "fab_t", "autoattack"):
+  for name in ("apgd", "apgd_ce", "apgd_dlr", "apgd_t", "fab", "fab_t", "autoattack", "square"):
     assert "l1" in attack_info(name).norms, name
   f, x, y = _digits(8)
   xa = get_attack("apgd", norm="l1", eps=1.0, n_iter=5)(f, x, y, KEY)
   _in_ball_and_box(xa, x, 1.0)
-  with pytest.raises(ValueError, match="Square supports 'linf' and 'l2'"):
-    get_attack("square", norm="l1", eps=1.0, n_queries=5)(f, x, y, KEY)
+  _in_ball_and_box(get_attack("square", norm="l1", eps=1.0, n_queries=5)(f, x, y, KEY), x, 1.0)
+  with pytest.raises(ValueError, match="unknown norm 'l0'"):
+    get_attack("square", norm="l0", eps=1.0, n_queries=5)(f, x, y, KEY)

@@ -55,26 +55,29 @@ def test_fab_l1_outputs_within_eps_and_fooled():
                              rtol=1e-5)
 
 
-@pytest.mark.slow  # ~25 s: the whole L1 cascade; run with -m slow
+@pytest.mark.slow  # ~150 s on a loaded 2-core machine: the whole L1 cascade twice (images, vectors); -m slow
 def test_autoattack_l1_cascade_and_report():
   stages = dict(AA.cascade("standard", norm="l1", num_classes=10))
-  assert list(stages) == ["apgd-ce", "apgd-t", "fab-t"]
+  assert list(stages) == ["apgd-ce", "apgd-t", "fab-t", "square"]
   assert stages["apgd-ce"]["n_restarts"] == 5 and stages["apgd-ce"]["use_largereps"]
   assert stages["apgd-t"]["n_target_classes"] == 5 and stages["apgd-t"]["use_largereps"]
   assert stages["fab-t"]["n_target_classes"] == 9
   with pytest.raises(ValueError, match="no L1 cascade"):
     AA.cascade("plus", norm="l1")
-  with pytest.raises(ValueError, match="Square has no L1"):
-    AA.cascade(attacks=["apgd-ce", "square"], norm="l1")
+  assert stages["square"]["n_queries"] == 5000 and stages["square"]["p_init"] == 0.8
   _, f = h.train_digits("mlp")
   x, y = h.digits_test(24)
   kw = {"apgd-ce": {"n_iter": 10, "n_restarts": 2}, "apgd-t": {"n_iter": 10, "n_target_classes": 2},
-        "fab-t": {"n_iter": 10, "n_target_classes": 2}}
+        "fab-t": {"n_iter": 10, "n_target_classes": 2}, "square": {"n_queries": 50}}
+  xa, rep = AA.run_autoattack(f, x, y, KEY, eps=1.5, norm="l1", attack_kwargs=kw)
+  assert rep["omitted"] == [] and rep["norm"] == "l1" and rep["attacks"][-1] == "square"
+  # On feature vectors (no image grid) the cascade drops Square-L1, warns and reports it.
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    xa, rep = AA.run_autoattack(f, x, y, KEY, eps=1.5, norm="l1", attack_kwargs=kw)
-  assert any("not ported" in str(c.message) for c in caught)
-  assert rep["omitted"] == ["square"] and rep["norm"] == "l1"
+    _, rep_flat = AA.run_autoattack(lambda v: f(v.reshape(-1, 8, 8, 1)), x[:8].reshape(8, -1), y[:8], KEY,
+                                    eps=1.5, norm="l1", attack_kwargs=kw)
+  assert any("Square-L1 needs NHWC images" in str(c.message) for c in caught)
+  assert rep_flat["omitted"] == ["square"] and "square" not in rep_flat["attacks"]
   assert rep["max_perturbation"] <= 1.5 * (1 + 1e-5) + 1e-6 and float(xa.min()) >= 0 and float(xa.max()) <= 1
   accs = list(rep["robust_accuracy_after"].values())
   assert accs == sorted(accs, reverse=True) and accs[-1] < rep["clean_accuracy"]

@@ -110,3 +110,26 @@ def test_errors():
     S.square(f, x.reshape(4, 64), y, jax.random.PRNGKey(0), eps=0.1)
   with pytest.raises(ValueError):
     S.square(f, x, y, jax.random.PRNGKey(0), eps=-1.0)
+
+
+def test_l1_square_in_ball_box_monotone_and_per_example():
+  f, x, y = _digits(16)
+  eps = 2.0
+  t = S.square_run(f, x, y, jax.random.PRNGKey(1), eps=eps, norm="l1", n_queries=60)
+  d = np.asarray(t.x_best - x).reshape(16, -1)
+  assert np.abs(d).sum(1).max() <= eps * (1 + 1e-5)
+  assert np.asarray(t.x_best).min() >= 0 and np.asarray(t.x_best).max() <= 1
+  assert np.all(np.diff(np.asarray(t.margin_steps), axis=0) <= 0)
+  assert np.any(np.asarray(t.margin) < np.asarray(t.margin_steps)[0])  # the search moves
+  for s in (1, 3, 4, 7):
+    e = S.eta_pattern(s, "l1")
+    assert e.shape == (s, s) and np.isclose(np.abs(e).sum(), 1.0)
+  # A point's trajectory does not depend on the other points of its batch (per-example keys), and a second
+  # call with new values of the same shapes reuses the compiled program.
+  sub = S.square_run(f, x[:8], y[:8], jax.random.PRNGKey(1), eps=eps, norm="l1", n_queries=60)
+  np.testing.assert_allclose(np.asarray(sub.x_best), np.asarray(t.x_best)[:8], atol=1e-6)
+  sizes = S._square_masked_jit._cache_size()
+  S.square_run(f, x[8:], y[8:], jax.random.PRNGKey(3), eps=eps, norm="l1", n_queries=60)
+  assert S._square_masked_jit._cache_size() == sizes
+  with pytest.raises(ValueError, match="height >= 5"):
+    S.square(f, x[:, :4, :4], y, jax.random.PRNGKey(0), eps=eps, norm="l1")

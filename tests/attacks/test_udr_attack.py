@@ -154,3 +154,43 @@ def test_rejects_bad_arguments(kw, match):
   args.update(kw)
   with pytest.raises(ValueError, match=match):
     udr_pgd(f, x, y, jax.random.key(0), **args)
+
+
+def test_paper_pull_l2_is_the_interpolation_inside_and_the_smoothed_cost_gradient():
+  from jaxrobust.attacks.udr import paper_pull_l2
+  x = kit.images(0, b=4)
+  d = 0.05 * jax.random.normal(jax.random.key(1), x.shape)
+  x_inter = x + d
+  half_sq = 0.5 * np.sum(np.asarray(d) ** 2, axis=(1, 2, 3))
+  eps = np.where(np.arange(4) < 2, half_sq * 2.0, half_sq / 2.0)  # points 0, 1 inside the ball, 2, 3 outside
+  eta, lam, tau = 0.3, 0.8, 0.25
+  out = np.asarray(paper_pull_l2(x_inter, x, eps, lam, eta, tau))
+  # Appendix B: inside the ball the pull is (1 - eta lam) x_inter + eta lam x.
+  np.testing.assert_allclose(out[:2], (1 - eta * lam) * np.asarray(x_inter)[:2] + eta * lam * np.asarray(x)[:2],
+                             atol=1e-6)
+  # Everywhere: x_inter - eta lam grad c_hat, with c_hat = smoothed_cost(1/2 ||x' - x||^2) by autodiff.
+  grad = jax.grad(lambda z: jnp.sum(smoothed_cost(0.5 * jnp.sum(jnp.square(z - x), axis=(1, 2, 3)), eps, tau)))(
+      x_inter)
+  np.testing.assert_allclose(out, np.asarray(x_inter - eta * lam * grad), atol=1e-6)
+  f, xs, ys = _setup()
+  with pytest.raises(ValueError, match="pull must be one of"):
+    udr_pgd(f, xs, ys, jax.random.key(0), eps=EPS, step_size=ALPHA, steps=1, lam=1.0, pull="l2")
+  xa = udr_pgd(f, xs, ys, jax.random.key(0), eps=EPS, step_size=ALPHA, steps=1, lam=1.0, pull="paper_l2")
+  assert float(xa.min()) >= 0 and float(xa.max()) <= 1
+
+
+def test_wrm_ascent_reductions_and_ascent():
+  from jaxrobust.attacks.udr import wrm_ascent, wrm_objective
+  f, x, y = _setup()
+  # steps = 0 is x itself (ERM); a huge gamma keeps x' at x (the cost dominates).
+  np.testing.assert_array_equal(np.asarray(wrm_ascent(f, x, y, gamma=1.0, step_size=0.1, steps=0)), np.asarray(x))
+  far = wrm_ascent(f, x, y, gamma=1e4, step_size=1e-5, steps=5)
+  assert float(jnp.max(jnp.abs(far - x))) < 1e-3
+  # Small steps increase the Lagrangian l - gamma ||x' - x||^2 of every point, and the result is in the box.
+  xa = wrm_ascent(f, x, y, gamma=1.0, step_size=0.02, steps=10)
+  before = np.asarray(wrm_objective(f, x, x, y, 1.0))
+  after = np.asarray(wrm_objective(f, xa, x, y, 1.0))
+  assert np.all(after >= before - 1e-6) and np.any(after > before + 1e-4)
+  assert float(xa.min()) >= 0 and float(xa.max()) <= 1
+  with pytest.raises(ValueError, match="gamma"):
+    wrm_ascent(f, x, y, gamma=-1.0, step_size=0.1, steps=1)

@@ -188,3 +188,30 @@ def test_registry_and_switch_method_keep_the_threat_model():
   assert section == {"name": "udr_trades", "eps": 0.3, "step_size": 0.01, "steps": 40} and dropped == ["beta"]
   m = get_method(**section)
   assert m.hparams["eps"] == 0.3 and m.hparams["beta"] == 6.0 and m.hparams["craft_loss"] == "kl"
+
+
+@pytest.mark.slow  # ~25 s under load: a short training run
+def test_wrm_trains_and_reduces_to_erm_without_ascent():
+  from jaxrobust.methods.standard import make_standard
+  from jaxrobust.train.step import make_context
+  method = get_method("wrm", gamma=2.0, step_size=0.05, steps=3)
+  assert method.hparams == {"gamma": 2.0, "step_size": 0.05, "steps": 3}
+  _, _, metrics, step_fn = h.run_training(method)
+  losses = np.array([float(m["loss"]) for m in metrics])
+  assert np.all(np.isfinite(losses)) and losses[-3:].mean() < losses[:3].mean(), losses
+  assert step_fn._cache_size() == 1
+  # steps = 0: x* = x, so the loss is the clean cross-entropy of standard training.
+  model = h.TinyMLP()
+  x, y = h.digits(16)
+  variables = model.init(jax.random.key(0), jnp.asarray(x))
+  batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
+  ctx = make_context(model, jnp.asarray(0, jnp.int32), 10, 10)
+  values = []
+  for m in (get_method("wrm", steps=0), make_standard()):
+    x_adv, aux = m.attack(variables["params"], variables["batch_stats"], batch, jax.random.key(1), (), ctx) \
+        if m.attack is not None else (batch["image"], {})
+    values.append(float(m.loss(variables["params"], variables["batch_stats"], batch, x_adv, aux, (),
+                               jax.random.key(2), ctx)[0]))
+  np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
+  with pytest.raises(ValueError, match="gamma"):
+    get_method("wrm", gamma=-1.0)
