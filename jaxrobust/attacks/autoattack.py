@@ -204,8 +204,10 @@ def bucket_rows(n: int, cap: int) -> int:
   return min(rows, cap)
 
 
-def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, norm, randomized, runs=None):
-  """One compiled stage on one bucket -> (x_adv, fooled). runs: (start, stop) of the stage's runs, or all."""
+def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, norm, randomized, runs=None,
+               compact=False):
+  """One compiled stage on one bucket -> (x_adv, fooled). runs: (start, stop) of the stage's runs, or all;
+  compact: Square also re-gathers its still-attacked points during its query loop (``square.square_masked``)."""
   if name in ("apgd-ce", "apgd-dlr"):
     return apgd_lib.apgd_masked(logits_fn, x, y, key, index, active, eps, norm=norm,
                                 loss="ce" if name == "apgd-ce" else "dlr", n_iter=cfg["n_iter"],
@@ -224,7 +226,8 @@ def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, n
                               targeted=name == "fab-t", runs=runs)
   return square_lib.square_masked(logits_fn, x, y, key, index, active, eps, norm=norm,
                                   n_queries=cfg["n_queries"], p_init=float(cfg["p_init"]),
-                                  n_restarts=cfg["n_restarts"], rescale_schedule=cfg["rescale_schedule"])
+                                  n_restarts=cfg["n_restarts"], rescale_schedule=cfg["rescale_schedule"],
+                                  compact=compact)
 
 
 @jax.jit
@@ -253,8 +256,9 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     state: an ``AutoAttackState`` to resume from. on_stage_end: called with the state after every stage.
     batch_size: the most points per bucket (None: the whole batch).
     compact: re-gather the still-robust points before every run of a stage (each target / restart) into
-      buckets of ``bucket_rows`` rows, as the reference does; False: buckets of exactly ``batch_size`` rows and
-      one program call per bucket for all runs of a stage (masks only, one compiled shape per stage).
+      buckets of ``bucket_rows`` rows, as the reference does, and inside Square's query loop every
+      ``square.CHUNK_QUERIES`` queries; False: buckets of exactly ``batch_size`` rows and one program call per
+      bucket for all runs of a stage (masks only, one compiled shape per stage).
     attack_kwargs: per-component overrides, e.g. ``{'square': {'n_queries': 1000}}``.
 
   Returns:
@@ -325,7 +329,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       for pad, active in active_buckets(robust, rows):
         xc, yc = jnp.asarray(xn[pad]), jnp.asarray(yn[pad])
         adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, jnp.asarray(pad), jnp.asarray(active),
-                                 jnp.asarray(en[pad]), norm, randomized, runs)
+                                 jnp.asarray(en[pad]), norm, randomized, runs, compact=compact)
         # AutoAttack re-evaluates the model at the returned point before declaring a point broken.
         pred = _predict_any(fn, adv, jax.random.fold_in(key, 2**31 - 2 - s), randomized)
         dist = np.asarray(threat.per_example_norm(adv - xc, norm))

@@ -171,7 +171,8 @@ class RobustEvaluator:
         return attack.run(logits_fn(v, src), x, y, key)
       return attack(logits_fn(v, src), x, y, key), None
 
-    if attack_info(name).jittable:
+    info = attack_info(name)
+    if info.jittable and not info.compacts:
       def run(v, x, y, key, eps_value, src):
         x_adv, t = attacked(build(eps_value), v, x, y, key, src)
         return (apply(v, x_adv), x_adv) + ((t,) if targeted else ())
