@@ -315,8 +315,10 @@ def bucket_rows(n: int, cap: int) -> int:
   return min(rows, cap)
 
 
-def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, norm, randomized, runs=None):
-  """One compiled stage on one bucket -> (x_adv, fooled). runs: (start, stop) of the stage's runs, or all."""
+def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, norm, randomized, runs=None,
+               compact=False):
+  """One compiled stage on one bucket -> (x_adv, fooled). runs: (start, stop) of the stage's runs, or all;
+  compact: Square also re-gathers its still-attacked points during its query loop (``square.square_masked``)."""
   if name in ("apgd-ce", "apgd-dlr"):
     return apgd_lib.apgd_masked(logits_fn, x, y, key, index, active, eps, norm=norm,
                                 loss="ce" if name == "apgd-ce" else "dlr", n_iter=cfg["n_iter"],
@@ -335,7 +337,8 @@ def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, n
                               targeted=name == "fab-t", runs=runs)
   return square_lib.square_masked(logits_fn, x, y, key, index, active, eps, norm=norm,
                                   n_queries=cfg["n_queries"], p_init=float(cfg["p_init"]),
-                                  n_restarts=cfg["n_restarts"], rescale_schedule=cfg["rescale_schedule"])
+                                  n_restarts=cfg["n_restarts"], rescale_schedule=cfg["rescale_schedule"],
+                                  compact=compact)
 
 
 @jax.jit
@@ -379,8 +382,9 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     state: an ``AutoAttackState`` to resume from. on_stage_end: called with the state after every stage.
     batch_size: the most points per bucket (None: the whole batch).
     compact: re-gather the still-robust points before every run of a stage (each target / restart) into
-      buckets of ``bucket_rows`` rows, as the reference does; False: buckets of exactly ``batch_size`` rows and
-      one program call per bucket for all runs of a stage (masks only, one compiled shape per stage).
+      buckets of ``bucket_rows`` rows, as the reference does, and (one process) inside Square's query loop every
+      ``square.CHUNK_QUERIES`` queries; False: buckets of exactly ``batch_size`` rows and one program call per
+      bucket for all runs of a stage (masks only, one compiled shape per stage).
     attack_kwargs: per-component overrides, e.g. ``{'square': {'n_queries': 1000}}``; unknown components or
       options are refused.
     state_dir: keep the state in ``state_dir/autoattack_<digest>.npz`` (one file per images, labels, eps, norm and
@@ -475,7 +479,9 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       rows = -(-rows // n_dev) * n_dev  # an equal share per device; padding rows are inactive
       for pad, active in active_buckets(robust, rows):
         xc, yc, pid, act, ec = parallel.place_global((xn[pad], yn[pad], ids[pad], active, en[pad]), mesh)
-        adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, pid, act, ec, norm, randomized, runs)
+        # Square's own re-gathering reads its points on the host: one process only.
+        adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, pid, act, ec, norm, randomized, runs,
+                                 compact=compact and jax.process_count() == 1)
         # AutoAttack re-evaluates the model at the returned point before declaring a point broken.
         pred = _predict_any(fn, adv, jax.random.fold_in(key, 2**31 - 2 - s), randomized)
         adv, fooled, pred = parallel.to_host((adv, fooled, pred))

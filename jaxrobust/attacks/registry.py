@@ -72,6 +72,8 @@ class AttackInfo:
   model_output: what the attack's ``logits_fn`` must return: 'logits' (B, K) (every attack but the ensemble
     ones), or 'member_logits' (M, B, K), the logits of each of M ensemble members, for attacks whose tasks are
     the members (``moo_ens``); ``target=`` then picks targets from the mean-probability ensemble.
+  compacts: called outside ``jax.jit``, the attack re-gathers the points it still attacks between compiled
+    chunks, so its cost follows the still-robust count (Square); the evaluator then calls it eagerly.
   """
   factory: Callable[..., AttackFn]
   norms: tuple[str, ...] = ("linf",)
@@ -84,6 +86,7 @@ class AttackInfo:
   min_norm: bool = False
   own_targets: str = ""
   model_output: str = "logits"
+  compacts: bool = False
 
   def __post_init__(self):
     if self.box not in ("white", "black"):

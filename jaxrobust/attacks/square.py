@@ -47,7 +47,8 @@ import numpy as np
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
 from jaxrobust.attacks.model_calls import as_partial, linf_or_l2, prepare_linf_or_l2
-from jaxrobust.attacks.per_example import absorb, expand, fold_keys, indexed_keys, keyed_batch, select
+from jaxrobust.attacks.per_example import (absorb, active_buckets, expand, fold_keys, indexed_keys, keyed_batch,
+                                          select)
 from jaxrobust.attacks.registry import AttackInfo, configured
 from jaxrobust.types import Array
 
@@ -139,13 +140,14 @@ class SquareTrace(NamedTuple):
   margin_steps: Optional[Array]
 
 
-def _linf_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record):
+def _linf_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record, state=None, start=0):
   b, h, w, c = x.shape
   e = expand(eps, x)
-  stripes = jax.vmap(lambda k: jnp.sign(jax.random.uniform(k, (1, w, c), x.dtype, -1.0, 1.0)))(ex_keys)
-  x_best = jnp.clip(x + e * stripes, 0.0, 1.0)
-  m_best = _margin(logits_fn(x_best), y)
-  n_q = jnp.ones((b,), jnp.int32)
+  if state is None:
+    stripes = jax.vmap(lambda k: jnp.sign(jax.random.uniform(k, (1, w, c), x.dtype, -1.0, 1.0)))(ex_keys)
+    x_best = jnp.clip(x + e * stripes, 0.0, 1.0)
+    state = (x_best, _margin(logits_fn(x_best), y), jnp.ones((b,), jnp.int32))
+  x_best, m_best, n_q = state
   sizes_j = jnp.asarray(sizes)
 
   def step(i, x_best, m_best, n_q):
@@ -161,7 +163,7 @@ def _linf_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, reco
     m_new = _margin(logits_fn(x_new), y)
     return _accept(todo, x_new, m_new, x_best, m_best, n_q)
 
-  return _loop(step, x_best, m_best, n_q, active, n_iter, record)
+  return _loop(step, x_best, m_best, n_q, active, n_iter, record, start)
 
 
 def _accept(todo, x_new, m_new, x_best, m_best, n_q):
@@ -171,9 +173,9 @@ def _accept(todo, x_new, m_new, x_best, m_best, n_q):
   return select(accept, x_new, x_best), jnp.where(accept, m_new, m_best), n_q + todo.astype(jnp.int32)
 
 
-def _loop(step, x_best, m_best, n_q, active, n_iter, record):
-  """Runs ``step`` n_iter times: a scan that records m(x_best) per iteration, or a while_loop that stops early
-  once no active point is left (the reference's ``break``)."""
+def _loop(step, x_best, m_best, n_q, active, n_iter, record, start=0):
+  """Runs ``step`` for iterations start..n_iter-1: a scan that records m(x_best) per iteration (start = 0), or a
+  while_loop that stops early once no active point is left (the reference's ``break``)."""
   if record:
     def body(carry, i):
       carry = step(i, *carry)
@@ -190,7 +192,7 @@ def _loop(step, x_best, m_best, n_q, active, n_iter, record):
     i, x_best, m_best, n_q = carry
     return (i + 1,) + step(i, x_best, m_best, n_q)
 
-  _, x_best, m_best, n_q = jax.lax.while_loop(cond, body, (jnp.int32(0), x_best, m_best, n_q))
+  _, x_best, m_best, n_q = jax.lax.while_loop(cond, body, (jnp.asarray(start, jnp.int32), x_best, m_best, n_q))
   return SquareTrace(x_best, m_best, n_q, None)
 
 
@@ -255,14 +257,15 @@ def _window_mass(d, mask, norm):
   return jnp.sqrt(jnp.sum(jnp.where(mask, d * d, 0.0), axis=(1, 2), keepdims=True))
 
 
-def _mass_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record, norm):
+def _mass_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, record, norm, state=None, start=0):
   """Square L2 / L1: every iteration moves the mass of one random window into a fresh bump there, empties a
   second window, and returns to the ball (L2: rescale to eps, then box clip; L1: projection on ball n box)."""
   b, h, w, c = x.shape
   e2 = eps * eps
-  x_best = _start(x, eps, ex_keys, key, norm)
-  m_best = _margin(logits_fn(x_best), y)
-  n_q = jnp.ones((b,), jnp.int32)
+  if state is None:
+    x_best = _start(x, eps, ex_keys, key, norm)
+    state = (x_best, _margin(logits_fn(x_best), y), jnp.ones((b,), jnp.int32))
+  x_best, m_best, n_q = state
   smax = int(sizes.max())
   distinct = sorted(set(int(v) for v in sizes))
   table = np.zeros((len(distinct), smax, smax))
@@ -311,18 +314,31 @@ def _mass_run(logits_fn, x, y, key, ex_keys, active, eps, sizes, n_iter, *, reco
     m_new = _margin(logits_fn(x_new), y)
     return _accept(todo, x_new, m_new, x_best, m_best, n_q)
 
-  return _loop(step, x_best, m_best, n_q, active, n_iter, record)
+  return _loop(step, x_best, m_best, n_q, active, n_iter, record, start)
 
 
 _STATIC = ("norm", "n_queries", "p_init", "n_restarts", "rescale_schedule", "record")
+# Compaction: queries run in chunks of CHUNK_QUERIES iterations on the points still attacked, gathered into
+# buckets of a power-of-two number of rows (at least MIN_BUCKET), so a compiled chunk exists per bucket size.
+CHUNK_QUERIES = 250
+MIN_BUCKET = 8
 
 
 def square_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", n_queries=5000, p_init=0.8,
-                  n_restarts=1, rescale_schedule=False, record=False):
+                  n_restarts=1, rescale_schedule=False, record=False, compact=True):
   """Masked core for ``square`` and AutoAttack. Returns (x_adv, fooled) (+ the last restart's trace if record).
 
   fooled = active & clean-correct & argmax z(x_adv) != y; x_adv = Square's point where fooled, x elsewhere.
+  compact (concrete inputs, no record): the query loop runs in chunks on the points still attacked only
+  (``_square_compacted``); the result is the same, the cost follows the still-robust count. Under a trace
+  (inside ``jax.jit``) the whole batch runs as one program.
   """
+  inputs = jax.tree.leaves((logits_fn, x, y, key, index, active, eps))
+  concrete = not any(isinstance(a, jax.core.Tracer) for a in inputs)
+  if compact and concrete and not record and jax.process_count() == 1:  # the host reads every point
+    return _square_compacted(logits_fn, x, y, key, index, active, eps, norm=norm, n_queries=int(n_queries),
+                             p_init=float(p_init), n_restarts=int(n_restarts),
+                             rescale_schedule=bool(rescale_schedule))
   # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.
   return _square_masked_jit(logits_fn, x, y, key, index, active, eps, norm=norm, n_queries=int(n_queries),
                             p_init=float(p_init), n_restarts=int(n_restarts),
@@ -351,6 +367,73 @@ def _square_masked_jit(logits_fn, x, y, key, index, active, eps, *, norm, n_quer
   return adv, fooled
 
 
+def _run_fn(norm):
+  return _linf_run if norm == "linf" else functools.partial(_mass_run, norm=norm)
+
+
+@functools.partial(jax.jit, static_argnames=("norm", "n_queries", "p_init", "rescale_schedule", "resume"))
+def _square_chunk_jit(logits_fn, x, y, key, ex_keys, active, eps, state, start, stop, *, norm, n_queries, p_init,
+                      rescale_schedule, resume):
+  """Iterations start..stop-1 of one Square run on a bucket of points (the start point first unless resume)."""
+  sizes = window_sizes(max(n_queries, 1), x.shape[1], x.shape[2], p_init, rescale_schedule, norm)
+  trace = _run_fn(norm)(logits_fn, x, y, key, ex_keys, active, eps, sizes, stop, record=False,
+                        state=state if resume else None, start=start)
+  return trace.x_best, trace.margin, trace.n_queries
+
+
+@jax.jit
+def _predictions(logits_fn, x):
+  return losses_lib.predict(logits_fn(x))
+
+
+def _bucket_rows(n: int, batch: int) -> int:
+  return min(batch, max(MIN_BUCKET, 1 << max(n - 1, 0).bit_length()))
+
+
+def _square_compacted(logits_fn, x, y, key, index, active, eps, *, norm, n_queries, p_init, n_restarts,
+                      rescale_schedule):
+  """``_square_masked_jit`` with the still-attacked points re-gathered every CHUNK_QUERIES iterations.
+
+  Every random draw of Square depends on the iteration and the point (``fold_in(key, i)``, per-example keys), never
+  on the other points of the batch, so a point's trajectory is the same in any bucket.
+  """
+  b = x.shape[0]
+  eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (b,))
+  ex_keys = indexed_keys(key, index)
+  still = np.asarray(active) & (np.asarray(_predictions(logits_fn, x)) == np.asarray(y))
+  adv = x
+  statics = dict(norm=norm, n_queries=n_queries, p_init=p_init, rescale_schedule=rescale_schedule)
+  for r in range(n_restarts):
+    run_key, run_ex_keys = jax.random.fold_in(key, r), fold_keys(ex_keys, r)
+    parts = (x, y, run_ex_keys, eps_b)
+    state = None
+    start = 0
+    while True:
+      todo = still if state is None else still & (np.asarray(state[1]) > 0)
+      if not todo.any() or (state is not None and start >= n_queries):
+        break
+      (index_rows, valid), = active_buckets(todo, _bucket_rows(int(todo.sum()), b))
+      xs, ys, ks, es = (a[index_rows] for a in parts)
+      sub_state = None if state is None else tuple(a[index_rows] for a in state)
+      stop = 0 if state is None else min(start + CHUNK_QUERIES, n_queries)
+      out = _square_chunk_jit(logits_fn, xs, ys, run_key, ks, jnp.asarray(valid), es, sub_state, start, stop,
+                              resume=state is not None, **statics)
+      if state is None:  # the start points of every still-robust point: one query each
+        state = (jnp.zeros_like(x), jnp.zeros((b,), out[1].dtype), jnp.zeros((b,), jnp.int32))
+      rows = index_rows[valid]
+      state = tuple(full.at[rows].set(part[valid]) for full, part in zip(state, out))
+      start = stop
+    if state is None:  # nothing to attack in this restart
+      continue
+    x_best = jnp.where(expand(jnp.asarray(still), x), state[0], x)
+    fooled = np.asarray(_predictions(logits_fn, x_best)) != np.asarray(y)
+    still_j, adv = absorb(jnp.asarray(still), adv, x_best, jnp.asarray(fooled))
+    still = np.asarray(still_j)
+  correct = np.asarray(_predictions(logits_fn, x)) == np.asarray(y)
+  fooled = np.asarray(active) & correct & ~still
+  return adv, jnp.asarray(fooled)
+
+
 _NORMS = ("linf", "l2", "l1")
 
 
@@ -366,15 +449,16 @@ def _prepare(logits_fn, x, y, eps, norm):
 
 
 def square(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_queries: int = 5000, p_init: float = 0.8,
-           n_restarts: int = 1, rescale_schedule: bool = False) -> Array:
+           n_restarts: int = 1, rescale_schedule: bool = False, compact: bool = True) -> Array:
   """Square Attack (margin loss, untargeted). x: (B, H, W, C) in [0, 1]; eps scalar or (B,).
 
   Returns x_adv: Square's point for the fooled points, the clean x elsewhere (AutoAttack's convention).
+  compact: called outside ``jax.jit``, run the queries on the still-robust points only (same result, less work).
   """
   norm, eps_v = _prepare(logits_fn, x, y, eps, norm)
   adv, _ = square_masked(as_partial(logits_fn), x, y, *keyed_batch(key, x), eps_v, norm=norm,
                          n_queries=n_queries, p_init=float(p_init), n_restarts=n_restarts,
-                         rescale_schedule=rescale_schedule)
+                         rescale_schedule=rescale_schedule, compact=compact)
   return adv
 
 
@@ -390,7 +474,7 @@ def square_run(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", n_querie
 
 
 REGISTRY = {
-    "square": AttackInfo(configured(square), norms=_NORMS, box="black",
+    "square": AttackInfo(configured(square), norms=_NORMS, box="black", compacts=True,
                          summary="Square attack, score-based random search (Andriushchenko et al. 2020; L1: "
                                  "Croce & Hein 2021)"),
 }

@@ -190,7 +190,7 @@ class RobustEvaluator:
         return attack.run(logits_fn(v, src), x, y, key)
       return attack(logits_fn(v, src), x, y, key), None
 
-    if info.jittable:
+    if info.jittable and not info.compacts:
       def run(v, x, y, key, index, eps_value, src):
         x_adv, t = attacked(build(eps_value), v, x, y, IndexedKey(key, index), src)
         return (apply(v, x_adv), x_adv) + ((t,) if targeted else ())

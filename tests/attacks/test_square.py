@@ -133,3 +133,23 @@ def test_l1_square_in_ball_box_monotone_and_per_example():
   assert S._square_masked_jit._cache_size() == sizes
   with pytest.raises(ValueError, match="height >= 5"):
     S.square(f, x[:, :4, :4], y, jax.random.PRNGKey(0), eps=eps, norm="l1")
+
+
+@pytest.mark.parametrize("norm,eps,restarts", [("linf", EPS, 2),
+                                               pytest.param("l2", 1.0, 1, marks=pytest.mark.slow),
+                                               pytest.param("l1", 4.0, 1, marks=pytest.mark.slow)])
+def test_compaction_gives_the_whole_batch_result(norm, eps, restarts, monkeypatch):
+  """The query loop on the still-attacked points only (re-gathered every chunk) equals the one-program loop on
+  the whole batch: every draw depends on the iteration and the point, never on the batch."""
+  monkeypatch.setattr(S, "CHUNK_QUERIES", 60)
+  f, x, y = _digits(24)
+  y = y.at[3].set((y[3] + 1) % 10)  # a clean-misclassified point never moves
+  active = jnp.arange(24) != 5  # an inactive point is never attacked
+  fn = S.as_partial(f)
+  args = (fn, x, y, jax.random.PRNGKey(3), jnp.arange(24), active, jnp.full((24,), eps))
+  kw = dict(norm=norm, n_queries=300, n_restarts=restarts)
+  compact_adv, compact_fooled = S.square_masked(*args, compact=True, **kw)
+  whole_adv, whole_fooled = S.square_masked(*args, compact=False, **kw)
+  assert 0 < int(whole_fooled.sum()) < 22  # points leave during the run and some stay
+  np.testing.assert_array_equal(np.asarray(compact_fooled), np.asarray(whole_fooled))
+  np.testing.assert_allclose(np.asarray(compact_adv), np.asarray(whole_adv), atol=1e-6)
