@@ -140,9 +140,9 @@ def test_compact_buckets_follow_the_robust_points(standard, monkeypatch):
   calls = []
   real = AA._run_stage
 
-  def spy(name, cfg, fn, xc, yc, key, index, active, eps, norm, randomized, runs=None):
+  def spy(name, cfg, fn, xc, yc, key, index, active, eps, norm, randomized, runs=None, **kw):
     calls.append((name, xc.shape[0], int(np.sum(active)), runs))
-    return real(name, cfg, fn, xc, yc, key, index, active, eps, norm, randomized, runs)
+    return real(name, cfg, fn, xc, yc, key, index, active, eps, norm, randomized, runs, **kw)
 
   monkeypatch.setattr(AA, "_run_stage", spy)
   traces = _count_stage_traces(monkeypatch)
