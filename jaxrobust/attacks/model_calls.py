@@ -149,10 +149,18 @@ def top_k_targets(clean_logits: Array, n_target_classes: int) -> Array:
 # ----------------------------------------------------------------------------------------
 
 def validate(x: Array, y: Array, num_classes: int | None = None, **nonneg) -> None:
-  """Entry checks: float images in [0, 1] with a batch axis, integer (B,) labels (in [0, num_classes)
-  when given), every ``nonneg`` value (eps, step sizes, ...) >= 0 and scalar or (B,)."""
+  """Entry checks: a non-empty batch of finite float images in [0, 1] with a batch axis, integer (B,) labels
+  (in [0, num_classes) when given), every ``nonneg`` value (eps, step sizes, ...) >= 0 and scalar or (B,).
+
+  Value checks (NaN / Inf pixels, pixel and label ranges) need concrete arrays: an attack called on traced
+  values (inside a caller's ``jax.jit``, or the evaluator's compiled step, whose dataset is checked at its
+  entry) checks dtypes and shapes only, so it stays traceable and costs nothing in the compiled program."""
   with jax.ensure_compile_time_eval():
     threat.check_images(x)
+    y_shape = getattr(y, "shape", None)
+    if y_shape is not None and len(y_shape) == 1 and y_shape[0] != x.shape[0]:
+      raise ValueError(f"x (shape {x.shape}) and y (shape {y_shape}) disagree on the batch size; x needs a leading "
+                       f"batch axis, (batch, height, width, channels): for one image use x[None] and y[None]")
     threat.check_labels(y, x.shape[0], num_classes)
     for name, v in nonneg.items():
       if v is not None:
