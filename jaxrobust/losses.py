@@ -21,6 +21,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxrobust.types import Array
@@ -62,7 +63,8 @@ def _check_labels(logits: Array, y: Array, what: str, name: str = "y") -> None:
     raise ValueError(f"{what}: {name} must have shape (batch,)=({logits.shape[0]},) to match logits {logits.shape}; "
                      f"got {y.shape}")
   if not isinstance(y, jax.core.Tracer) and y.size:
-    lo, hi = int(jnp.min(y)), int(jnp.max(y))
+    arr = np.asarray(y)  # host-side: works while an enclosing function is being traced
+    lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= logits.shape[1]:
       raise ValueError(f"{what}: {name} must lie in [0, {logits.shape[1]}) for logits of {logits.shape[1]} classes; "
                        f"got labels in [{lo}, {hi}]")

@@ -246,6 +246,12 @@ def check_pixel_values(arr, name: str = "x") -> None:
                      f"internally); got values in [{lo:.4g}, {hi:.4g}]")
 
 
+def check_nonempty(x, name: str = "x") -> None:
+  """Raises for an empty batch (leading axis 0), which compiled loops would divide by."""
+  if getattr(x, "ndim", 0) >= 1 and x.shape[0] == 0:
+    raise ValueError(f"{name} is an empty batch (shape {x.shape}); pass at least one example")
+
+
 def check_images(x, name: str = "x", min_rank: int = 2) -> None:
   """Raises for non-float dtypes, wrong rank, an empty batch, or pixels that are not finite values in [0, 1].
 
@@ -257,8 +263,7 @@ def check_images(x, name: str = "x", min_rank: int = 2) -> None:
                     f"{getattr(x, 'dtype', type(x))}. Convert uint8 images with x.astype(np.float32) / 255.")
   if x.ndim < min_rank:
     raise ValueError(f"{name} must have a leading batch axis (rank >= {min_rank}); got shape {x.shape}")
-  if x.shape[0] == 0:
-    raise ValueError(f"{name} is an empty batch (shape {x.shape}); pass at least one example")
+  check_nonempty(x, name)
   if _is_concrete(x):
     check_pixel_values(x, name)  # host-side: works while an enclosing function is being traced
 

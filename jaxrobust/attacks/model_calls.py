@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
@@ -49,6 +50,7 @@ def model_with_key(logits_fn, randomized: bool):
 
 def num_classes(logits_fn, x, randomized: bool = False) -> int:
   """K from the output shape, without running the model (``jax.eval_shape``)."""
+  threat.check_nonempty(x)
   if randomized:
     out = jax.eval_shape(logits_fn, x, jax.random.PRNGKey(0))
   else:
@@ -174,6 +176,14 @@ def linf_or_l2(norm, what: str, norms: tuple[str, ...] = ("linf", "l2")) -> str:
   if norm not in norms:
     raise ValueError(f"{what} supports {' and '.join(repr(n) for n in norms)}; got {norm!r}")
   return norm
+
+
+def check_counts(what: str, **counts) -> None:
+  """Every count (iterations, restarts, ...) is an integer >= 1: zero iterations of APGD or FAB has no
+  iterate to return, so it is refused here rather than failing inside the compiled loop."""
+  for name, n in counts.items():
+    if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)) or n != int(n) or n < 1:
+      raise ValueError(f"{what}: {name} must be an integer >= 1; got {n!r}")
 
 
 def check_num_classes(k: int, min_classes: int, what: str) -> None:
