@@ -205,4 +205,13 @@ def test_case_count(capsys):
   names = [c[0] for c in CASES]
   assert len(names) == len(set(names)) and len(CASES) >= 90
   with capsys.disabled():
-    print(f"\nbad-input suite: {len(CASES)} table cases (+ 3 documented behaviours)")
+    print(f"\nbad-input suite: {len(CASES)} table cases (+ 3 documented behaviours, 1 training-split check)")
+
+
+def test_trainer_refuses_splits_with_other_class_counts(tmp_path):
+  """The model is sized by the training split; a test split of another dataset is refused before training."""
+  from jaxrobust.configs import load_config
+  from jaxrobust.train.loop import Trainer
+  cfg = load_config("quickstart_digits", [f"output_dir={tmp_path}"])
+  with pytest.raises(ValueError, match="has 3 classes but the training split"):
+    Trainer(cfg, train_ds=dataset(), test_ds=dataset(labels=(0, 1, 2), num_classes=3), progress=False)

@@ -66,6 +66,7 @@ class Trainer:
       train_ds, val_ds, test_ds = splits.train, splits.val, splits.test
     self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
     _check_eval_prefixes(cfg, test_ds)  # fail before training, not after it
+    _check_split_classes(train_ds, val_ds, test_ds)
     t = cfg["train"]
     self.batch_size = int(t["batch_size"])
     self.mesh = parallel.make_mesh(t.get("num_devices"))
@@ -347,6 +348,15 @@ def _decay(value):
   if isinstance(value, (list, tuple)):
     return tuple(float(v) for v in value)
   return float(value)
+
+
+def _check_split_classes(train_ds, val_ds, test_ds) -> None:
+  """The model gets the training split's class count; a validation or test split with another count would be
+  scored against logits of the wrong size (labels >= K read NaN), so it is refused before training."""
+  for split, ds in (("val", val_ds), ("test", test_ds)):
+    if ds is not None and ds.num_classes != train_ds.num_classes:
+      raise ValueError(f"the {split} split {ds.name!r} has {ds.num_classes} classes but the training split "
+                       f"{train_ds.name!r} (which sizes the model) has {train_ds.num_classes}: use splits of one dataset")
 
 
 def _check_eval_prefixes(cfg: dict, test_ds) -> None:
