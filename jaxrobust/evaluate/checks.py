@@ -98,16 +98,18 @@ def autoattack_beats_white_box(robust_acc: dict, white_box_labels, autoattack_la
 _NOT_RERUN = ("source", "two_class_logits", "step_size_ratio", "eps_curve", "member")
 
 
-def square_beats_white_box(apply, variables, x, y, attack_specs, *, n_queries: int = 1000,
+def square_beats_white_box(apply, variables, x, y, attack_specs, *, n_queries: int = 1000, max_points: int = 64,
                            margin: float = 0.05, key=None) -> dict:
   """Reruns each plain white-box spec (linf / l2 with an eps) and AutoAttack's Square stage at its eps on
-  the sample (x, y); flags when Square's robust accuracy is lower by more than ``margin``.
+  the first ``max_points`` of the sample (x, y); flags when Square's robust accuracy is lower by more than
+  ``margin``.
 
   n_queries: Square's budget (AutoAttack's standard run uses 5000; fewer keeps the check cheap and only
   makes Square weaker, so a flag stays meaningful).
   """
   from jaxrobust.attacks.registry import get_attack
   from jaxrobust.evaluate.specs import attack_kwargs
+  x, y = x[:max_points], y[:max_points]
   logits_fn = jax.tree_util.Partial(apply, variables)
   key = jax.random.PRNGKey(0) if key is None else key
   clean_ok = np.asarray(losses_lib.is_correct(logits_fn(x), y))
