@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrobust import losses as losses_lib
-from jaxrobust import parallel
+from jaxrobust import parallel, threat
 from jaxrobust.attacks.registry import attack_info, get_attack
 from jaxrobust.evaluate import metrics as metrics_lib
 from jaxrobust.evaluate.ensemble_metrics import EnsembleMembers
@@ -384,7 +384,6 @@ def check_inputs(apply: ApplyFn, variables, dataset, batch_size, max_examples) -
   """Refuses, before any work, what would make a report silently wrong: max_examples or batch_size below 1,
   an empty split, NaN / Inf or out-of-range float pixels, and labels or a class count that do not match the
   model's output size (K logits, or 2 classes for a single-logit head; read with ``jax.eval_shape``)."""
-  from jaxrobust import threat
   for name, value in (("max_examples", max_examples), ("batch_size", batch_size)):
     if value is None and name == "max_examples":
       continue
