@@ -33,6 +33,17 @@ def _split_options(text: str) -> list[str]:
   return items
 
 
+def _positive_int(text: str) -> int:
+  """argparse type of a count: an integer >= 1 (0 would silently mean every point)."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1 (omit it to use every point); got {value}")
+  return value
+
+
 def _parse_attack_spec(text: str) -> dict:
   """'pgd:eps=0.3,steps=20,step_size=0.01' -> {'name': 'pgd', 'eps': 0.3, ...}; a list value keeps its
   commas: 'fmn:norm=l2,eps_curve=[0.5,1.0]' -> {..., 'eps_curve': [0.5, 1.0]}."""
@@ -502,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--model-dir", help="RobustBench's model_dir (robustbench.utils.load_model(model_dir=...))")
   e.add_argument("--threat-model", default="Linf", choices=("Linf", "L2"), help="RobustBench threat model (default Linf)")
   e.add_argument("--attack", action="append", help="attack spec NAME:key=value,... (repeatable)")
-  e.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N test points")
+  e.add_argument("--max-examples", type=_positive_int, default=None, help="evaluate only the first N test points")
   e.add_argument("--best", action="store_true",
                  help="evaluate the checkpoint kept by train.select_best instead of the last one")
   e.add_argument("--seed", type=int, default=0, help="PRNG seed for random starts")
@@ -539,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="a run folder; repeated: several runs as one ensemble")
   a.add_argument("--attack", required=True, help="attack spec NAME:key=value,...")
   a.add_argument("--out", required=True, help="output .npz path")
-  a.add_argument("--max-examples", type=int, default=None)
+  a.add_argument("--max-examples", type=_positive_int, default=None)
   a.add_argument("--seed", type=int, default=0)
   a.add_argument("--no-progress", action="store_true")
   a.add_argument("overrides", nargs="*")

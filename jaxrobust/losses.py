@@ -21,6 +21,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxrobust.types import Array
@@ -51,6 +52,24 @@ def _check_multiclass(logits: Array, min_classes: int, what: str) -> None:
     raise ValueError(f"{what} needs at least {min_classes} classes; got logits with {logits.shape[1]}")
 
 
+def _check_labels(logits: Array, y: Array, what: str, name: str = "y") -> None:
+  """Integer (B,) labels in [0, K). The range is checked when y is concrete: inside a compiled program an
+  out-of-range label is not detectable, and ``take_along_axis`` would read NaN (K) or wrap around (-1), so
+  the data boundaries (``ArrayDataset``, the attacks' ``validate``, the evaluator) refuse them first."""
+  if not hasattr(y, "dtype") or not jnp.issubdtype(y.dtype, jnp.integer):
+    raise TypeError(f"{what}: {name} must be integer class labels; got dtype {getattr(y, 'dtype', type(y))} "
+                    f"(a float label would be truncated): pass y.astype(jnp.int32) of exact class indices")
+  if y.shape != logits.shape[:1]:
+    raise ValueError(f"{what}: {name} must have shape (batch,)=({logits.shape[0]},) to match logits {logits.shape}; "
+                     f"got {y.shape}")
+  if not isinstance(y, jax.core.Tracer) and y.size:
+    arr = np.asarray(y)  # host-side: works while an enclosing function is being traced
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= logits.shape[1]:
+      raise ValueError(f"{what}: {name} must lie in [0, {logits.shape[1]}) for logits of {logits.shape[1]} classes; "
+                       f"got labels in [{lo}, {hi}]")
+
+
 def cross_entropy(logits: Array, y: Array, ref_logits: Array | None = None) -> Array:
   """CE(z, y) = -log softmax(z)_y, per example. logits (B, K), y (B,) int.
 
@@ -60,6 +79,7 @@ def cross_entropy(logits: Array, y: Array, ref_logits: Array | None = None) -> A
   the last bits, which would change every CE attack's iterates (tests/test_losses.py).
   """
   _check_multiclass(logits, 2, "cross_entropy")
+  _check_labels(logits, y, "cross_entropy")
   logp = jax.nn.log_softmax(logits, axis=-1)
   return -jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=1)[:, 0]
 
@@ -71,6 +91,8 @@ def _other_max(logits: Array, y: Array, fill: float = -jnp.inf) -> Array:
 
 def margin(logits: Array, y: Array) -> Array:
   """z_y - max_{j != y} z_j, per example (> 0 iff correctly classified)."""
+  _check_multiclass(logits, 2, "margin")
+  _check_labels(logits, y, "margin")
   z_y = jnp.take_along_axis(logits, y[:, None].astype(jnp.int32), axis=1)[:, 0]
   return z_y - _other_max(logits, y)
 
@@ -97,6 +119,8 @@ def dlr(logits: Array, y: Array, ref_logits: Array | None = None) -> Array:
 def dlr_targeted(logits: Array, y: Array, target: Array) -> Array:
   """Targeted DLR: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12); needs K >= 4."""
   _check_multiclass(logits, 4, "targeted DLR loss")
+  _check_labels(logits, y, "targeted DLR loss")
+  _check_labels(logits, target, "targeted DLR loss", "target")
   srt = jnp.sort(logits, axis=1)
   z_y = jnp.take_along_axis(logits, y[:, None].astype(jnp.int32), axis=1)[:, 0]
   z_t = jnp.take_along_axis(logits, target[:, None].astype(jnp.int32), axis=1)[:, 0]

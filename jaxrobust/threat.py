@@ -226,19 +226,46 @@ def check_eps(eps, batch_size: int | None = None, name: str = "eps") -> None:
     raise ValueError(f"{name} must be >= 0; got {eps!r}")
 
 
+def check_pixel_values(arr, name: str = "x") -> None:
+  """Raises for NaN / Inf pixels or pixels outside [0, 1] in a concrete (host) array of float pixels.
+
+  A NaN compares false with both bounds, so the range test alone lets it through; attacks would then
+  return NaN images and accuracies computed on them count as 0.
+  """
+  arr = np.asarray(arr)
+  if not arr.size:
+    return
+  finite = np.isfinite(arr)
+  if not finite.all():
+    bad = np.flatnonzero(~finite.reshape(len(arr), -1).all(axis=1)) if arr.ndim > 1 else np.flatnonzero(~finite)
+    raise ValueError(f"{name} holds NaN or Inf pixels (in {len(bad)} example(s), the first at index {int(bad[0])}); "
+                     "images must be finite pixels in [0, 1]: fix or drop those examples (np.isfinite)")
+  lo, hi = float(arr.min()), float(arr.max())
+  if lo < 0.0 or hi > 1.0:
+    raise ValueError(f"{name} must lie in [0, 1] (pixels: attacks work in pixel space and the model normalises "
+                     f"internally); got values in [{lo:.4g}, {hi:.4g}]")
+
+
+def check_nonempty(x, name: str = "x") -> None:
+  """Raises for an empty batch (leading axis 0), which compiled loops would divide by."""
+  if getattr(x, "ndim", 0) >= 1 and x.shape[0] == 0:
+    raise ValueError(f"{name} is an empty batch (shape {x.shape}); pass at least one example")
+
+
 def check_images(x, name: str = "x", min_rank: int = 2) -> None:
-  """Raises for non-float dtypes, wrong rank, or pixels outside [0, 1] (checked when concrete)."""
+  """Raises for non-float dtypes, wrong rank, an empty batch, or pixels that are not finite values in [0, 1].
+
+  The value checks run when x is concrete (host-side, before any compiled program); inside a traced
+  function (a caller's ``jax.jit``) only dtype and shape are checked, so the call stays traceable.
+  """
   if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"{name} must be a floating-point array of pixels in [0, 1]; got dtype "
                     f"{getattr(x, 'dtype', type(x))}. Convert uint8 images with x.astype(np.float32) / 255.")
   if x.ndim < min_rank:
     raise ValueError(f"{name} must have a leading batch axis (rank >= {min_rank}); got shape {x.shape}")
+  check_nonempty(x, name)
   if _is_concrete(x):
-    arr = np.asarray(x)  # host-side: works while an enclosing function is being traced
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 1.0:
-      raise ValueError(f"{name} must hold pixels in [0, 1] (attacks work in pixel space; the model normalises "
-                       f"internally); got values in [{lo:.4g}, {hi:.4g}]")
+    check_pixel_values(x, name)  # host-side: works while an enclosing function is being traced
 
 
 def check_labels(y, batch_size: int, num_classes: int | None = None, name: str = "y") -> None:

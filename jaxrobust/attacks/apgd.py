@@ -72,8 +72,8 @@ import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.model_calls import (as_partial, check_n_target_classes, model_with_key, prepare_linf_or_l2,
-                                           top_k_targets)
+from jaxrobust.attacks.model_calls import (as_partial, check_counts, check_n_target_classes, model_with_key,
+                                           prepare_linf_or_l2, top_k_targets)
 from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, keyed_batch, run_until_all_fooled,
                                            select)
 from jaxrobust.attacks.registry import AttackInfo, configured
@@ -390,6 +390,7 @@ def apgd_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", loss="
   """
   if use_largereps and norm != "l1":
     raise ValueError(f"use_largereps is AutoAttack's L1 schedule; norm is {norm!r}")
+  check_counts("APGD", n_iter=n_iter, n_restarts=n_restarts, eot_iter=eot_iter)
   n_runs = (int(n_target_classes) if loss in _TARGETED_LOSSES else 1) * int(n_restarts)
   start, stop = (0, n_runs) if runs is None else runs
   # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.

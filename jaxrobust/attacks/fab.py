@@ -39,7 +39,8 @@ import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.model_calls import as_partial, check_n_target_classes, prepare_linf_or_l2, top_k_targets
+from jaxrobust.attacks.model_calls import (as_partial, check_counts, check_n_target_classes, prepare_linf_or_l2,
+                                           top_k_targets)
 from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, keyed_batch, run_until_all_fooled,
                                            select)
 from jaxrobust.attacks.registry import AttackInfo, configured
@@ -265,6 +266,7 @@ def fab_masked(logits_fn, x, y, key, index, active, eps, *, norm="linf", n_iter=
   x_adv is FAB's point where fooled and x elsewhere. Restart r > 0 uses the random start; targets in order.
   runs: (start, stop), the runs r = target_rank * n_restarts + restart to do (traced; as ``apgd.apgd_masked``).
   """
+  check_counts("FAB", n_iter=n_iter, n_restarts=n_restarts)
   n_runs = (int(n_target_classes) if targeted else 1) * int(n_restarts)
   start, stop = (0, n_runs) if runs is None else runs
   # jit keys its cache on the *set* of static kwargs passed, so always pass all of them.

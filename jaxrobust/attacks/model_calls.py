@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
@@ -49,6 +50,7 @@ def model_with_key(logits_fn, randomized: bool):
 
 def num_classes(logits_fn, x, randomized: bool = False) -> int:
   """K from the output shape, without running the model (``jax.eval_shape``)."""
+  threat.check_nonempty(x)
   if randomized:
     out = jax.eval_shape(logits_fn, x, jax.random.PRNGKey(0))
   else:
@@ -149,10 +151,18 @@ def top_k_targets(clean_logits: Array, n_target_classes: int) -> Array:
 # ----------------------------------------------------------------------------------------
 
 def validate(x: Array, y: Array, num_classes: int | None = None, **nonneg) -> None:
-  """Entry checks: float images in [0, 1] with a batch axis, integer (B,) labels (in [0, num_classes)
-  when given), every ``nonneg`` value (eps, step sizes, ...) >= 0 and scalar or (B,)."""
+  """Entry checks: a non-empty batch of finite float images in [0, 1] with a batch axis, integer (B,) labels
+  (in [0, num_classes) when given), every ``nonneg`` value (eps, step sizes, ...) >= 0 and scalar or (B,).
+
+  Value checks (NaN / Inf pixels, pixel and label ranges) need concrete arrays: an attack called on traced
+  values (inside a caller's ``jax.jit``, or the evaluator's compiled step, whose dataset is checked at its
+  entry) checks dtypes and shapes only, so it stays traceable and costs nothing in the compiled program."""
   with jax.ensure_compile_time_eval():
     threat.check_images(x)
+    y_shape = getattr(y, "shape", None)
+    if y_shape is not None and len(y_shape) == 1 and y_shape[0] != x.shape[0]:
+      raise ValueError(f"x (shape {x.shape}) and y (shape {y_shape}) disagree on the batch size; x needs a leading "
+                       f"batch axis, (batch, height, width, channels): for one image use x[None] and y[None]")
     threat.check_labels(y, x.shape[0], num_classes)
     for name, v in nonneg.items():
       if v is not None:
@@ -166,6 +176,14 @@ def linf_or_l2(norm, what: str, norms: tuple[str, ...] = ("linf", "l2")) -> str:
   if norm not in norms:
     raise ValueError(f"{what} supports {' and '.join(repr(n) for n in norms)}; got {norm!r}")
   return norm
+
+
+def check_counts(what: str, **counts) -> None:
+  """Every count (iterations, restarts, ...) is an integer >= 1: zero iterations of APGD or FAB has no
+  iterate to return, so it is refused here rather than failing inside the compiled loop."""
+  for name, n in counts.items():
+    if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)) or n != int(n) or n < 1:
+      raise ValueError(f"{what}: {name} must be an integer >= 1; got {n!r}")
 
 
 def check_num_classes(k: int, min_classes: int, what: str) -> None:

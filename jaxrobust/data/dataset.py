@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from jaxrobust import threat
+
 
 class DatasetNotFoundError(FileNotFoundError):
   """A dataset's files are not where we looked; the message says where and how to supply them."""
@@ -38,9 +40,7 @@ class ArrayDataset:
       raise ValueError(f"{where}: images must be (N, H, W, C), got shape {images.shape}")
     if np.issubdtype(images.dtype, np.floating):
       images = images.astype(np.float32, copy=False)
-      if images.size and (images.min() < 0.0 or images.max() > 1.0):
-        raise ValueError(f"{where}: float images must lie in [0, 1], got range "
-                         f"[{images.min()}, {images.max()}]")
+      threat.check_pixel_values(images, f"{where}: float images")
     elif images.dtype != np.uint8:
       raise ValueError(f"{where}: images must be uint8 (0..255) or float32 in [0, 1], "
                        f"got dtype {images.dtype}")

@@ -12,6 +12,13 @@ reports them all and prints the flagged ones:
   expect logits; a softmax inside the model flattens CE gradients.
 * black_box_beats_white_box: a black-box attack (the registry's ``box='black'``, or any attack
   crafted on a ``source`` surrogate) finds more adversarial points than every white-box one.
+* autoattack_beats_white_box: a white-box attack leaves more than ``margin`` more points robust than
+  AutoAttack, whose DLR and Square stages do not need well-scaled CE gradients (a model with logits
+  scaled by 1e4 keeps PGD-CE at its clean accuracy while AutoAttack breaks it).
+* square_beats_white_box: on the sample batch, each plain white-box spec is rerun next to AutoAttack's
+  Square stage (Andriushchenko et al. 2020, the same eps and norm); Square, which uses no gradients,
+  breaking more than ``margin`` more points than the gradient attack flags masking. Runs whether or not
+  AutoAttack is in the evaluation.
 """
 
 from __future__ import annotations
@@ -72,6 +79,61 @@ def black_box_beats_white_box(robust_acc: dict, black_box_labels, white_box_labe
                      "the white-box gradients are likely masked."}
 
 
+def autoattack_beats_white_box(robust_acc: dict, white_box_labels, autoattack_labels,
+                               *, margin: float = 0.05) -> dict:
+  """Flag when a white-box attack's robust accuracy exceeds AutoAttack's by more than ``margin``."""
+  wb = {l: robust_acc[l] for l in white_box_labels if l in robust_acc}
+  aa = [robust_acc[l] for l in autoattack_labels if l in robust_acc]
+  if not wb or not aa:
+    return {"name": "autoattack_beats_white_box", "flagged": False, "value": None,
+            "message": "needs AutoAttack and at least one white-box attack"}
+  weakest = max(wb, key=wb.get)
+  gap = wb[weakest] - min(aa)
+  return {"name": "autoattack_beats_white_box", "flagged": gap > margin, "value": gap,
+          "message": f"AutoAttack leaves {100 * gap:.2f} points fewer robust than {weakest!r}: that attack's "
+                     "gradients are likely masked (e.g. saturated CE on very large logits); report AutoAttack."}
+
+
+# Spec keys under which rerunning the spec on the sample would not be the evaluated attack.
+_NOT_RERUN = ("source", "two_class_logits", "step_size_ratio", "eps_curve", "member")
+
+
+def square_beats_white_box(apply, variables, x, y, attack_specs, *, n_queries: int = 1000, max_points: int = 64,
+                           margin: float = 0.05, key=None) -> dict:
+  """Reruns each plain white-box spec (linf / l2 with an eps) and AutoAttack's Square stage at its eps on
+  the first ``max_points`` of the sample (x, y); flags when Square's robust accuracy is lower by more than
+  ``margin``.
+
+  n_queries: Square's budget (AutoAttack's standard run uses 5000; fewer keeps the check cheap and only
+  makes Square weaker, so a flag stays meaningful).
+  """
+  from jaxrobust.attacks.registry import get_attack
+  from jaxrobust.evaluate.specs import attack_kwargs
+  x, y = x[:max_points], y[:max_points]
+  logits_fn = jax.tree_util.Partial(apply, variables)
+  key = jax.random.PRNGKey(0) if key is None else key
+  clean_ok = np.asarray(losses_lib.is_correct(logits_fn(x), y))
+  worst, value = None, None
+  for i, spec in enumerate(attack_specs):
+    kw = attack_kwargs(spec)
+    norm = kw.get("norm", "linf")
+    if (is_black_box(spec) or spec["name"] in _MIXED or any(k in spec for k in _NOT_RERUN)
+        or kw.get("eps") is None or norm not in ("linf", "l2")):
+      continue
+    k_wb, k_sq = jax.random.split(jax.random.fold_in(key, i))
+    robust = lambda xa: float(np.mean(clean_ok & np.asarray(losses_lib.is_correct(logits_fn(xa), y))))
+    wb = robust(get_attack(spec["name"], **kw)(logits_fn, x, y, k_wb))
+    sq = robust(get_attack("square", eps=kw["eps"], norm=norm, n_queries=n_queries)(logits_fn, x, y, k_sq))
+    if value is None or wb - sq > value:
+      worst, value = spec.get("label", spec["name"]), wb - sq
+  if value is None:
+    return {"name": "square_beats_white_box", "flagged": False, "value": None,
+            "message": "needs a white-box attack with eps and norm linf or l2"}
+  return {"name": "square_beats_white_box", "flagged": value > margin, "value": value,
+          "message": f"Square ({n_queries} queries, no gradients) leaves {100 * value:.2f} points fewer robust than "
+                     f"{worst!r} on the sample batch: the white-box gradients are likely masked."}
+
+
 def is_black_box(spec: dict) -> bool:
   """Crafted without the evaluated model's gradients: on a surrogate (``source``), or a query attack."""
   if spec.get("source") is not None:
@@ -84,13 +146,18 @@ def is_black_box(spec: dict) -> bool:
 _MIXED = frozenset({"autoattack"})
 
 
-def run_checks(apply, variables, x, y, robust_acc: dict | None = None, attack_specs=()) -> list[dict]:
-  """All checks on a sample batch (x, y) plus the attack comparison when results are given."""
+def run_checks(apply, variables, x, y, robust_acc: dict | None = None, attack_specs=(), *,
+               square_queries: int = 1000) -> list[dict]:
+  """All checks on a sample batch (x, y) plus, when results are given, the comparisons of every white-box
+  attack with the black-box ones, with AutoAttack and with Square rerun on the sample."""
   out = [zero_gradients(apply, variables, x, y), randomized(apply, variables, x),
          probabilities(apply, variables, x)]
   if robust_acc:
     specs = {s.get("label", s["name"]): s for s in attack_specs if s["name"] not in _MIXED}
     bb = [l for l, s in specs.items() if is_black_box(s)]
     wb = [l for l, s in specs.items() if not is_black_box(s)]
+    aa = [s.get("label", s["name"]) for s in attack_specs if s["name"] in _MIXED]
     out.append(black_box_beats_white_box(robust_acc, bb, wb))
+    out.append(autoattack_beats_white_box(robust_acc, wb, aa))
+    out.append(square_beats_white_box(apply, variables, x, y, [specs[l] for l in wb], n_queries=square_queries))
   return out

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrobust import losses as losses_lib
-from jaxrobust import parallel
+from jaxrobust import parallel, threat
 from jaxrobust.attacks.per_example import IndexedKey
 from jaxrobust.attacks.registry import attack_info, attack_parameters, get_attack
 from jaxrobust.evaluate import metrics as metrics_lib
@@ -242,7 +242,8 @@ class RobustEvaluator:
     only (and the clean ones). Not counted in ``seconds``.
     """
     from jaxrobust.data import batch_iterator
-    if max_examples:
+    check_inputs(self.apply, variables, dataset, batch_size, max_examples)
+    if max_examples is not None:
       dataset = dataset.take(int(max_examples))
     n_dev = self.mesh.devices.size
     batch_size = max(n_dev, (int(batch_size) // n_dev) * n_dev)
@@ -406,6 +407,36 @@ class RobustEvaluator:
       report["robust_flags"] = metrics_lib.robust_flags(points)
       report["clean_flags"] = metrics_lib.clean_correct(points)
     return report
+
+
+def check_inputs(apply: ApplyFn, variables, dataset, batch_size, max_examples) -> None:
+  """Refuses, before any work, what would make a report silently wrong: max_examples or batch_size below 1,
+  an empty split, NaN / Inf or out-of-range float pixels, and labels or a class count that do not match the
+  model's output size (K logits, or 2 classes for a single-logit head; read with ``jax.eval_shape``)."""
+  for name, value in (("max_examples", max_examples), ("batch_size", batch_size)):
+    if value is None and name == "max_examples":
+      continue
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      hint = "; pass None to evaluate every point" if name == "max_examples" else ""
+      raise ValueError(f"evaluate: {name} must be an integer >= 1{hint}; got {value!r}")
+  if len(dataset) == 0:
+    raise ValueError(f"evaluate: the dataset {getattr(dataset, 'name', '')!r} is empty; there is nothing to evaluate")
+  images = np.asarray(dataset.images)
+  if np.issubdtype(images.dtype, np.floating):
+    threat.check_pixel_values(images, f"evaluate: dataset {getattr(dataset, 'name', '')!r} images")
+  probe = jax.ShapeDtypeStruct((1,) + images.shape[1:], jnp.float32)
+  out = jax.eval_shape(apply, variables, probe)
+  logits = out.logits if isinstance(out, ModelOutput) else out
+  k = 2 if logits.ndim == 1 or logits.shape[-1] == 1 else int(logits.shape[-1])
+  n_classes = getattr(dataset, "num_classes", None)
+  if n_classes is not None and int(n_classes) != k:
+    raise ValueError(f"evaluate: the dataset {getattr(dataset, 'name', '')!r} has {n_classes} classes but the model "
+                     f"outputs {k} (logits of shape {tuple(logits.shape)}): evaluate a model built for this dataset "
+                     f"(get_model(..., num_classes={n_classes}))")
+  labels = np.asarray(dataset.labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= k):
+    raise ValueError(f"evaluate: labels must lie in [0, {k}) for a model with {k} classes; got labels in "
+                     f"[{labels.min()}, {labels.max()}]")
 
 
 def _features_asked(metrics) -> bool | tuple[str, ...]:

@@ -48,6 +48,9 @@ def check_image_batch(x: Array) -> None:
   """Trace-time check that x is a float (B, H, W, C) batch."""
   if x.ndim != 4:
     raise ValueError(f"expected an image batch of shape (B, H, W, C) (NHWC), got shape {tuple(x.shape)}")
+  if x.shape[1] in (1, 3) and x.shape[3] > 3:  # (B, C, H, W): a channel axis of 1 or 3 in second place
+    raise ValueError(f"the image batch of shape {tuple(x.shape)} looks channels-first (NCHW, as in PyTorch); models "
+                     "take channels-last (B, H, W, C) images: pass x.transpose(0, 2, 3, 1)")
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"expected a floating image batch in [0, 1], got dtype {x.dtype}; "
                     "convert with x.astype(jnp.float32) / 255 first")

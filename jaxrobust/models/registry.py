@@ -100,6 +100,8 @@ def get_model(name: str, num_classes: int = 10, *, head: str = "linear", mean=No
   ensemble_layout / ensemble_combine: the member axis ('auto', 'vmap', 'unrolled', 'scan') and the ensemble
     prediction ('mean_probs': log of the mean softmax, the papers'; or 'mean_logits').
   """
+  if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    raise ValueError(f"num_classes must be an integer >= 1 (the number of logits); got {num_classes!r}")
   if name == "ensemble" or not isinstance(members, int) or members != 1:
     return _get_ensemble(name, num_classes, members, ensemble_layout, ensemble_combine, head=head, mean=mean,
                          std=std, dtype=dtype, cosine_normalize_features=cosine_normalize_features,
@@ -165,7 +167,13 @@ def init_model(module: nn.Module, key: PRNGKey, input_shape: Sequence[int]) -> D
   shape = tuple(input_shape)
   if len(shape) == 3:
     shape = (1,) + shape
-  variables = module.init(key, jnp.zeros(shape, jnp.float32), train=False)
+  try:
+    variables = module.init(key, jnp.zeros(shape, jnp.float32), train=False)
+  except ZeroDivisionError as e:  # a Dense layer's fan-in is 0: the feature map shrank to nothing
+    raise ValueError(f"{type(module).__name__} cannot be built for input shape {shape[1:]}: the images are too small "
+                     "for the architecture (its convolutions and poolings shrink them to an empty feature map); use "
+                     "the image size the model was designed for (e.g. 28x28 for the MNIST models, 32x32 for the "
+                     "CIFAR ones)") from e
   return dict(variables)
 
 

@@ -84,6 +84,7 @@ class Trainer:
       train_ds, val_ds, test_ds = splits.train, splits.val, splits.test
     self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
     _check_eval_prefixes(cfg, test_ds)  # fail before training, not after it
+    _check_split_classes(train_ds, val_ds, test_ds)
     self.events = None  # train.tensorboard: an event file beside metrics.jsonl (main process only)
     if cfg["train"].get("tensorboard", False) in (True, "true") and parallel.is_main_process():
       from jaxrobust.event_file import EventFileWriter
@@ -437,6 +438,15 @@ def _check_features(method, module, cfg) -> None:
                      f"{cfg['model']['name']!r} does not return them: give its __call__ (or apply) a "
                      "return_features keyword returning (logits, features) (see jaxrobust.models.external), "
                      "or train it with a method that reads only logits")
+
+
+def _check_split_classes(train_ds, val_ds, test_ds) -> None:
+  """The model gets the training split's class count; a validation or test split with another count would be
+  scored against logits of the wrong size (labels >= K read NaN), so it is refused before training."""
+  for split, ds in (("val", val_ds), ("test", test_ds)):
+    if ds is not None and ds.num_classes != train_ds.num_classes:
+      raise ValueError(f"the {split} split {ds.name!r} has {ds.num_classes} classes but the training split "
+                       f"{train_ds.name!r} (which sizes the model) has {train_ds.num_classes}: use splits of one dataset")
 
 
 def _check_eval_prefixes(cfg: dict, test_ds) -> None:

@@ -148,3 +148,50 @@ def test_per_attack_max_examples(linear_digits):
   by_class = test.subset(np.argsort(test.labels, kind="stable"))  # a class-sorted file
   with pytest.raises(ValueError, match="first 150 rows, which hold only 5 of the split's 10 classes"):
     ev.evaluate(v, by_class, [short], progress=False)
+
+
+# Masked versions of the honest digits model, each with the check that must flag it.
+MASKED_MODELS = {
+    "stop_gradient": (lambda apply: lambda v, x: apply(v, jax.lax.stop_gradient(x)), "zero_gradients"),
+    "input_quantisation": (lambda apply: lambda v, x: apply(v, jnp.round(x * 255.0) / 255.0), "zero_gradients"),
+    "logits_x1e4": (lambda apply: lambda v, x: 1e4 * apply(v, x), "square_beats_white_box"),
+    "floor_of_logits": (lambda apply: lambda v, x: jnp.floor(apply(v, x)), "zero_gradients"),
+    "softmax_outputs": (lambda apply: lambda v, x: jax.nn.softmax(apply(v, x)), "probabilities"),
+}
+_PGD = {"name": "pgd", "label": "pgd", "eps": 0.1, "steps": 10, "step_size": 0.025}
+
+
+def _flagged(apply, v, test):
+  r = RobustEvaluator(apply).evaluate(v, test, [_PGD], batch_size=64, max_examples=64, checks=True, progress=False)
+  return {c["name"] for c in r["checks"] if c["flagged"]}
+
+
+@pytest.mark.slow  # one PGD and one Square compile per model: ~15 s each on a loaded 2-core machine
+def test_masking_checks_pass_an_honest_model(linear_digits):
+  apply, v, test = linear_digits
+  assert _flagged(apply, v, test) == set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("masking", sorted(MASKED_MODELS))
+def test_masking_checks_flag_every_masked_model(linear_digits, masking):
+  apply, v, test = linear_digits
+  wrap, check = MASKED_MODELS[masking]
+  assert check in _flagged(wrap(apply), v, test)
+
+
+def test_autoattack_comparison_flags_a_weaker_white_box_attack():
+  from jaxrobust.evaluate import checks
+  hit = checks.autoattack_beats_white_box({"pgd": 0.80, "aa": 0.0}, ["pgd"], ["aa"])
+  assert hit["flagged"] and hit["value"] == pytest.approx(0.8) and "'pgd'" in hit["message"]
+  assert not checks.autoattack_beats_white_box({"pgd": 0.46, "aa": 0.44}, ["pgd"], ["aa"])["flagged"]
+
+
+@pytest.mark.slow
+def test_run_checks_compares_pgd_with_autoattack_when_both_run():
+  from jaxrobust.evaluate import checks
+  specs = [dict(_PGD), {"name": "autoattack", "label": "aa", "eps": 0.1}]
+  x, y = jnp.full((2, 8, 8, 1), 0.5), jnp.array([0, 1])
+  scaled = lambda v, xx: 1e4 * (xx.reshape(2, -1) @ v)
+  out = checks.run_checks(scaled, jnp.ones((64, 10)), x, y, {"pgd": 0.8, "aa": 0.0}, specs, square_queries=10)
+  assert {c["name"]: c["flagged"] for c in out}["autoattack_beats_white_box"]
