@@ -35,11 +35,13 @@ INF_X = X.at[2, 1, 1, 0].set(jnp.inf)
 LOGITS = jnp.zeros((3, 10))
 # What every attack needs when its signature has no default (the rest keep their defaults).
 REQUIRED = {"eps": 0.1, "step_size": 0.01, "steps": 1}
+# Options an attack requires in combination although each has a default (B&B's PGD start needs a radius).
+REQUIRED_TOGETHER = {"bb": {"eps": 0.1}}
 
 
 def attack(name, **config):
   required = {k: REQUIRED[k] for k, p in attack_parameters(name).items() if p.default is inspect.Parameter.empty}
-  return get_attack(name, **{**required, **config})
+  return get_attack(name, **{**required, **REQUIRED_TOGETHER.get(name, {}), **config})
 
 
 def run_attack(name, x=X, y=Y, **config):
@@ -78,6 +80,11 @@ def evaluate(ds, **kw):
 def cli(*argv):
   from jaxrobust.cli import build_parser
   return lambda: build_parser().parse_args(list(argv))
+
+
+def cli_main(*argv):
+  from jaxrobust.cli import main
+  return lambda: main(list(argv))
 
 
 def parse_spec(text):
@@ -162,7 +169,7 @@ CASES = [
     ("cli-evaluate-max-examples-0", cli("evaluate", "--run-dir", "r", "--max-examples", "0"), SystemExit, "integer >= 1"),
     ("cli-attack-max-examples-abc", cli("attack", "--run-dir", "r", "--attack", "pgd", "--out", "a.npz",
                                         "--max-examples", "abc"), SystemExit, "integer >= 1"),
-    ("cli-evaluate-no-run-dir", cli("evaluate"), SystemExit, "--run-dir"),
+    ("cli-evaluate-no-run-dir", cli_main("evaluate", "--no-compile-cache"), SystemExit, "--run-dir"),
     ("cli-train-no-config", cli("train"), SystemExit, "--config"),
     ("cli-unknown-command", cli("trian"), SystemExit, "invalid choice"),
     ("cli-attack-spec-no-value", parse_spec("pgd:eps"), SystemExit, "must look like key=value"),

@@ -233,6 +233,7 @@ def test_torch_compile_variants_are_built_for_pgd_and_train_rows():
   assert v.info["torch_compile"] is True and v.warmup >= 2
 
 
+@pytest.mark.slow  # two subprocess runs of the script (~25 s); the evaluator's 1-vs-8 test stays in the default run
 def test_device_scaling_script_shards_over_simulated_devices(tmp_path):
   """benchmarks/device_scaling.py: one process per device count, batch split N ways."""
   import pathlib

@@ -242,15 +242,15 @@ class RobustEvaluator:
     only (and the clean ones). Not counted in ``seconds``.
     """
     from jaxrobust.data import batch_iterator
+    labels = check_specs(attacks)  # the specs first: they need no model call
+    steps = [self._attack_step(s) for s in attacks]
     check_inputs(self.apply, variables, dataset, batch_size, max_examples)
     if max_examples is not None:
       dataset = dataset.take(int(max_examples))
     n_dev = self.mesh.devices.size
     batch_size = max(n_dev, (int(batch_size) // n_dev) * n_dev)
     key = jax.random.PRNGKey(0) if key is None else key
-    labels = check_specs(attacks)
     limits = attack_limits(dataset, attacks, labels)
-    steps = [self._attack_step(s) for s in attacks]
     if features is True or features is False:
       feature_labels = set(labels) if features else set()
     else:

@@ -50,7 +50,7 @@ def test_resolve_microbatch():
       mb.resolve_microbatch(bad)
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "resnet20"])
+@pytest.mark.parametrize("name", ["small_cnn", pytest.param("resnet20", marks=pytest.mark.slow)])  # BN case: -m slow
 def test_model_apply_microbatched_equals_whole_batch(name):
   module = get_model(name, num_classes=10)
   shape = (28, 28, 1) if name == "small_cnn" else (32, 32, 3)

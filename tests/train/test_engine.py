@@ -63,16 +63,22 @@ def test_training_reduces_loss_and_writes_metrics(tmp_path):
 # (JAXROBUST_XLA_FLAGS=0) the two meshes agree to ~1e-7 over several steps. jaxrobust's default
 # Eigen convolutions block by the per-device batch: ~5e-6 relative after one step, which a few
 # steps of training amplify past any tight tolerance; they get a one-step relative check.
+# The default run keeps one BN case, one attack case and one latent-method case; the rest are slow-marked
+# (each is a pair of 20-30 s subprocesses on 2 cores).
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("method,model,steps,xla_default", [
-    ("standard", "resnet20", 3, False), ("pgd_at", "small_cnn", 2, False), ("standard", "resnet20", 1, True),
+    ("standard", "resnet20", 3, False), ("pgd_at", "small_cnn", 2, False),
+    pytest.param("standard", "resnet20", 1, True, marks=SLOW),
     # ADR's pairs and ASCL's contrastive pool span the global batch (jit's semantics), not a shard.
     # (The TRADES-KL adversaries start where the KL gradient is float noise, so their sign steps
     # differ across meshes; ADR-ADV checks the ADR terms without that amplifier. ASCL's masks come from
     # argmax predictions, so a second step can flip a near-tie: one step, 5e-8 apart.)
-    ("adr_adv", "small_cnn", 2, False), ("ascl", "small_cnn", 1, False),
+    ("adr_adv", "small_cnn", 2, False), pytest.param("ascl", "small_cnn", 1, False, marks=SLOW),
     # An ensemble (model.members=M): the stacked member axis is replicated, the batch sharded. (A BN ensemble's
     # 1-vs-8 train-mode forward, statistics and gradients: tests/models/test_ensemble.py.)
-    ("pgd_at", "small_cnn*2", 2, False),
+    pytest.param("pgd_at", "small_cnn*2", 2, False, marks=SLOW),
     pytest.param("trades", "resnet20", 1, False, marks=pytest.mark.slow)])  # ~60 s; out of the default run
 def test_one_vs_eight_devices_same_parameters(method, model, steps, xla_default):
   """Same steps on a 1-device and an 8-device mesh: same params, BN statistics, opt state, keys.
