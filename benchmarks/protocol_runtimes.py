@@ -84,8 +84,11 @@ def time_protocol(name: str, points: int = 32, kind: str = "small", seed: int = 
   variables = init_model(module, jax.random.key(seed + 1), x.shape)
   evaluator = RobustEvaluator.for_module(module)
   logits = evaluator.apply(variables, x)
-  y = np.asarray(jnp.argmax(logits, -1))
-  data = ArrayDataset(np.asarray(x), y, k, protocol.dataset)
+  if k == 1:  # a one-vs-all model's single logit: a binary task, labels from its sign
+    y, data_classes = np.asarray(logits[:, 0] > 0).astype(np.int32), 2
+  else:
+    y, data_classes = np.asarray(jnp.argmax(logits, -1)), k
+  data = ArrayDataset(np.asarray(x), y, data_classes, protocol.dataset)
   rows = []
   for spec in protocol.attacks:
     spec = dict(spec)
