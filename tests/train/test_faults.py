@@ -32,7 +32,10 @@ def _data_files(step_dir):
 
 def _overwrite_bytes(step_dir, new: bytes, at: float = 0.5) -> None:
   """Overwrites 8 bytes at fraction ``at`` of the largest array-data file of a checkpoint."""
-  f = max(_data_files(step_dir), key=os.path.getsize)
+  _overwrite_file_bytes(max(_data_files(step_dir), key=os.path.getsize), new, at)
+
+
+def _overwrite_file_bytes(f, new: bytes, at: float) -> None:
   raw = bytearray(open(f, "rb").read())
   i = int(len(raw) * at)
   raw[i:i + 8] = new
@@ -67,7 +70,12 @@ def test_corrupt_checkpoint_bytes_are_caught_and_the_previous_one_restored(tmp_p
   _overwrite_bytes(os.path.join(ckpts, "4"), b"\xff" * 8)
   with pytest.raises(CorruptCheckpointError, match=r"checkpoints/4' is corrupt.*previous good checkpoint is step 2"):
     Trainer(cfg, progress=False).restore_or_init()
-  with pytest.raises(CheckpointError, match="corrupt"):  # the evaluation path checks the same checksums
+  # The evaluation path reads only params / batch_stats and checks their checksums: spread the damage over every
+  # data file so it surely hits a parameter (orbax decides which file and offset each array lands in).
+  for f in _data_files(os.path.join(ckpts, "4")):
+    for k in range(1, 16):
+      _overwrite_file_bytes(f, b"\xff" * 8, k / 16)
+  with pytest.raises(CheckpointError, match="corrupt"):
     restore_variables(ckpts)
   with pytest.warns(UserWarning, match="resumed from the previous good checkpoint, step 2"):
     restored = Trainer(dict(cfg, train=dict(cfg["train"], on_corrupt_checkpoint="previous")),
