@@ -19,7 +19,6 @@ writes benchmarks/results/crosscheck_autoattack_l1.json and prints a markdown ta
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -28,6 +27,7 @@ import warnings
 import jax
 import numpy as np
 
+from benchmarks.report import write_crosscheck
 from benchmarks.torch_models import digits_twin
 from jaxrobust.attacks import apgd as apgd_lib
 from jaxrobust.attacks import autoattack as aa_lib
@@ -154,11 +154,7 @@ def main(argv=None):
   ap.add_argument("--out", default=str(RESULTS / "crosscheck_autoattack_l1.json"))
   args = ap.parse_args(argv)
   res = run(args.reference_src, n=args.n, eps_list=tuple(args.eps), rows=tuple(args.rows))
-  res["markdown"] = markdown(res)
-  print(res["markdown"])
-  with open(args.out, "w") as fh:
-    json.dump(res, fh, indent=2)
-  print(f"wrote {args.out}")
+  write_crosscheck(res, markdown, args.out)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ benchmarks/results/crosscheck_foolbox_bb.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import jax
 import numpy as np
 
+from benchmarks.report import write_crosscheck
 from benchmarks.crosscheck_foolbox_min_norm import RESULTS, _fmt, _min_norms, _summary, digits_setup
 from jaxrobust.attacks.brendel_bethge import bb_search
 from jaxrobust.attacks.per_example import example_keys
@@ -117,11 +117,7 @@ def main(argv=None):
   ap.add_argument("--out", default=str(RESULTS / "crosscheck_foolbox_bb.json"))
   args = ap.parse_args(argv)
   res = run_crosscheck(n=args.n, seed=args.seed)
-  res["markdown"] = markdown(res)
-  print(res["markdown"])
-  with open(args.out, "w") as fh:
-    json.dump(res, fh, indent=2)
-  print(f"wrote {args.out}")
+  write_crosscheck(res, markdown, args.out)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ benchmarks/results/crosscheck_foolbox_min_norm.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import time
@@ -34,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.report import write_crosscheck
 from benchmarks.torch_models import digits_twin
 from jaxrobust.attacks.ddn import ddn_search
 from jaxrobust.attacks.fmn import fmn_search
@@ -174,11 +174,7 @@ def main(argv=None):
   ap.add_argument("--out", default=str(RESULTS / "crosscheck_foolbox_min_norm.json"))
   args = ap.parse_args(argv)
   res = run_crosscheck(n=args.n, seed=args.seed)
-  res["markdown"] = markdown(res)
-  print(res["markdown"])
-  with open(args.out, "w") as fh:
-    json.dump(res, fh, indent=2)
-  print(f"wrote {args.out}")
+  write_crosscheck(res, markdown, args.out)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.report import write_crosscheck
 from benchmarks.crosscheck_torchattacks import RESULTS
 from benchmarks.torch_models import digits_twin
 from jaxrobust import losses as losses_lib
@@ -165,11 +166,7 @@ def main(argv=None):
   args = ap.parse_args(argv)
   res = run_crosscheck(n=args.n, eps=args.eps, spsa_steps=args.spsa_steps, nb_sample=args.nb_sample,
                        ead_iters=args.ead_iters)
-  res["markdown"] = markdown(res)
-  print(res["markdown"])
-  with open(args.out, "w") as fh:
-    json.dump(res, fh, indent=2)
-  print(f"wrote {args.out}")
+  write_crosscheck(res, markdown, args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.report import write_crosscheck
 from benchmarks.torch_models import digits_twin
 from jaxrobust import threat
 from jaxrobust.attacks import apgd as apgd_lib
@@ -145,11 +146,7 @@ def main(argv=None):
   ap.add_argument("--out", default=str(RESULTS / "crosscheck_torchattacks.json"))
   args = ap.parse_args(argv)
   res = run_crosscheck(n=args.n, norms=tuple(args.norms), square_queries=args.square_queries, kind=args.kind)
-  res["markdown"] = markdown(res)
-  print(res["markdown"])
-  with open(args.out, "w") as fh:
-    json.dump(res, fh, indent=2)
-  print(f"wrote {args.out}")
+  write_crosscheck(res, markdown, args.out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.report import write_crosscheck
 from benchmarks.crosscheck_torchattacks import RESULTS
 from benchmarks.torch_models import digits_twin
 from jaxrobust.attacks.registry import get_attack
@@ -158,11 +159,7 @@ def main(argv=None):
   ap.add_argument("--out", default=str(RESULTS / "crosscheck_transfer_family.json"))
   args = ap.parse_args(argv)
   res = run_crosscheck(n=args.n, eps=args.eps, steps=args.steps, seeds=args.seeds)
-  res["markdown"] = markdown(res)
-  print(res["markdown"])
-  with open(args.out, "w") as fh:
-    json.dump(res, fh, indent=2)
-  print(f"wrote {args.out}")
+  write_crosscheck(res, markdown, args.out)
 
 
 if __name__ == "__main__":

@@ -180,3 +180,14 @@ def collect_errors(report: dict) -> List[str]:
           if "error" in v:
             errs.append(f"curve {cname}={p['x']}/{v['name']}: {v['error']}")
   return errs
+
+
+def write_crosscheck(result: dict, to_markdown, out: str) -> None:
+  """A cross-check script's ending: its markdown table into ``result['markdown']``, printed, and the whole
+  result written as JSON to ``out``."""
+  import json
+  result["markdown"] = to_markdown(result)
+  print(result["markdown"])
+  with open(out, "w") as fh:
+    json.dump(result, fh, indent=2)
+  print(f"wrote {out}")
