@@ -115,6 +115,9 @@ def fast_input_gradients(fn: Callable) -> Callable:
   Off CPU (GPU / TPU backends have no such slow path) the wrapper calls ``fn`` unchanged. Wrapping is
   memoised per function object, so ``jit`` caches keyed on the function keep working.
   """
+  if not callable(fn):
+    raise TypeError(f"fast_input_gradients needs a function (e.g. logits_fn(x) or apply(variables, x)); got "
+                    f"{type(fn).__name__}")
   if getattr(fn, "_jaxrobust_fast", False):
     return fn
   try:

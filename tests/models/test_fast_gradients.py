@@ -99,3 +99,5 @@ def test_wrapping_is_memoised_and_idempotent():
   g = fast_input_gradients(f)
   assert fast_input_gradients(f) is g
   assert fast_input_gradients(g) is g
+  with pytest.raises(TypeError, match="needs a function"):
+    fast_input_gradients({"w": 1})
