@@ -439,6 +439,45 @@ def _apgd_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_st
   return adv, fooled
 
 
+def apgd_rows(logits_fn, x, y, key, index, active, eps, run, *, norm="linf", loss="dlr-targeted", n_iter=100,
+              n_restarts=1, n_target_classes=9, rho=0.75, eot_iter=1, use_largereps=False):
+  """One (point, run) pair per row: row i does run ``run_i`` of ``apgd_masked`` for point x_i (r = target_rank *
+  n_restarts + restart: the same target, per-example key and iterates as run r there). Returns (x_adv, fooled)
+  per row, as ``apgd_masked`` does for one run.
+
+  With the rows of every run of every point in one batch, AutoAttack runs all the targets of APGD-T as one
+  program instead of one after another. Deterministic models only: a randomised model draws one key per call,
+  which rows of different runs cannot share.
+  """
+  check_counts("APGD", n_iter=n_iter, n_restarts=n_restarts, eot_iter=eot_iter)
+  return _apgd_rows_jit(logits_fn, x, y, key, index, active, eps, jnp.asarray(run, jnp.int32), norm=norm,
+                        loss=loss, n_iter=int(n_iter), n_restarts=int(n_restarts),
+                        n_target_classes=int(n_target_classes), rho=float(rho), eot_iter=int(eot_iter),
+                        use_largereps=bool(use_largereps))
+
+
+@functools.partial(jax.jit, static_argnames=("norm", "loss", "n_iter", "n_restarts", "n_target_classes", "rho",
+                                             "eot_iter", "use_largereps"))
+def _apgd_rows_jit(logits_fn, x, y, key, index, active, eps, run, *, norm, loss, n_iter, n_restarts,
+                   n_target_classes, rho, eot_iter, use_largereps):
+  model = model_with_key(logits_fn, False)
+  ex_keys = fold_keys(indexed_keys(key, index), run)
+  clean_logits = model(x, jax.random.fold_in(key, 2**31 - 1))
+  tgt = None
+  if loss in _TARGETED_LOSSES:
+    targets = top_k_targets(clean_logits, n_target_classes)
+    tgt = jnp.take_along_axis(targets, (run // n_restarts)[None], axis=0)[0]
+  run_key = jax.random.fold_in(key, 0)  # feeds a randomised model's draws only; unused here
+  if use_largereps:
+    res = _largereps_run(model, x, y, tgt, ex_keys, run_key, eps, loss=loss, n_iter=n_iter, rho=rho,
+                         eot_iter=eot_iter)
+  else:
+    res = _single_run(model, x, y, tgt, ex_keys, run_key, eps, norm=norm, loss=loss, n_iter=n_iter, rho=rho,
+                      eot_iter=eot_iter)
+  fooled = active & (losses_lib.predict(clean_logits) == y) & ~res.acc
+  return select(fooled, res.x_best_adv, x), fooled
+
+
 @functools.partial(jax.jit, static_argnames=("norm", "loss", "n_iter", "rho", "eot_iter", "randomized",
                                              "record_iterates"))
 def _apgd_run_jit(logits_fn, x, y, key, index, eps, target, *, norm, loss, n_iter, rho, eot_iter, randomized,

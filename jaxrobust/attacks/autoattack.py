@@ -316,9 +316,20 @@ def bucket_rows(n: int, cap: int) -> int:
 
 
 def _run_stage(name: str, cfg: dict, logits_fn, x, y, key, index, active, eps, norm, randomized, runs=None,
-               compact=False):
+               compact=False, row_runs=None):
   """One compiled stage on one bucket -> (x_adv, fooled). runs: (start, stop) of the stage's runs, or all;
-  compact: Square also re-gathers its still-attacked points during its query loop (``square.square_masked``)."""
+  compact: Square also re-gathers its still-attacked points during its query loop (``square.square_masked``);
+  row_runs: (rows,) int, APGD-T / FAB-T only: row i does run row_runs[i] of its point (``apgd_rows``)."""
+  if row_runs is not None:
+    if name == "apgd-t":
+      return apgd_lib.apgd_rows(logits_fn, x, y, key, index, active, eps, row_runs, norm=norm,
+                                loss="dlr-targeted", n_iter=cfg["n_iter"], n_restarts=cfg["n_restarts"],
+                                n_target_classes=cfg["n_target_classes"], rho=float(cfg["rho"]),
+                                eot_iter=cfg["eot_iter"], use_largereps=cfg["use_largereps"])
+    return fab_lib.fab_rows(logits_fn, x, y, key, index, active, eps, row_runs, norm=norm, n_iter=cfg["n_iter"],
+                            n_restarts=cfg["n_restarts"], n_target_classes=cfg["n_target_classes"],
+                            alpha_max=float(cfg["alpha_max"]), eta=float(cfg["eta"]), beta=float(cfg["beta"]),
+                            targeted=True)
   if name in ("apgd-ce", "apgd-dlr"):
     return apgd_lib.apgd_masked(logits_fn, x, y, key, index, active, eps, norm=norm,
                                 loss="ce" if name == "apgd-ce" else "dlr", n_iter=cfg["n_iter"],
@@ -364,12 +375,41 @@ def _predict_on_mesh(logits_fn, xn: np.ndarray, key, randomized: bool, mesh) -> 
   return parallel.to_host(_predict_any(logits_fn, parallel.place_global(padded, mesh), key, randomized))[:n]
 
 
+def _run_stage_pairs(name, cfg, s, fn, xn, yn, ids, en, key, robust, x_adv, fooled_by, bs, mesh, norm) -> None:
+  """APGD-T / FAB-T with every run of every still-robust point as one row (``batch_targets``); updates robust,
+  x_adv and fooled_by[s] in place. A point takes its lowest fooling run, the one the sequential cascade keeps."""
+  n_runs = stage_runs(name, cfg)
+  points = np.nonzero(robust)[0]
+  if points.size == 0:
+    return
+  pair_point, pair_run = np.repeat(points, n_runs), np.tile(np.arange(n_runs), points.size)
+  n_pairs, n_dev = pair_point.size, mesh.devices.size
+  rows = bucket_rows(-(-n_pairs // -(-n_pairs // bs)), bs)
+  rows = -(-rows // n_dev) * n_dev
+  first = np.full(robust.shape, n_runs)
+  for pad, valid in active_buckets(np.ones(n_pairs, bool), rows):
+    pt, run = pair_point[pad], pair_run[pad]
+    xc, yc, pid, act, ec, rc = parallel.place_global((xn[pt], yn[pt], ids[pt], valid, en[pt], run), mesh)
+    adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, pid, act, ec, norm, False, row_runs=rc)
+    pred = _predict(fn, adv)
+    adv, fooled, pred = parallel.to_host((adv, fooled, pred))
+    dist = np.asarray(threat.per_example_norm(jnp.asarray(adv - xn[pt]), norm))
+    ok = fooled & (pred != yn[pt]) & (dist <= en[pt] * (1 + 1e-5) + 1e-6) & valid
+    for i in np.nonzero(ok)[0]:
+      if run[i] < first[pt[i]]:
+        first[pt[i]] = run[i]
+        x_adv[pt[i]] = adv[i]
+  hit = first < n_runs
+  robust[hit] = False
+  fooled_by[s, hit] = True
+
+
 def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", version: str = "standard",
                    state: Optional[AutoAttackState] = None,
                    on_stage_end: Optional[Callable[[AutoAttackState], Any]] = None,
                    batch_size: Optional[int] = None, compact: bool = True, randomized: bool = False,
                    attacks=None, attack_kwargs: Optional[dict] = None, verbose: bool = False,
-                   state_dir: Optional[str] = None, mesh=None):
+                   state_dir: Optional[str] = None, mesh=None, batch_targets: bool = False):
   """Runs the AutoAttack cascade. Returns (x_adv, report).
 
   Args:
@@ -391,6 +431,11 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
       cascade), saved after every stage and resumed from when it exists (``jaxrobust evaluate --resume``).
     mesh: the ``jax.sharding.Mesh`` the buckets are split over (default ``parallel.make_mesh()``: all devices);
       the model's parameters in ``logits_fn`` must live on it (replicated) or be uncommitted.
+    batch_targets: run all the targets (and restarts) of APGD-T and FAB-T at once, one row per (still-robust
+      point, run), in buckets of at most ``batch_size`` rows, instead of one run after another on the points the
+      earlier runs left. Same robust set and the same x_adv as the default up to float rounding (a point takes
+      its first fooling run), but every run attacks every point, including those an earlier run would have
+      removed. Needs ``compact`` and a deterministic model.
 
   Returns:
     x_adv (B, ...): the worst case per point (x for robust points).
@@ -427,6 +472,9 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
     raise ValueError(f"APGD-T (targeted DLR) needs at least 4 classes; the model outputs {k} logits")
   if "square" in names and x.ndim != 4:
     raise ValueError(f"Square needs NHWC images (B, H, W, C); got shape {x.shape}")
+  if batch_targets and (randomized or not compact):
+    raise ValueError("batch_targets needs compact=True and a deterministic model (randomized=False): a "
+                     "randomised model draws one key per call, which rows of different runs cannot share")
 
   fn = as_partial(logits_fn)
   b = x.shape[0]
@@ -466,8 +514,12 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
   for s in range(int(state.stage), len(stages)):
     name, cfg = stages[s]
     t0 = time.time()
-    # compact: one call per run on the points still robust (the reference's loop); else all runs per call.
-    run_ranges = [(r, r + 1) for r in range(stage_runs(name, cfg))] if compact else [None]
+    if batch_targets and name in ("apgd-t", "fab-t") and stage_runs(name, cfg) > 1:
+      _run_stage_pairs(name, cfg, s, fn, xn, yn, ids, en, key, robust, x_adv, fooled_by, bs, mesh, norm)
+      run_ranges = []
+    else:
+      # compact: one call per run on the points still robust (the reference's loop); else all runs per call.
+      run_ranges = [(r, r + 1) for r in range(stage_runs(name, cfg))] if compact else [None]
     for runs in run_ranges:
       n_left = int(np.sum(robust))
       if n_left == 0:

@@ -303,6 +303,35 @@ def _fab_masked_jit(logits_fn, x, y, key, index, active, eps, run_start, run_sto
   return adv, active & correct & ~still
 
 
+def fab_rows(logits_fn, x, y, key, index, active, eps, run, *, norm="linf", n_iter=100, n_restarts=1,
+             n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, targeted=True):
+  """One (point, run) pair per row: row i does run ``run_i`` of ``fab_masked`` for point x_i (same target,
+  start and per-example key as run r there). Returns (x_adv, fooled) per row, as ``fab_masked`` for one run;
+  AutoAttack uses it to run all the targets of FAB-T as one program."""
+  check_counts("FAB", n_iter=n_iter, n_restarts=n_restarts)
+  return _fab_rows_jit(logits_fn, x, y, key, index, active, eps, jnp.asarray(run, jnp.int32), norm=norm,
+                       n_iter=int(n_iter), n_restarts=int(n_restarts),
+                       n_target_classes=int(n_target_classes) if targeted else 0, alpha_max=float(alpha_max),
+                       eta=float(eta), beta=float(beta), targeted=bool(targeted))
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _fab_rows_jit(logits_fn, x, y, key, index, active, eps, run, *, norm, n_iter, n_restarts, n_target_classes,
+                  alpha_max, eta, beta, targeted):
+  ex_keys = fold_keys(indexed_keys(key, index), run)
+  clean_logits = logits_fn(x)
+  tgt = None
+  if targeted:
+    tgt = jnp.take_along_axis(top_k_targets(clean_logits, n_target_classes), (run // n_restarts)[None], axis=0)[0]
+  correct = losses_lib.predict(clean_logits) == y
+  radius = jnp.where((run % n_restarts) > 0, eps, 0.0)  # as in _fab_masked_jit's run(r)
+  res = _single_run(logits_fn, x, y, tgt, ex_keys, radius, norm=norm, n_iter=n_iter, alpha_max=alpha_max,
+                    eta=eta, beta=beta, use_rand_start=n_restarts > 1)
+  acc_curr = (losses_lib.predict(logits_fn(res.adv)) == y) | (_flat_norm(res.adv - x, norm) > eps)
+  fooled = active & correct & ~acc_curr
+  return select(fooled, res.adv, x), fooled
+
+
 @functools.partial(jax.jit, static_argnames=("norm", "n_iter", "alpha_max", "eta", "beta", "use_rand_start"))
 def _fab_run_jit(logits_fn, x, y, key, index, eps, target, *, norm, n_iter, alpha_max, eta, beta,
                  use_rand_start):

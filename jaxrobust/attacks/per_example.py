@@ -115,8 +115,9 @@ def example_keys(key, batch_size: int):
 
 
 def fold_keys(keys: Array, data) -> Array:
-  """``fold_in(k_i, data)`` for every per-example key (data: an int, e.g. a restart number; may be traced)."""
-  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+  """``fold_in(k_i, data)`` for every per-example key (data: an int, e.g. a restart number, may be traced; or
+  (B,) ints, ``fold_in(k_i, data_i)``)."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, 0 if jnp.ndim(data) else None))(keys, data)
 
 
 # ----------------------------------------------------------------------------------------

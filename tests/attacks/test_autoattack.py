@@ -159,6 +159,57 @@ def test_compact_buckets_follow_the_robust_points(standard, monkeypatch):
   assert counts[0] == int(rep["robust_after"]["apgd-ce"].sum())
 
 
+@pytest.mark.parametrize("component", ["apgd-t", "fab-t"])
+def test_rows_reproduce_one_run_of_the_masked_core(component):
+  # Row i of the (point, run) form does run run_i of point i: the same target, key and iterates as that run of
+  # the masked core on the same batch (different programs, so equal up to float rounding).
+  f, x, y = _digits()
+  b = x.shape[0]
+  idx, act, eps = jnp.arange(b), jnp.ones(b, bool), jnp.full((b,), EPS)
+  run = jnp.asarray(np.arange(b) % 3)
+  if component == "apgd-t":
+    kw = dict(loss="dlr-targeted", n_target_classes=3, n_iter=20)
+    rows, masked = A.apgd_rows, A.apgd_masked
+  else:
+    kw = dict(n_target_classes=3, n_iter=20, targeted=True)
+    rows, masked = F.fab_rows, F.fab_masked
+  adv_rows, fooled_rows = rows(f, x, y, KEY, idx, act, eps, run, **kw)
+  for r in range(3):
+    adv_r, fooled_r = masked(f, x, y, KEY, idx, act, eps, runs=(r, r + 1), **kw)
+    m = np.asarray(run) == r
+    np.testing.assert_array_equal(np.asarray(fooled_rows)[m], np.asarray(fooled_r)[m])
+    np.testing.assert_allclose(np.asarray(adv_rows)[m], np.asarray(adv_r)[m], atol=1e-5)
+  assert 0 < int(np.sum(fooled_rows)) < b
+
+
+def test_batch_targets_same_result_as_one_target_after_another(standard, monkeypatch):
+  f, x, y, x_adv, rep = standard
+  calls = []
+  real = AA._run_stage
+
+  def spy(name, *args, row_runs=None, **kw):
+    calls.append((name, None if row_runs is None else np.asarray(row_runs)))
+    return real(name, *args, row_runs=row_runs, **kw)
+
+  monkeypatch.setattr(AA, "_run_stage", spy)
+  xb, rb = AA.run_autoattack(f, x, y, KEY, eps=EPS, batch_targets=True, batch_size=64)
+  # Every target of APGD-T / FAB-T ran in (point, target) rows: one call per bucket, each run index present.
+  for stage in ("apgd-t", "fab-t"):
+    runs = np.concatenate([r for n, r in calls if n == stage])
+    assert all(r is not None for n, r in calls if n == stage) and set(runs.tolist()) == set(range(9))
+  assert [n for n, r in calls if r is None] == ["apgd-ce", "square"]
+  # The same points fall at the same stage, with the same adversarial points (up to float rounding between
+  # bucket shapes).
+  for name in rep["attacks"]:
+    assert np.sum(rb["fooled_by"][name] != rep["fooled_by"][name]) <= 1, name
+  assert np.sum(rb["robust"] != rep["robust"]) <= 1
+  same = rb["fooled_by"]["apgd-t"] & rep["fooled_by"]["apgd-t"]
+  assert same.sum() > 0
+  np.testing.assert_allclose(np.asarray(xb)[same], np.asarray(x_adv)[same], atol=1e-4)
+  with pytest.raises(ValueError, match="batch_targets needs compact=True"):
+    AA.run_autoattack(f, x, y, KEY, eps=EPS, batch_targets=True, compact=False)
+
+
 def test_eps0_scalar_vs_vector_and_determinism(standard):
   f, x, y, x_adv, rep = standard
   x0, r0 = AA.run_autoattack(f, x, y, KEY, eps=0.0)
