@@ -375,6 +375,13 @@ def _predict_on_mesh(logits_fn, xn: np.ndarray, key, randomized: bool, mesh) -> 
   return parallel.to_host(_predict_any(logits_fn, parallel.place_global(padded, mesh), key, randomized))[:n]
 
 
+def _accepted(adv, fooled, pred, x, y, eps, active, norm) -> np.ndarray:
+  """(rows,) bool: the stage fooled the row, the model misclassifies the returned point when asked again, and the
+  point lies in the eps-ball (AutoAttack's check before it declares a point broken). Host arrays."""
+  dist = np.asarray(threat.per_example_norm(jnp.asarray(adv - x), norm))
+  return fooled & (pred != y) & (dist <= eps * (1 + 1e-5) + 1e-6) & active
+
+
 def _run_stage_pairs(name, cfg, s, fn, xn, yn, ids, en, key, robust, x_adv, fooled_by, bs, mesh, norm) -> None:
   """APGD-T / FAB-T with every run of every still-robust point as one row (``batch_targets``); updates robust,
   x_adv and fooled_by[s] in place. A point takes its lowest fooling run, the one the sequential cascade keeps."""
@@ -393,8 +400,7 @@ def _run_stage_pairs(name, cfg, s, fn, xn, yn, ids, en, key, robust, x_adv, fool
     adv, fooled = _run_stage(name, cfg, fn, xc, yc, key, pid, act, ec, norm, False, row_runs=rc)
     pred = _predict(fn, adv)
     adv, fooled, pred = parallel.to_host((adv, fooled, pred))
-    dist = np.asarray(threat.per_example_norm(jnp.asarray(adv - xn[pt]), norm))
-    ok = fooled & (pred != yn[pt]) & (dist <= en[pt] * (1 + 1e-5) + 1e-6) & valid
+    ok = _accepted(adv, fooled, pred, xn[pt], yn[pt], en[pt], valid, norm)
     for i in np.nonzero(ok)[0]:
       if run[i] < first[pt[i]]:
         first[pt[i]] = run[i]
@@ -537,8 +543,7 @@ def run_autoattack(logits_fn, x: Array, y: Array, key, *, eps, norm="linf", vers
         # AutoAttack re-evaluates the model at the returned point before declaring a point broken.
         pred = _predict_any(fn, adv, jax.random.fold_in(key, 2**31 - 2 - s), randomized)
         adv, fooled, pred = parallel.to_host((adv, fooled, pred))
-        dist = np.asarray(threat.per_example_norm(jnp.asarray(adv - xn[pad]), norm))
-        ok = fooled & (pred != yn[pad]) & (dist <= en[pad] * (1 + 1e-5) + 1e-6) & active
+        ok = _accepted(adv, fooled, pred, xn[pad], yn[pad], en[pad], active, norm)
         hit = pad[ok]
         robust[hit] = False
         fooled_by[s, hit] = True
