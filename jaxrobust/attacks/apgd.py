@@ -72,8 +72,8 @@ import numpy as np
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.model_calls import (as_partial, check_counts, check_n_target_classes, model_with_key,
-                                           prepare_linf_or_l2, top_k_targets)
+from jaxrobust.attacks.model_calls import (as_partial, check_counts, check_n_target_classes, check_run_indices,
+                                           model_with_key, prepare_linf_or_l2, top_k_targets)
 from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, keyed_batch, run_until_all_fooled,
                                            select)
 from jaxrobust.attacks.registry import AttackInfo, configured
@@ -450,6 +450,7 @@ def apgd_rows(logits_fn, x, y, key, index, active, eps, run, *, norm="linf", los
   which rows of different runs cannot share.
   """
   check_counts("APGD", n_iter=n_iter, n_restarts=n_restarts, eot_iter=eot_iter)
+  check_run_indices("APGD rows", run, x, (int(n_target_classes) if loss in _TARGETED_LOSSES else 1) * int(n_restarts))
   return _apgd_rows_jit(logits_fn, x, y, key, index, active, eps, jnp.asarray(run, jnp.int32), norm=norm,
                         loss=loss, n_iter=int(n_iter), n_restarts=int(n_restarts),
                         n_target_classes=int(n_target_classes), rho=float(rho), eot_iter=int(eot_iter),

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 
 from jaxrobust import losses as losses_lib
 from jaxrobust import threat
-from jaxrobust.attacks.model_calls import (as_partial, check_counts, check_n_target_classes, prepare_linf_or_l2,
+from jaxrobust.attacks.model_calls import (as_partial, check_counts, check_n_target_classes, check_run_indices,
+                                           prepare_linf_or_l2,
                                            top_k_targets)
 from jaxrobust.attacks.per_example import (expand, fold_keys, indexed_keys, keyed_batch, run_until_all_fooled,
                                            select)
@@ -309,6 +310,7 @@ def fab_rows(logits_fn, x, y, key, index, active, eps, run, *, norm="linf", n_it
   start and per-example key as run r there). Returns (x_adv, fooled) per row, as ``fab_masked`` for one run;
   AutoAttack uses it to run all the targets of FAB-T as one program."""
   check_counts("FAB", n_iter=n_iter, n_restarts=n_restarts)
+  check_run_indices("FAB rows", run, x, (int(n_target_classes) if targeted else 1) * int(n_restarts))
   return _fab_rows_jit(logits_fn, x, y, key, index, active, eps, jnp.asarray(run, jnp.int32), norm=norm,
                        n_iter=int(n_iter), n_restarts=int(n_restarts),
                        n_target_classes=int(n_target_classes) if targeted else 0, alpha_max=float(alpha_max),

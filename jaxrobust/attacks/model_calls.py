@@ -186,6 +186,20 @@ def check_counts(what: str, **counts) -> None:
       raise ValueError(f"{what}: {name} must be an integer >= 1; got {n!r}")
 
 
+def check_run_indices(what: str, run, x, n_runs: int) -> None:
+  """(B,) integer run indices, one per row of x, each in [0, n_runs) (concrete values only; traced ones pass):
+  an index past the last run would silently take a clipped target."""
+  shape, dtype = np.shape(run), getattr(run, "dtype", np.asarray(run).dtype)
+  if shape != (x.shape[0],) or not np.issubdtype(dtype, np.integer):
+    raise ValueError(f"{what}: run must be (B,) = ({x.shape[0]},) integers, one run index per row; "
+                     f"got shape {shape}, dtype {dtype}")
+  if not isinstance(run, jax.core.Tracer) and getattr(run, "is_fully_addressable", True):
+    r = np.asarray(run)
+    if r.size and (r.min() < 0 or r.max() >= n_runs):
+      raise ValueError(f"{what}: run indices must lie in [0, {n_runs}) (targets x restarts); got "
+                       f"{int(r.min())}..{int(r.max())}")
+
+
 def check_num_classes(k: int, min_classes: int, what: str) -> None:
   if k < min_classes:
     raise ValueError(f"{what} needs at least {min_classes} classes; the model outputs {k} logits")

@@ -180,6 +180,11 @@ def test_rows_reproduce_one_run_of_the_masked_core(component):
     np.testing.assert_array_equal(np.asarray(fooled_rows)[m], np.asarray(fooled_r)[m])
     np.testing.assert_allclose(np.asarray(adv_rows)[m], np.asarray(adv_r)[m], atol=1e-5)
   assert 0 < int(np.sum(fooled_rows)) < b
+  for bad, match in ((jnp.full((b,), 3), r"in \[0, 3\)"), (jnp.full((b,), -1), r"in \[0, 3\)"),
+                     (jnp.zeros((b + 1,), jnp.int32), "one run index per row"),
+                     (jnp.zeros((b,), jnp.float32), "one run index per row")):
+    with pytest.raises(ValueError, match=match):
+      rows(f, x, y, KEY, idx, act, eps, bad, **kw)
 
 
 def test_batch_targets_same_result_as_one_target_after_another(standard, monkeypatch):
